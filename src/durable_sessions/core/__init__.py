@@ -1,0 +1,1 @@
+"""Pure logic: no I/O, no Temporal import. Used by workflows, activities and clients alike."""

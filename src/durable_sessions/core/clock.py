@@ -1,0 +1,7 @@
+"""The one place outside workflows that reads the wall clock (workflows use ``workflow.now()``)."""
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,136 @@
+"""Pydantic models that cross every boundary: client, Temporal payloads, activities and stores.
+
+They are the wire contract of the project. Adding an optional field is safe; renaming or removing
+one breaks histories recorded by older workers, so the replay tests guard them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from durable_sessions.core.clock import utcnow
+
+Role = Literal["system", "user", "assistant", "tool"]
+CheckpointReason = Literal["manual", "auto", "close", "expire", "restore"]
+
+
+def new_id() -> str:
+    """A random 32-hex-digit identifier (used for turn, session and checkpoint ids)."""
+    return uuid.uuid4().hex
+
+
+class SessionStatus(StrEnum):
+    """Lifecycle status of a session. Values are lower-case strings on the wire."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (SessionStatus.CLOSED, SessionStatus.EXPIRED)
+
+
+class SessionTurn(BaseModel):
+    """One turn of a conversation.
+
+    ``turn_id`` is the idempotency key: sending the same turn twice stores it once. ``seq`` is
+    assigned by the session when the turn is stored (0-based position in the transcript).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    turn_id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    role: Role
+    content: str = Field(min_length=1)
+    timestamp: datetime = Field(default_factory=utcnow)
+    tokens: int | None = Field(default=None, ge=0)
+    cost: float = Field(default=0.0, ge=0.0)
+    agent: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    seq: int | None = Field(default=None, ge=0)
+
+
+class SessionState(BaseModel):
+    """The header of a session: everything but the transcript."""
+
+    session_id: str
+    user_id: str
+    status: SessionStatus = SessionStatus.ACTIVE
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+    turn_count: int = 0
+    total_tokens: int = 0
+    total_cost: float = 0.0
+    parent_session_id: str | None = None
+    branch_name: str | None = None
+    fork_seq: int | None = None
+    last_checkpoint_id: str | None = None
+    expires_at: datetime | None = None
+    generation: int = 0
+    """Bumped by every in-place restore; turns are stored per generation so rewound turns stay
+    in the log (see ``stores.base``)."""
+    parent_generation: int | None = None
+    """For a branch: the parent's generation at the fork point."""
+
+
+class Checkpoint(BaseModel):
+    """A pointer into the turn log: the transcript as of the checkpoint is ``seq < turn_count``."""
+
+    checkpoint_id: str
+    session_id: str
+    turn_count: int
+    created_at: datetime
+    reason: CheckpointReason
+    generation: int = 0
+    status: SessionStatus = SessionStatus.ACTIVE
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    total_tokens: int = 0
+    total_cost: float = 0.0
+
+
+class SessionConfig(BaseModel):
+    """Per-session limits and tuning. Carried in the workflow input, so it survives
+    continue-as-new and a session keeps the config it was created with."""
+
+    session_ttl: float = Field(default=86_400, gt=0)
+    """Idle time (seconds) after which the session expires; every turn resets it."""
+    auto_checkpoint_interval: int | None = Field(default=10, ge=1)
+    """Write a checkpoint every N turns; ``None`` disables automatic checkpoints."""
+    max_turns: int | None = Field(default=None, ge=1)
+    max_turn_bytes: int = Field(default=256_000, ge=1, le=1_000_000)
+    """Largest turn content in UTF-8 bytes; bounded well below Temporal's 2 MB payload limit."""
+    max_sessions_per_user: int | None = Field(default=None, ge=1)
+    flush_interval: float = Field(default=0.5, gt=0)
+    """How long (seconds) accepted turns may wait before a batched flush to the store."""
+    flush_batch_size: int = Field(default=100, ge=1, le=1000)
+    """Flush at once when this many turns are waiting."""
+    recent_window: int = Field(default=20, ge=1, le=500)
+    """How many recent turns the workflow keeps for the ``recent_turns`` query."""
+    dedup_window: int = Field(default=2000, ge=10, le=10_000)
+    """How many recent ``turn_id`` values the workflow remembers for idempotency."""
+    max_updates_per_run: int = Field(default=1000, ge=10, le=1900)
+    """Continue-as-new after this many updates and signals in one run (Temporal caps a run at
+    2,000 updates), or earlier when the server suggests it."""
+    cookie_name: str = "durable_session_id"
+    header_name: str = "X-Session-Id"
+
+
+class SessionStats(BaseModel):
+    """Aggregates over a user's (or every) session, computed in the store."""
+
+    active: int = 0
+    suspended: int = 0
+    closed: int = 0
+    expired: int = 0
+    avg_turns: float = 0.0
+    checkpoints_per_session: float = 0.0
+    total_tokens: int = 0
+    total_cost: float = 0.0

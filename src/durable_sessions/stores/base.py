@@ -1,0 +1,182 @@
+"""The ``SessionStore`` protocol: the system of record for headers, turns and checkpoints.
+
+Layout every implementation follows (decision 4 of the architecture):
+
+* ``sessions``: one header row per session (``SessionState``), upserted on every flush.
+* ``turns``: append-only, keyed ``(session_id, generation, seq)``. ``seq`` is the position in the
+  transcript. ``generation`` starts at 0 and is bumped by every in-place restore, so turns that
+  a restore rewinds stay in the log under their old generation instead of being overwritten.
+* ``generations``: for generation ``g > 0`` of a session, the generation it was forked from and
+  the fork point (``fork_seq`` = the checkpoint's ``turn_count``).
+* ``checkpoints``: pointers ``(session_id, generation, turn_count)`` plus a small header.
+
+A transcript is resolved by walking the lineage: the own turns of ``(session, generation)``
+from its fork point up to its ``turn_count``, preceded by the transcript of its parent
+(the same session's older generation, or for generation 0 of a branch the parent session at
+``parent_generation``) up to the fork point. Branches and restores are copy-on-write alike.
+
+Every write is an idempotent upsert (decision 7): activities run at least once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from durable_sessions.models import (
+    Checkpoint,
+    SessionState,
+    SessionStats,
+    SessionStatus,
+    SessionTurn,
+)
+
+
+class PersistBatch(BaseModel):
+    """One flush: the header as of the last turn, the new turns and checkpoints to write.
+
+    Written in one transaction so a header never points past turns the log does not hold.
+    """
+
+    state: SessionState
+    turns: list[SessionTurn] = Field(default_factory=list)
+    """New turns of ``state.generation``, each with ``seq`` set."""
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of one generation's own turns that belongs to a transcript: ``lo <= seq < hi``."""
+
+    session_id: str
+    generation: int
+    lo: int
+    hi: int
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Where sessions are persisted. Implementations: PostgreSQL, SQLite, in-memory."""
+
+    async def setup(self) -> None:
+        """Create or migrate the schema. Idempotent; safe to call from every process."""
+
+    async def close(self) -> None: ...
+
+    async def persist(self, batch: PersistBatch) -> None:
+        """Upsert header, turns ``(session_id, generation, seq)`` and checkpoints, atomically."""
+
+    async def upsert_session(self, state: SessionState) -> None: ...
+
+    async def get_session(self, session_id: str) -> SessionState | None: ...
+
+    async def list_sessions(
+        self,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[SessionState]:
+        """Sessions of a user (all users when None), oldest first."""
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        """Sessions of the user that are ACTIVE or SUSPENDED."""
+
+    async def list_branches(self, parent_session_id: str) -> list[SessionState]:
+        """Direct branches of a session, oldest first."""
+
+    async def add_generation(
+        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+    ) -> None:
+        """Record that ``generation`` of a session forks ``parent_generation`` at ``fork_seq``.
+        Idempotent."""
+
+    async def get_generation_parent(
+        self, session_id: str, generation: int
+    ) -> tuple[int, int] | None:
+        """``(parent_generation, fork_seq)`` of a generation > 0, or None."""
+
+    async def get_own_turns(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[SessionTurn]:
+        """Own turns of one generation with ``lo <= seq < hi``, in seq order."""
+
+    async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None: ...
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """Checkpoints of a session, oldest first."""
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Remove the header, every turn, generation and checkpoint of the session.
+        Returns False when there was nothing to delete."""
+
+    async def get_stats(self, user_id: str | None = None) -> SessionStats:
+        """Aggregates computed by the store itself (SQL, not Python loops, where it can)."""
+
+
+async def resolve_segments(
+    store: SessionStore,
+    session_id: str,
+    generation: int,
+    turn_count: int,
+    *,
+    max_depth: int = 10_000,
+) -> list[Segment]:
+    """The segments making up a transcript, oldest first (see the module docstring)."""
+    segments: list[Segment] = []
+    sid, gen, hi = session_id, generation, turn_count
+    for _ in range(max_depth):
+        lo = 0
+        parent: tuple[str, int, int] | None = None
+        if gen > 0:
+            gp = await store.get_generation_parent(sid, gen)
+            if gp is not None:
+                parent = (sid, gp[0], gp[1])
+        else:
+            header = await store.get_session(sid)
+            if header is not None and header.parent_session_id is not None:
+                parent = (
+                    header.parent_session_id,
+                    header.parent_generation or 0,
+                    header.fork_seq or 0,
+                )
+        if parent is not None:
+            lo = min(parent[2], hi)
+        segments.append(Segment(sid, gen, lo, hi))
+        if parent is None or lo == 0:
+            break
+        sid, gen, hi = parent
+    segments.reverse()
+    return segments
+
+
+async def read_transcript(
+    store: SessionStore,
+    session_id: str,
+    *,
+    generation: int | None = None,
+    turn_count: int | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[SessionTurn]:
+    """The transcript of a session as persisted, ``seq`` in ``[offset, offset + limit)``.
+
+    ``generation`` and ``turn_count`` default to the stored header's.
+    """
+    if generation is None or turn_count is None:
+        header = await store.get_session(session_id)
+        if header is None:
+            return []
+        generation = header.generation if generation is None else generation
+        turn_count = header.turn_count if turn_count is None else turn_count
+    end = turn_count if limit is None else min(turn_count, offset + limit)
+    if end <= offset:
+        return []
+    out: list[SessionTurn] = []
+    for seg in await resolve_segments(store, session_id, generation, turn_count):
+        lo, hi = max(seg.lo, offset), min(seg.hi, end)
+        if lo < hi:
+            out.extend(await store.get_own_turns(seg.session_id, seg.generation, lo, hi))
+    return out

@@ -1,0 +1,134 @@
+"""An in-memory ``SessionStore`` for unit tests and ``durable_sessions.testing``.
+
+It is the reference implementation of the contract: small enough to read in one go.
+"""
+
+from __future__ import annotations
+
+from durable_sessions.models import (
+    Checkpoint,
+    SessionState,
+    SessionStats,
+    SessionStatus,
+    SessionTurn,
+)
+from durable_sessions.stores.base import PersistBatch
+
+
+class InMemorySessionStore:
+    """Keeps everything in dicts; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionState] = {}
+        self._turns: dict[tuple[str, int], dict[int, SessionTurn]] = {}
+        self._generations: dict[tuple[str, int], tuple[int, int]] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
+
+    async def setup(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def persist(self, batch: PersistBatch) -> None:
+        state = batch.state
+        log = self._turns.setdefault((state.session_id, state.generation), {})
+        for turn in batch.turns:
+            if turn.seq is None:
+                raise ValueError("turn.seq must be set before it is persisted")
+            log[turn.seq] = turn.model_copy(deep=True)
+        for cp in batch.checkpoints:
+            self._checkpoints[cp.checkpoint_id] = cp.model_copy(deep=True)
+        await self.upsert_session(state)
+
+    async def upsert_session(self, state: SessionState) -> None:
+        self._sessions[state.session_id] = state.model_copy(deep=True)
+
+    async def get_session(self, session_id: str) -> SessionState | None:
+        state = self._sessions.get(session_id)
+        return state.model_copy(deep=True) if state else None
+
+    async def list_sessions(
+        self,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[SessionState]:
+        rows = [
+            s.model_copy(deep=True)
+            for s in self._sessions.values()
+            if (user_id is None or s.user_id == user_id) and (status is None or s.status == status)
+        ]
+        rows.sort(key=lambda s: (s.created_at, s.session_id))
+        return rows if limit is None else rows[:limit]
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        return sum(
+            1 for s in self._sessions.values() if s.user_id == user_id and not s.status.is_terminal
+        )
+
+    async def list_branches(self, parent_session_id: str) -> list[SessionState]:
+        rows = [
+            s.model_copy(deep=True)
+            for s in self._sessions.values()
+            if s.parent_session_id == parent_session_id
+        ]
+        rows.sort(key=lambda s: (s.created_at, s.session_id))
+        return rows
+
+    async def add_generation(
+        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+    ) -> None:
+        self._generations[(session_id, generation)] = (parent_generation, fork_seq)
+
+    async def get_generation_parent(
+        self, session_id: str, generation: int
+    ) -> tuple[int, int] | None:
+        return self._generations.get((session_id, generation))
+
+    async def get_own_turns(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[SessionTurn]:
+        log = self._turns.get((session_id, generation), {})
+        return [log[s].model_copy(deep=True) for s in sorted(log) if lo <= s < hi]
+
+    async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
+        cp = self._checkpoints.get(checkpoint_id)
+        return cp.model_copy(deep=True) if cp else None
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        rows = [c for c in self._checkpoints.values() if c.session_id == session_id]
+        rows.sort(key=lambda c: (c.created_at, c.turn_count, c.checkpoint_id))
+        return [c.model_copy(deep=True) for c in rows]
+
+    async def delete_session(self, session_id: str) -> bool:
+        existed = self._sessions.pop(session_id, None) is not None
+        for key in [k for k in self._turns if k[0] == session_id]:
+            del self._turns[key]
+            existed = True
+        for gkey in [k for k in self._generations if k[0] == session_id]:
+            del self._generations[gkey]
+        for cid in [c for c, cp in self._checkpoints.items() if cp.session_id == session_id]:
+            del self._checkpoints[cid]
+            existed = True
+        return existed
+
+    async def get_stats(self, user_id: str | None = None) -> SessionStats:
+        sessions = [s for s in self._sessions.values() if user_id is None or s.user_id == user_id]
+        counts = {status: 0 for status in SessionStatus}
+        for s in sessions:
+            counts[s.status] += 1
+        ids = {s.session_id for s in sessions}
+        n = len(sessions)
+        n_cps = sum(1 for c in self._checkpoints.values() if c.session_id in ids)
+        return SessionStats(
+            active=counts[SessionStatus.ACTIVE],
+            suspended=counts[SessionStatus.SUSPENDED],
+            closed=counts[SessionStatus.CLOSED],
+            expired=counts[SessionStatus.EXPIRED],
+            avg_turns=(sum(s.turn_count for s in sessions) / n) if n else 0.0,
+            checkpoints_per_session=(n_cps / n) if n else 0.0,
+            total_tokens=sum(s.total_tokens for s in sessions),
+            total_cost=sum(s.total_cost for s in sessions),
+        )
