@@ -1,0 +1,1 @@
+"""durable-sessions: AI conversation sessions that never lose a turn, on Temporal."""

@@ -1,0 +1,1 @@
+"""Temporal activities: all I/O of the workflows, as methods of classes holding their deps."""

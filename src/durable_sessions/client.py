@@ -1,0 +1,421 @@
+"""The client side: ``connect()`` and ``SessionManager``.
+
+Writes go to the session's workflow (updates and signals); live reads are queries; persisted
+reads (history, listings, checkpoints, sessions long closed) go to the store directly. Temporal
+failures are mapped to our typed errors in one place, ``_translate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
+
+from durable_sessions.core.clock import utcnow
+from durable_sessions.core.tokens import count_tokens
+from durable_sessions.errors import (
+    CheckpointNotFoundError,
+    SessionCapacityError,
+    SessionClosedError,
+    SessionError,
+    SessionNotFoundError,
+    WorkerUnavailableError,
+    error_from_type,
+)
+from durable_sessions.models import (
+    Checkpoint,
+    SessionConfig,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+    new_id,
+)
+from durable_sessions.stores.base import SessionStore, read_transcript
+from durable_sessions.workflows.messages import (
+    DEFAULT_TASK_QUEUE,
+    WORKFLOW_TYPE,
+    RestoreRequest,
+    SessionSnapshot,
+    SessionWorkflowInput,
+)
+from durable_sessions.workflows.session import SESSION_STATUS, SESSION_USER_ID
+
+T = TypeVar("T")
+
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
+"""Short workflow task timeout: after a worker crash, a new worker takes over in ~2 s, not 10."""
+
+
+async def connect(
+    target: str = "localhost:7233",
+    *,
+    namespace: str = "default",
+    tls: TLSConfig | bool = False,
+    api_key: str | None = None,
+    **kwargs: Any,
+) -> Client:
+    """A Temporal client with our data converter; ``SessionManager`` and workers take it."""
+    return await Client.connect(
+        target,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls if api_key is None else (tls or True),
+        api_key=api_key,
+        **kwargs,
+    )
+
+
+class SessionManager:
+    """Create, talk to and manage durable sessions.
+
+    Args:
+        client: a Temporal client from ``durable_sessions.connect``.
+        store: the store the workers persist to; persisted reads go to it directly.
+        config: defaults for new sessions.
+        task_queue: where the workers poll.
+        call_timeout: seconds a call waits for a worker before ``WorkerUnavailableError``.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        store: SessionStore,
+        config: SessionConfig | None = None,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        *,
+        call_timeout: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.config = config or SessionConfig()
+        self.task_queue = task_queue
+        self.call_timeout = timedelta(seconds=call_timeout)
+
+    @classmethod
+    async def connect(
+        cls,
+        target: str = "localhost:7233",
+        *,
+        namespace: str = "default",
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        store: SessionStore,
+        config: SessionConfig | None = None,
+        call_timeout: float = 10.0,
+        **connect_kwargs: Any,
+    ) -> SessionManager:
+        client = await connect(target, namespace=namespace, **connect_kwargs)
+        await store.setup()
+        return cls(client, store, config, task_queue, call_timeout=call_timeout)
+
+    async def aclose(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> SessionManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ error mapping
+
+    async def _translate(self, session_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a Temporal call; map its failures to our typed errors."""
+        try:
+            return await call()
+        except WorkflowUpdateFailedError as exc:
+            raise self._from_failure(session_id, exc.cause) from None
+        except WorkflowQueryFailedError as exc:
+            raise SessionError(f"query failed: {exc.message}", session_id=session_id) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise self._unavailable(session_id) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise await self._missing(session_id, exc.message) from None
+            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+                raise self._unavailable(session_id) from None
+            raise
+
+    def _from_failure(self, session_id: str, cause: BaseException | None) -> SessionError:
+        while cause is not None:
+            if isinstance(cause, ApplicationError):
+                details = cause.details[0] if cause.details else None
+                err = error_from_type(
+                    cause.type, cause.message, details if isinstance(details, dict) else None
+                )
+                if err is not None:
+                    return err
+            cause = cause.__cause__
+        return SessionError("the session rejected the call", session_id=session_id)
+
+    def _unavailable(self, session_id: str) -> WorkerUnavailableError:
+        return WorkerUnavailableError(
+            f"no worker answered within {self.call_timeout.total_seconds():g} s on task queue "
+            f"'{self.task_queue}'; start one with `durable-sessions worker` (or `durable-sessions "
+            "dev`) and check the task queue and namespace match",
+            session_id=session_id,
+        )
+
+    async def _missing(self, session_id: str, message: str) -> SessionError:
+        header = await self.store.get_session(session_id)
+        if "completed" in message or (header is not None and header.status.is_terminal):
+            status = header.status.value if header is not None else "closed"
+            return SessionClosedError(
+                f"session is {status}", session_id=session_id, field="status"
+            )
+        return SessionNotFoundError("no such session", session_id=session_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def create(
+        self,
+        user_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
+        ttl: float | None = None,
+        config: SessionConfig | None = None,
+    ) -> SessionState:
+        """Start a session; returns once its workflow runs and its header is stored."""
+        if not user_id:
+            raise SessionError("user_id must not be empty", field="user_id")
+        cfg = (config or self.config).model_copy()
+        if ttl is not None:
+            cfg = SessionConfig.model_validate({**cfg.model_dump(), "session_ttl": ttl})
+        if cfg.max_sessions_per_user is not None:
+            live = await self.store.count_live_sessions(user_id)
+            if live >= cfg.max_sessions_per_user:
+                raise SessionCapacityError(
+                    f"user has {live} live sessions; the limit is {cfg.max_sessions_per_user}",
+                    field="max_sessions_per_user",
+                )
+        now = utcnow()
+        state = SessionState(
+            session_id=session_id or new_id(),
+            user_id=user_id,
+            metadata=metadata or {},
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(seconds=cfg.session_ttl),
+        )
+        return await self._start(SessionWorkflowInput(state=state, config=cfg))
+
+    async def _start(
+        self,
+        input: SessionWorkflowInput,
+        *,
+        reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    ) -> SessionState:
+        state = input.state
+        op = WithStartWorkflowOperation(
+            WORKFLOW_TYPE,
+            input,
+            id=state.session_id,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=reuse,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SESSION_USER_ID, state.user_id),
+                    SearchAttributePair(SESSION_STATUS, SessionStatus.ACTIVE.value),
+                ]
+            ),
+        )
+        try:
+            result: SessionState = await self._translate(
+                state.session_id,
+                lambda: self.client.execute_update_with_start_workflow(
+                    "ready",
+                    start_workflow_operation=op,
+                    result_type=SessionState,
+                    rpc_timeout=self.call_timeout,
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            raise SessionError(
+                "a session with this id already exists", session_id=state.session_id
+            ) from None
+        return result
+
+    async def _update(
+        self, session_id: str, name: str, arg: Any = None, result_type: type[T] | None = None
+    ) -> T:
+        handle = self.client.get_workflow_handle(session_id)
+        args = [] if arg is None else [arg]
+        result: T = await self._translate(
+            session_id,
+            lambda: handle.execute_update(
+                name, args=args, result_type=result_type, rpc_timeout=self.call_timeout
+            ),
+        )
+        return result
+
+    async def _signal(self, session_id: str, name: str, arg: Any = None) -> None:
+        handle = self.client.get_workflow_handle(session_id)
+        args = [] if arg is None else [arg]
+        await self._translate(
+            session_id, lambda: handle.signal(name, args=args, rpc_timeout=self.call_timeout)
+        )
+
+    async def _query(self, session_id: str, name: str, result_type: type[T]) -> T:
+        handle = self.client.get_workflow_handle(session_id)
+        result: T = await self._translate(
+            session_id,
+            lambda: handle.query(name, result_type=result_type, rpc_timeout=self.call_timeout),
+        )
+        return result
+
+    @staticmethod
+    def _prepare(turn: SessionTurn) -> SessionTurn:
+        if turn.tokens is None:
+            return turn.model_copy(update={"tokens": count_tokens(turn.content)})
+        return turn
+
+    async def add_turn(self, session_id: str, turn: SessionTurn) -> SessionTurn:
+        """Add a turn and wait for it to be stored; returns it with its ``seq``.
+
+        Retrying with the same ``turn_id`` is safe: the original is returned, nothing is added.
+        """
+        return await self._update(session_id, "add_turn", self._prepare(turn), SessionTurn)
+
+    async def send_turn(self, session_id: str, turn: SessionTurn) -> None:
+        """Fire-and-forget ``add_turn`` (a signal); same dedup by ``turn_id``."""
+        await self._signal(session_id, "add_turn", self._prepare(turn))
+
+    async def suspend(self, session_id: str) -> SessionState:
+        return await self._update(session_id, "suspend", None, SessionState)
+
+    async def resume(self, session_id: str) -> SessionState:
+        return await self._update(session_id, "resume", None, SessionState)
+
+    async def close(self, session_id: str) -> SessionState:
+        """Close the session; a final checkpoint is written and everything is flushed."""
+        return await self._update(session_id, "close", None, SessionState)
+
+    async def checkpoint(self, session_id: str) -> Checkpoint:
+        return await self._update(session_id, "checkpoint", None, Checkpoint)
+
+    async def restore(self, checkpoint_id: str) -> SessionState:
+        """Rewind a session to a checkpoint.
+
+        A running session is rewound in place: turns after the checkpoint stay in the store's
+        log but leave the transcript, and a ``restore`` checkpoint records the rewind. A closed
+        or expired session is brought back as ACTIVE (a new run of its workflow) with the
+        transcript as of the checkpoint.
+        """
+        cp = await self.store.get_checkpoint(checkpoint_id)
+        if cp is None:
+            raise CheckpointNotFoundError("no such checkpoint", field="checkpoint_id")
+        try:
+            return await self._update(
+                cp.session_id, "restore", RestoreRequest(checkpoint_id=checkpoint_id), SessionState
+            )
+        except SessionClosedError:
+            pass
+        header = await self.store.get_session(cp.session_id)
+        if header is None:
+            raise SessionNotFoundError("no such session", session_id=cp.session_id)
+        config = self.config
+        return await self._start(
+            SessionWorkflowInput(
+                state=header, config=config, restore_checkpoint_id=checkpoint_id, continued=True
+            ),
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+
+    async def delete(self, session_id: str) -> None:
+        """Terminate the session's workflow and remove everything of it from the store."""
+        handle = self.client.get_workflow_handle(session_id)
+        terminated = True
+        try:
+            await handle.terminate(reason="deleted", rpc_timeout=self.call_timeout)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            terminated = False
+        deleted = await self.store.delete_session(session_id)
+        if not (terminated or deleted):
+            raise SessionNotFoundError("no such session", session_id=session_id)
+
+    # ------------------------------------------------------------------ reads
+
+    async def _live_snapshot(self, session_id: str) -> SessionSnapshot | None:
+        """The workflow's snapshot if the session is running, else None (read the store)."""
+        header = await self.store.get_session(session_id)
+        if header is not None and header.status.is_terminal:
+            return None
+        try:
+            return await self._query(session_id, "snapshot", SessionSnapshot)
+        except SessionClosedError:
+            return None
+        except SessionNotFoundError:
+            if header is None:
+                raise
+            return None
+
+    async def get(self, session_id: str) -> SessionState:
+        """The session's header: live from its workflow, or from the store once it has ended."""
+        snap = await self._live_snapshot(session_id)
+        if snap is not None:
+            return snap.state
+        header = await self.store.get_session(session_id)
+        if header is None:
+            raise SessionNotFoundError("no such session", session_id=session_id)
+        return header
+
+    async def history(
+        self, session_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[SessionTurn]:
+        """The whole transcript in order (a page of it with offset/limit), flushed or not."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise SessionError("offset and limit must be >= 0", field="offset")
+        snap = await self._live_snapshot(session_id)
+        if snap is None:
+            header = await self.store.get_session(session_id)
+            if header is None:
+                raise SessionNotFoundError("no such session", session_id=session_id)
+            return await read_transcript(self.store, session_id, offset=offset, limit=limit)
+        state = snap.state
+        first_pending = snap.pending[0].seq if snap.pending else state.turn_count
+        assert first_pending is not None
+        end = state.turn_count if limit is None else min(state.turn_count, offset + limit)
+        turns = await read_transcript(
+            self.store,
+            session_id,
+            generation=state.generation,
+            turn_count=first_pending,
+            offset=offset,
+            limit=None if limit is None else max(0, min(end, first_pending) - offset),
+        )
+        turns.extend(t for t in snap.pending if t.seq is not None and offset <= t.seq < end)
+        return turns
+
+    async def recent_turns(self, session_id: str) -> list[SessionTurn]:
+        """The workflow's bounded window of latest turns (a query)."""
+        return await self._query(session_id, "recent_turns", list[SessionTurn])
+
+    async def list_sessions(
+        self, user_id: str, status: SessionStatus | None = None
+    ) -> list[SessionState]:
+        """A user's sessions from the store (headers are at most one flush interval behind)."""
+        return await self.store.list_sessions(user_id, status)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        return await self.store.list_checkpoints(session_id)

@@ -1,0 +1,43 @@
+"""One settings object for the worker, the CLI and the HTTP API, read from the environment.
+
+Every variable has the prefix ``DURABLE_SESSIONS_``; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from durable_sessions.workflows.messages import DEFAULT_TASK_QUEUE
+
+
+class Settings(BaseSettings):
+    """Deployment settings (see the README's table)."""
+
+    model_config = SettingsConfigDict(env_prefix="DURABLE_SESSIONS_", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    """``host:port`` of the Temporal frontend."""
+    namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    database_url: str | None = None
+    """``postgresql://...`` or ``sqlite:///path``; the worker's store. None: in-memory."""
+    tls_cert: str | None = None
+    """Path of the client certificate (mTLS)."""
+    tls_key: str | None = None
+    """Path of the client private key (mTLS)."""
+    tls_ca: str | None = None
+    """Path of the server CA certificate."""
+    api_key: str | None = None
+    """Temporal Cloud API key (implies TLS)."""
+    encryption_keys: str | None = None
+    """``id1:base64key,id2:base64key``, newest last."""
+    metrics_port: int | None = None
+    http_api_keys: str | None = None
+    """``<key>=<user_id>`` pairs, comma-separated; ``sha256:<hex>=<user_id>`` for a stored hash."""
+    http_port: int = 8000
+    max_concurrent_workflow_tasks: int | None = Field(default=None, ge=1)
+    max_concurrent_activities: int | None = Field(default=None, ge=1)
+    max_cached_workflows: int = Field(default=1000, ge=0)
+    call_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client call waits for a worker before ``WorkerUnavailableError``."""

@@ -1,0 +1,40 @@
+"""Build clients and stores from ``Settings`` (shared by the worker, the CLI and the HTTP API)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.service import TLSConfig
+
+from durable_sessions.client import connect
+from durable_sessions.config import Settings
+from durable_sessions.stores.base import SessionStore
+from durable_sessions.stores.memory import InMemorySessionStore
+
+
+def tls_from_settings(settings: Settings) -> TLSConfig | bool:
+    if not (settings.tls_cert or settings.tls_key or settings.tls_ca):
+        return settings.api_key is not None
+    return TLSConfig(
+        client_cert=Path(settings.tls_cert).read_bytes() if settings.tls_cert else None,
+        client_private_key=Path(settings.tls_key).read_bytes() if settings.tls_key else None,
+        server_root_ca_cert=Path(settings.tls_ca).read_bytes() if settings.tls_ca else None,
+    )
+
+
+async def client_from_settings(settings: Settings) -> Client:
+    return await connect(
+        settings.temporal_address,
+        namespace=settings.namespace,
+        tls=tls_from_settings(settings),
+        api_key=settings.api_key,
+    )
+
+
+def store_from_settings(settings: Settings) -> SessionStore:
+    if not settings.database_url:
+        return InMemorySessionStore()
+    from durable_sessions.stores.factory import store_from_url
+
+    return store_from_url(settings.database_url)

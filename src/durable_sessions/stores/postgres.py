@@ -1,0 +1,626 @@
+"""The PostgreSQL ``SessionStore``: the production system of record.
+
+Why it looks the way it does:
+
+* **Versioned migrations.** The schema evolves with the package, and several workers may start
+  at once, so ``setup()`` applies numbered migrations in one transaction serialised by
+  ``pg_advisory_xact_lock`` and records them in ``schema_migrations``. Services that must not
+  run DDL call ``check_schema()`` at start-up instead and fail fast with a clear message.
+* **One schema per store.** Every statement uses qualified names, so a store confined to a
+  schema (one per test run, one per tenant, ...) never touches another.
+* **Idempotent, set-based writes.** A flush is one transaction; turns go in with a single
+  ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE``, so an activity retried after a
+  timeout writes the same rows again: no duplicates, no gaps, one round trip per table.
+* **Small rows.** Turns dominate the volume, so they carry no secondary index, empty metadata is
+  NULL and columns are ordered to avoid alignment padding.
+* **Faithful text.** PostgreSQL ``text`` and ``jsonb`` refuse NUL characters, which Python
+  strings may hold. Such values (rare) are stored in a reversible escaped form, marked by a
+  private-use character, so every string round-trips exactly and ordinary rows stay readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import asyncpg
+
+from durable_sessions.models import (
+    Checkpoint,
+    SessionState,
+    SessionStats,
+    SessionStatus,
+    SessionTurn,
+)
+from durable_sessions.stores.base import PersistBatch
+
+__all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "PostgresSessionStore"]
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+# Numbered migrations, applied in order. Never edit a released migration: append a new one.
+# ``{s}`` is replaced by the quoted schema name.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE {s}.sessions (
+            session_id         text PRIMARY KEY,
+            user_id            text NOT NULL,
+            status             text NOT NULL,
+            created_at         timestamptz NOT NULL,
+            updated_at         timestamptz NOT NULL,
+            expires_at         timestamptz,
+            total_cost         double precision NOT NULL DEFAULT 0,
+            total_tokens       bigint NOT NULL DEFAULT 0,
+            turn_count         integer NOT NULL DEFAULT 0,
+            generation         integer NOT NULL DEFAULT 0,
+            fork_seq           integer,
+            parent_generation  integer,
+            parent_session_id  text,
+            branch_name        text,
+            last_checkpoint_id text,
+            metadata           jsonb
+        );
+        CREATE INDEX sessions_user_status_idx ON {s}.sessions (user_id, status);
+        CREATE INDEX sessions_parent_idx ON {s}.sessions (parent_session_id)
+            WHERE parent_session_id IS NOT NULL;
+        CREATE INDEX sessions_status_idx ON {s}.sessions (status);
+
+        -- Fixed-width columns first: no alignment padding between them.
+        CREATE TABLE {s}.turns (
+            "timestamp" timestamptz NOT NULL,
+            cost        double precision NOT NULL DEFAULT 0,
+            generation  integer NOT NULL,
+            seq         integer NOT NULL,
+            tokens      integer,
+            session_id  text NOT NULL,
+            turn_id     text NOT NULL,
+            role        text NOT NULL,
+            agent       text,
+            content     text NOT NULL,
+            metadata    jsonb,
+            PRIMARY KEY (session_id, generation, seq)
+        );
+
+        CREATE TABLE {s}.generations (
+            session_id        text NOT NULL,
+            generation        integer NOT NULL,
+            parent_generation integer NOT NULL,
+            fork_seq          integer NOT NULL,
+            PRIMARY KEY (session_id, generation)
+        );
+
+        CREATE TABLE {s}.checkpoints (
+            checkpoint_id text PRIMARY KEY,
+            session_id    text NOT NULL,
+            created_at    timestamptz NOT NULL,
+            total_cost    double precision NOT NULL DEFAULT 0,
+            total_tokens  bigint NOT NULL DEFAULT 0,
+            generation    integer NOT NULL DEFAULT 0,
+            turn_count    integer NOT NULL,
+            reason        text NOT NULL,
+            status        text NOT NULL,
+            metadata      jsonb
+        );
+        CREATE INDEX checkpoints_session_idx ON {s}.checkpoints (session_id, created_at);
+        """,
+    ),
+]
+
+LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]
+"""The schema version this code needs; ``check_schema()`` compares the database against it."""
+
+_TABLES = ("sessions", "turns", "generations", "checkpoints", "schema_migrations")
+
+# --- faithful strings -------------------------------------------------------------------------
+
+_ESC = "\ue000"
+"""Marks a value stored in escaped form (it held a NUL, or itself started with the marker)."""
+
+
+def _encode_text(value: str) -> str:
+    if "\x00" in value or value.startswith(_ESC):
+        return _ESC + json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _decode_text(value: str) -> str:
+    if value.startswith(_ESC):
+        decoded: str = json.loads(value[1:])
+        return decoded
+    return value
+
+
+def _has_nul(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return "\x00" in obj
+    if isinstance(obj, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return any(_has_nul(v) for v in obj)
+    return False
+
+
+def _encode_json(obj: Any) -> str:
+    """jsonb codec encoder: a JSON document without NUL, wrapping one that holds NULs."""
+    if _has_nul(obj) or (isinstance(obj, dict) and len(obj) == 1 and _ESC in obj):
+        # The inner document's NULs become the six characters ``\u0000`` inside a string,
+        # which the outer encoding escapes again, so jsonb accepts it.
+        obj = {_ESC: json.dumps(obj, ensure_ascii=False)}
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode_json(text: str) -> Any:
+    obj = json.loads(text)
+    if isinstance(obj, dict) and len(obj) == 1 and isinstance(obj.get(_ESC), str):
+        return json.loads(obj[_ESC])
+    return obj
+
+
+def _meta_in(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    return metadata or None
+
+
+def _meta_out(value: Any) -> dict[str, Any]:
+    return dict(value) if value else {}
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog", format="text"
+    )
+
+
+# --- row mapping ------------------------------------------------------------------------------
+
+_SESSION_COLS = (
+    "session_id, user_id, status, created_at, updated_at, expires_at, total_cost, total_tokens,"
+    " turn_count, generation, fork_seq, parent_generation, parent_session_id, branch_name,"
+    " last_checkpoint_id, metadata"
+)
+_TURN_COLS = 'seq, turn_id, role, content, "timestamp", tokens, cost, agent, metadata'
+_CHECKPOINT_COLS = (
+    "checkpoint_id, session_id, created_at, total_cost, total_tokens, generation, turn_count,"
+    " reason, status, metadata"
+)
+
+
+def _session_args(s: SessionState) -> tuple[Any, ...]:
+    return (
+        s.session_id,
+        s.user_id,
+        s.status.value,
+        s.created_at,
+        s.updated_at,
+        s.expires_at,
+        s.total_cost,
+        s.total_tokens,
+        s.turn_count,
+        s.generation,
+        s.fork_seq,
+        s.parent_generation,
+        s.parent_session_id,
+        s.branch_name,
+        s.last_checkpoint_id,
+        _meta_in(s.metadata),
+    )
+
+
+def _checkpoint_args(c: Checkpoint) -> tuple[Any, ...]:
+    return (
+        c.checkpoint_id,
+        c.session_id,
+        c.created_at,
+        c.total_cost,
+        c.total_tokens,
+        c.generation,
+        c.turn_count,
+        c.reason,
+        c.status.value,
+        _meta_in(c.metadata),
+    )
+
+
+def _session_from(r: asyncpg.Record) -> SessionState:
+    return SessionState(
+        session_id=r["session_id"],
+        user_id=r["user_id"],
+        status=SessionStatus(r["status"]),
+        metadata=_meta_out(r["metadata"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        turn_count=r["turn_count"],
+        total_tokens=r["total_tokens"],
+        total_cost=r["total_cost"],
+        parent_session_id=r["parent_session_id"],
+        branch_name=r["branch_name"],
+        fork_seq=r["fork_seq"],
+        last_checkpoint_id=r["last_checkpoint_id"],
+        expires_at=r["expires_at"],
+        generation=r["generation"],
+        parent_generation=r["parent_generation"],
+    )
+
+
+def _turn_from(r: asyncpg.Record) -> SessionTurn:
+    return SessionTurn(
+        turn_id=r["turn_id"],
+        role=r["role"],
+        content=_decode_text(r["content"]),
+        timestamp=r["timestamp"],
+        tokens=r["tokens"],
+        cost=r["cost"],
+        agent=r["agent"],
+        metadata=_meta_out(r["metadata"]),
+        seq=r["seq"],
+    )
+
+
+def _checkpoint_from(r: asyncpg.Record) -> Checkpoint:
+    return Checkpoint(
+        checkpoint_id=r["checkpoint_id"],
+        session_id=r["session_id"],
+        turn_count=r["turn_count"],
+        created_at=r["created_at"],
+        reason=r["reason"],
+        generation=r["generation"],
+        status=SessionStatus(r["status"]),
+        metadata=_meta_out(r["metadata"]),
+        total_tokens=r["total_tokens"],
+        total_cost=r["total_cost"],
+    )
+
+
+class PostgresSessionStore:
+    """A ``SessionStore`` on PostgreSQL through an asyncpg connection pool.
+
+    The pool is created on first use (normally by ``setup()``) and closed by ``close()``.
+
+    Args:
+        dsn: A libpq connection URL, e.g. ``postgresql://user:pw@host:5432/db``.
+        schema: The schema holding the store's tables; created by ``setup()`` if missing.
+        min_size: Minimum number of pooled connections.
+        max_size: Maximum number of pooled connections.
+
+    Raises:
+        ValueError: If ``schema`` is not a plain SQL identifier.
+    """
+
+    def __init__(
+        self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 10
+    ) -> None:
+        if not _IDENT.match(schema):
+            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        s = '"' + schema + '"'
+        self._s = s
+        self._sql_upsert_session = (
+            f"INSERT INTO {s}.sessions ({_SESSION_COLS}) VALUES"
+            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            " ON CONFLICT (session_id) DO UPDATE SET"
+            " user_id = EXCLUDED.user_id, status = EXCLUDED.status,"
+            " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
+            " expires_at = EXCLUDED.expires_at, total_cost = EXCLUDED.total_cost,"
+            " total_tokens = EXCLUDED.total_tokens, turn_count = EXCLUDED.turn_count,"
+            " generation = EXCLUDED.generation, fork_seq = EXCLUDED.fork_seq,"
+            " parent_generation = EXCLUDED.parent_generation,"
+            " parent_session_id = EXCLUDED.parent_session_id,"
+            " branch_name = EXCLUDED.branch_name,"
+            " last_checkpoint_id = EXCLUDED.last_checkpoint_id, metadata = EXCLUDED.metadata"
+        )
+        # A retried batch rewrites nothing: the WHERE skips rows that are already identical.
+        self._sql_upsert_turns = (
+            f"INSERT INTO {s}.turns (session_id, generation, {_TURN_COLS})"
+            " SELECT $1, $2, u.* FROM unnest($3::int[], $4::text[], $5::text[], $6::text[],"
+            " $7::timestamptz[], $8::int[], $9::float8[], $10::text[], $11::jsonb[]) AS u"
+            " ON CONFLICT (session_id, generation, seq) DO UPDATE SET"
+            " turn_id = EXCLUDED.turn_id, role = EXCLUDED.role, content = EXCLUDED.content,"
+            ' "timestamp" = EXCLUDED."timestamp", tokens = EXCLUDED.tokens,'
+            " cost = EXCLUDED.cost, agent = EXCLUDED.agent, metadata = EXCLUDED.metadata"
+            " WHERE (turns.turn_id, turns.role, turns.content, turns.\"timestamp\","
+            " turns.tokens, turns.cost, turns.agent, turns.metadata)"
+            " IS DISTINCT FROM (EXCLUDED.turn_id, EXCLUDED.role, EXCLUDED.content,"
+            ' EXCLUDED."timestamp", EXCLUDED.tokens, EXCLUDED.cost, EXCLUDED.agent,'
+            " EXCLUDED.metadata)"
+        )
+        self._sql_upsert_checkpoint = (
+            f"INSERT INTO {s}.checkpoints ({_CHECKPOINT_COLS}) VALUES"
+            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (checkpoint_id) DO UPDATE SET"
+            " session_id = EXCLUDED.session_id, created_at = EXCLUDED.created_at,"
+            " total_cost = EXCLUDED.total_cost, total_tokens = EXCLUDED.total_tokens,"
+            " generation = EXCLUDED.generation, turn_count = EXCLUDED.turn_count,"
+            " reason = EXCLUDED.reason, status = EXCLUDED.status, metadata = EXCLUDED.metadata"
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=self._min_size,
+                        max_size=self._max_size,
+                        init=_init_connection,
+                    )
+        return self._pool
+
+    async def setup(self) -> None:
+        """Create the schema if needed and apply every missing migration. Idempotent."""
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                f"durable_sessions.migrate:{self.schema}",
+            )
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.schema
+            )
+            if not exists:
+                await conn.execute(f"CREATE SCHEMA {self._s}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._s}.schema_migrations ("
+                " version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            applied = {
+                r["version"]
+                for r in await conn.fetch(f"SELECT version FROM {self._s}.schema_migrations")
+            }
+            for version, sql in MIGRATIONS:
+                if version in applied:
+                    continue
+                await conn.execute(sql.replace("{s}", self._s))
+                await conn.execute(
+                    f"INSERT INTO {self._s}.schema_migrations (version) VALUES ($1)", version
+                )
+
+    async def close(self) -> None:
+        """Close the pool. The store may be used again: a new pool is made on demand."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def schema_version(self) -> int:
+        """The highest migration applied to the store's schema, 0 when none is."""
+        pool = await self._get_pool()
+        async with pool.acquire() as conn:
+            table = await conn.fetchval(
+                "SELECT to_regclass($1)", f"{self._s}.schema_migrations"
+            )
+            if table is None:
+                return 0
+            version = await conn.fetchval(f"SELECT max(version) FROM {self._s}.schema_migrations")
+            return int(version or 0)
+
+    async def check_schema(self) -> None:
+        """Fail fast when the database lacks migrations this code needs.
+
+        Raises:
+            RuntimeError: If the schema is older than ``LATEST_SCHEMA_VERSION``.
+        """
+        version = await self.schema_version()
+        if version < LATEST_SCHEMA_VERSION:
+            raise RuntimeError(
+                f"durable-sessions: PostgreSQL schema {self.schema!r} is at version {version}, "
+                f"this version needs {LATEST_SCHEMA_VERSION}. Run `durable-sessions db upgrade` "
+                "(or call `await store.setup()`) to apply the missing migrations."
+            )
+
+    async def storage_bytes(self) -> int:
+        """Bytes on disk of the store's tables, their indexes and TOAST data."""
+        pool = await self._get_pool()
+        total = await pool.fetchval(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname = ANY($2::text[])",
+            self.schema,
+            list(_TABLES),
+        )
+        return int(total)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def persist(self, batch: PersistBatch) -> None:
+        state = batch.state
+        turns = batch.turns
+        for turn in turns:
+            if turn.seq is None:
+                raise ValueError("turn.seq must be set before it is persisted")
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            if turns:
+                await conn.execute(
+                    self._sql_upsert_turns,
+                    state.session_id,
+                    state.generation,
+                    [t.seq for t in turns],
+                    [t.turn_id for t in turns],
+                    [t.role for t in turns],
+                    [_encode_text(t.content) for t in turns],
+                    [t.timestamp for t in turns],
+                    [t.tokens for t in turns],
+                    [t.cost for t in turns],
+                    [t.agent for t in turns],
+                    [_meta_in(t.metadata) for t in turns],
+                )
+            if batch.checkpoints:
+                await conn.executemany(
+                    self._sql_upsert_checkpoint,
+                    [_checkpoint_args(c) for c in batch.checkpoints],
+                )
+            await conn.execute(self._sql_upsert_session, *_session_args(state))
+
+    async def upsert_session(self, state: SessionState) -> None:
+        pool = await self._get_pool()
+        await pool.execute(self._sql_upsert_session, *_session_args(state))
+
+    async def add_generation(
+        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+    ) -> None:
+        pool = await self._get_pool()
+        await pool.execute(
+            f"INSERT INTO {self._s}.generations"
+            " (session_id, generation, parent_generation, fork_seq) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (session_id, generation) DO UPDATE SET"
+            " parent_generation = EXCLUDED.parent_generation, fork_seq = EXCLUDED.fork_seq",
+            session_id,
+            generation,
+            parent_generation,
+            fork_seq,
+        )
+
+    async def delete_session(self, session_id: str) -> bool:
+        pool = await self._get_pool()
+        s = self._s
+        # One statement, hence one transaction (data-modifying CTEs always run to completion).
+        # Generations alone do not count as "something to delete", as in the reference store.
+        deleted = await pool.fetchval(
+            f"WITH d_s AS (DELETE FROM {s}.sessions WHERE session_id = $1 RETURNING 1),"
+            f" d_t AS (DELETE FROM {s}.turns WHERE session_id = $1 RETURNING 1),"
+            f" d_g AS (DELETE FROM {s}.generations WHERE session_id = $1),"
+            f" d_c AS (DELETE FROM {s}.checkpoints WHERE session_id = $1 RETURNING 1)"
+            " SELECT EXISTS (SELECT FROM d_s) OR EXISTS (SELECT FROM d_t)"
+            " OR EXISTS (SELECT FROM d_c)",
+            session_id,
+        )
+        return bool(deleted)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def get_session(self, session_id: str) -> SessionState | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(
+            f"SELECT {_SESSION_COLS} FROM {self._s}.sessions WHERE session_id = $1", session_id
+        )
+        return _session_from(row) if row is not None else None
+
+    async def list_sessions(
+        self,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[SessionState]:
+        where: list[str] = []
+        args: list[Any] = []
+        if user_id is not None:
+            args.append(user_id)
+            where.append(f"user_id = ${len(args)}")
+        if status is not None:
+            args.append(SessionStatus(status).value)
+            where.append(f"status = ${len(args)}")
+        sql = f"SELECT {_SESSION_COLS} FROM {self._s}.sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, session_id"
+        if limit is not None:
+            args.append(limit)
+            sql += f" LIMIT ${len(args)}"
+        pool = await self._get_pool()
+        return [_session_from(r) for r in await pool.fetch(sql, *args)]
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        pool = await self._get_pool()
+        n = await pool.fetchval(
+            f"SELECT count(*) FROM {self._s}.sessions"
+            " WHERE user_id = $1 AND status = ANY($2::text[])",
+            user_id,
+            [SessionStatus.ACTIVE.value, SessionStatus.SUSPENDED.value],
+        )
+        return int(n)
+
+    async def list_branches(self, parent_session_id: str) -> list[SessionState]:
+        pool = await self._get_pool()
+        rows = await pool.fetch(
+            f"SELECT {_SESSION_COLS} FROM {self._s}.sessions WHERE parent_session_id = $1"
+            " ORDER BY created_at, session_id",
+            parent_session_id,
+        )
+        return [_session_from(r) for r in rows]
+
+    async def get_generation_parent(
+        self, session_id: str, generation: int
+    ) -> tuple[int, int] | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(
+            f"SELECT parent_generation, fork_seq FROM {self._s}.generations"
+            " WHERE session_id = $1 AND generation = $2",
+            session_id,
+            generation,
+        )
+        return (row["parent_generation"], row["fork_seq"]) if row is not None else None
+
+    async def get_own_turns(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[SessionTurn]:
+        pool = await self._get_pool()
+        rows = await pool.fetch(
+            f"SELECT {_TURN_COLS} FROM {self._s}.turns"
+            " WHERE session_id = $1 AND generation = $2 AND seq >= $3 AND seq < $4"
+            " ORDER BY seq",
+            session_id,
+            generation,
+            lo,
+            hi,
+        )
+        return [_turn_from(r) for r in rows]
+
+    async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(
+            f"SELECT {_CHECKPOINT_COLS} FROM {self._s}.checkpoints WHERE checkpoint_id = $1",
+            checkpoint_id,
+        )
+        return _checkpoint_from(row) if row is not None else None
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        pool = await self._get_pool()
+        rows = await pool.fetch(
+            f"SELECT {_CHECKPOINT_COLS} FROM {self._s}.checkpoints WHERE session_id = $1"
+            " ORDER BY created_at, turn_count, checkpoint_id",
+            session_id,
+        )
+        return [_checkpoint_from(r) for r in rows]
+
+    async def get_stats(self, user_id: str | None = None) -> SessionStats:
+        pool = await self._get_pool()
+        s = self._s
+        row = await pool.fetchrow(
+            f"WITH sel AS (SELECT session_id, status, turn_count, total_tokens, total_cost"
+            f" FROM {s}.sessions WHERE $1::text IS NULL OR user_id = $1)"
+            " SELECT count(*) AS n,"
+            " count(*) FILTER (WHERE status = 'active') AS active,"
+            " count(*) FILTER (WHERE status = 'suspended') AS suspended,"
+            " count(*) FILTER (WHERE status = 'closed') AS closed,"
+            " count(*) FILTER (WHERE status = 'expired') AS expired,"
+            " coalesce(sum(turn_count), 0)::bigint AS turns,"
+            " coalesce(sum(total_tokens), 0)::bigint AS tokens,"
+            " coalesce(sum(total_cost), 0)::float8 AS cost,"
+            f" (SELECT count(*) FROM {s}.checkpoints c"
+            "   WHERE c.session_id IN (SELECT session_id FROM sel)) AS checkpoints"
+            " FROM sel",
+            user_id,
+        )
+        assert row is not None
+        n = int(row["n"])
+        return SessionStats(
+            active=row["active"],
+            suspended=row["suspended"],
+            closed=row["closed"],
+            expired=row["expired"],
+            avg_turns=(int(row["turns"]) / n) if n else 0.0,
+            checkpoints_per_session=(int(row["checkpoints"]) / n) if n else 0.0,
+            total_tokens=int(row["tokens"]),
+            total_cost=float(row["cost"]),
+        )

@@ -1,0 +1,102 @@
+"""The worker: runs ``Session`` workflows and their activities against one store.
+
+``create_worker`` builds a ``temporalio`` ``Worker`` for a client from ``durable_sessions.connect``;
+``python -m durable_sessions.worker`` (or ``durable-sessions worker``) runs one from environment
+settings and shuts down gracefully on SIGTERM / Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from durable_sessions.activities.persistence import PersistenceActivities
+from durable_sessions.config import Settings
+from durable_sessions.stores.base import SessionStore
+from durable_sessions.stores.memory import InMemorySessionStore
+from durable_sessions.workflows.messages import DEFAULT_TASK_QUEUE
+from durable_sessions.workflows.session import SessionWorkflow
+
+log = logging.getLogger("durable_sessions.worker")
+
+WORKFLOWS: list[type] = [SessionWorkflow]
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, with our pure modules and pydantic passed through (imported once, not per run)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "durable_sessions", "pydantic", "pydantic_core", "annotated_types"
+        )
+    )
+
+
+def create_worker(
+    client: Client,
+    store: SessionStore | None = None,
+    *,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    agents: Sequence[Any] = (),
+    **worker_kwargs: Any,
+) -> Worker:
+    """A worker for sessions on ``task_queue``. ``store`` defaults to an in-memory store.
+
+    The store must be set up (``await store.setup()``) before the worker runs.
+    """
+    persistence = PersistenceActivities(store or InMemorySessionStore())
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=persistence.all(),
+        workflow_runner=worker_kwargs.pop("workflow_runner", workflow_runner()),
+        **worker_kwargs,
+    )
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    """Run one worker from settings until SIGTERM or SIGINT."""
+    from durable_sessions.runtime import client_from_settings, store_from_settings
+
+    settings = settings or Settings()
+    store = store_from_settings(settings)
+    await store.setup()
+    client = await client_from_settings(settings)
+    kwargs: dict[str, Any] = {"max_cached_workflows": settings.max_cached_workflows}
+    if settings.max_concurrent_workflow_tasks:
+        kwargs["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks
+    if settings.max_concurrent_activities:
+        kwargs["max_concurrent_activities"] = settings.max_concurrent_activities
+    worker = create_worker(client, store, task_queue=settings.task_queue, **kwargs)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker polling task queue %r on %s (namespace %r)",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.namespace,
+    )
+    async with worker:
+        await stop.wait()
+        log.info("shutting down: finishing in-flight tasks")
+    await store.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker())
+
+
+if __name__ == "__main__":
+    main()

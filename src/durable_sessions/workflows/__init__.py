@@ -1,0 +1,1 @@
+"""Temporal workflows: orchestration only; decisions live in ``durable_sessions.core``."""

@@ -1,0 +1,492 @@
+"""The ``Session`` entity workflow: the single writer of one conversation.
+
+Why it looks the way it does:
+
+* Handlers only decide and record (validate, assign ``seq``, update counters); the main loop does
+  the slow I/O (flushing batches of turns to the store), so an ``add_turn`` update answers after
+  one workflow task and flushes are batched under load (TEMPORAL-FACTS: an activity per wake-up
+  halves throughput).
+* The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself when it
+  fires early. No timer is cancelled and restarted per turn.
+* State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
+  happens from the main loop only, after draining handlers and flushing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from durable_sessions.core.lifecycle import Action, check_turn, next_status
+    from durable_sessions.core.tokens import approx_token_count
+    from durable_sessions.errors import (
+        CheckpointNotFoundError,
+        SessionClosedError,
+        SessionError,
+    )
+    from durable_sessions.models import (
+        Checkpoint,
+        CheckpointReason,
+        SessionConfig,
+        SessionState,
+        SessionStatus,
+        SessionTurn,
+    )
+    from durable_sessions.stores.base import PersistBatch
+    from durable_sessions.workflows.messages import (
+        WORKFLOW_TYPE,
+        GenerationRecord,
+        RestoreRequest,
+        SessionSnapshot,
+        SessionWorkflowInput,
+        TranscriptTailRequest,
+    )
+
+SESSION_USER_ID = SearchAttributeKey.for_keyword("SessionUserId")
+SESSION_STATUS = SearchAttributeKey.for_keyword("SessionStatus")
+
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+)
+STORE_TIMEOUT = timedelta(seconds=30)
+
+
+def to_application_error(exc: SessionError) -> ApplicationError:
+    """A typed, non-retryable failure the client maps back to ``exc``'s class."""
+    return ApplicationError(
+        exc.message,
+        {"session_id": exc.session_id, "field": exc.field},
+        type=type(exc).__name__,
+        non_retryable=True,
+    )
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class SessionWorkflow:
+    """One conversation session. Workflow id = session id."""
+
+    @workflow.init
+    def __init__(self, input: SessionWorkflowInput) -> None:
+        self._state: SessionState = input.state
+        self._config: SessionConfig = input.config
+        self._recent: list[SessionTurn] = list(input.recent)
+        self._dedup: dict[str, int] = dict(input.dedup)
+        self._pending: list[SessionTurn] = list(input.pending)
+        self._pending_checkpoints: list[Checkpoint] = list(input.pending_checkpoints)
+        self._header_dirty = not input.continued
+        self._messages_this_run = 0
+        self._flush_lock = asyncio.Lock()
+        self._expire_due = False
+        self._ready = False
+
+    # ------------------------------------------------------------------ main loop
+
+    @workflow.run
+    async def run(self, input: SessionWorkflowInput) -> SessionState:
+        if input.restore_checkpoint_id is not None:
+            await self._rewind(input.restore_checkpoint_id)
+        if self._state.status.is_terminal:  # nothing to run (e.g. an already closed input)
+            await self._flush()
+            return self._state
+        if self._state.expires_at is None:
+            self._touch()
+        self._upsert_status()
+        if not input.continued:
+            await self._flush()  # the header is in the store before ``create`` returns
+        self._ready = True
+        ttl = asyncio.create_task(self._ttl_watch())
+        try:
+            return await self._main_loop()
+        finally:
+            ttl.cancel()
+
+    async def _main_loop(self) -> SessionState:
+        while True:
+            armed = bool(self._pending or self._pending_checkpoints or self._header_dirty)
+            try:
+                await workflow.wait_condition(
+                    lambda: self._must_act_now(armed),
+                    timeout=self._config.flush_interval if armed else None,
+                    timeout_summary="flush" if armed else None,
+                )
+            except TimeoutError:
+                pass
+            if self._expire_due and not self._state.status.is_terminal:
+                self._transition("expire")
+                self._add_checkpoint("expire")
+            if self._flush_needed(armed):
+                await self._flush()
+            if self._state.status.is_terminal:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._flush()
+                return self._state
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._flush()
+                workflow.continue_as_new(self._next_input())
+
+    def _must_act_now(self, armed: bool) -> bool:
+        return (
+            len(self._pending) >= self._config.flush_batch_size
+            or self._state.status.is_terminal
+            or self._expire_due
+            or self._should_continue_as_new()
+            or (not armed and bool(self._pending or self._pending_checkpoints or self._header_dirty))
+        )
+
+    def _flush_needed(self, armed: bool) -> bool:
+        if len(self._pending) >= self._config.flush_batch_size:
+            return True
+        if self._state.status.is_terminal or self._should_continue_as_new():
+            return True
+        # Time-based flush: only when the timer that was armed for this batch has run out.
+        return armed
+
+    def _should_continue_as_new(self) -> bool:
+        return (
+            workflow.info().is_continue_as_new_suggested()
+            or self._messages_this_run >= self._config.max_updates_per_run
+        )
+
+    def _next_input(self) -> SessionWorkflowInput:
+        return SessionWorkflowInput(
+            state=self._state,
+            config=self._config,
+            recent=self._recent,
+            dedup=self._dedup,
+            pending=self._pending,
+            pending_checkpoints=self._pending_checkpoints,
+            continued=True,
+        )
+
+    async def _ttl_watch(self) -> None:
+        """Sleep until the idle deadline; turns move the deadline, so re-arm when woken early."""
+        while not self._state.status.is_terminal:
+            deadline = self._state.expires_at
+            if deadline is None:
+                return
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                self._expire_due = True
+                return
+            await workflow.sleep(remaining, summary="idle ttl")
+
+    # ------------------------------------------------------------------ persistence
+
+    async def _flush(self) -> None:
+        """Write every pending turn and checkpoint, and the header, in one activity call."""
+        async with self._flush_lock:
+            if not (self._pending or self._pending_checkpoints or self._header_dirty):
+                return
+            turns = list(self._pending)
+            checkpoints = list(self._pending_checkpoints)
+            batch = PersistBatch(
+                state=self._state.model_copy(deep=True), turns=turns, checkpoints=checkpoints
+            )
+            self._header_dirty = False
+            try:
+                await workflow.execute_activity(
+                    "persist_batch",
+                    batch,
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                    summary=f"flush {len(turns)} turns",
+                )
+            except BaseException:
+                self._header_dirty = True
+                raise
+            del self._pending[: len(turns)]
+            del self._pending_checkpoints[: len(checkpoints)]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _touch(self) -> None:
+        now = workflow.now()
+        self._state.updated_at = now
+        if not self._state.status.is_terminal:
+            self._state.expires_at = now + timedelta(seconds=self._config.session_ttl)
+
+    def _transition(self, action: Action) -> None:
+        self._state.status = next_status(self._state.session_id, self._state.status, action)
+        self._state.updated_at = workflow.now()
+        if self._state.status.is_terminal:
+            self._state.expires_at = None
+        elif action == "resume":
+            self._touch()
+        self._header_dirty = True
+        self._upsert_status()
+
+    def _upsert_status(self) -> None:
+        workflow.upsert_search_attributes(
+            [SearchAttributePair(SESSION_STATUS, self._state.status.value)]
+        )
+
+    def _add_checkpoint(self, reason: CheckpointReason) -> Checkpoint:
+        cp = Checkpoint(
+            checkpoint_id=str(workflow.uuid4()).replace("-", ""),
+            session_id=self._state.session_id,
+            turn_count=self._state.turn_count,
+            created_at=workflow.now(),
+            reason=reason,
+            generation=self._state.generation,
+            status=self._state.status,
+            metadata=dict(self._state.metadata),
+            total_tokens=self._state.total_tokens,
+            total_cost=self._state.total_cost,
+        )
+        self._pending_checkpoints.append(cp)
+        self._state.last_checkpoint_id = cp.checkpoint_id
+        self._header_dirty = True
+        return cp
+
+    def _count_message(self) -> None:
+        self._messages_this_run += 1
+
+    def _check(self, turn: SessionTurn) -> None:
+        if turn.turn_id in self._dedup:
+            return  # a retry: always answered with the stored turn
+        try:
+            check_turn(self._state, self._config, turn)
+        except SessionError as exc:
+            raise to_application_error(exc) from None
+
+    def _apply_turn(self, turn: SessionTurn) -> SessionTurn:
+        seen = self._dedup.get(turn.turn_id)
+        if seen is not None:
+            return turn.model_copy(update={"seq": seen})
+        stored = turn.model_copy(
+            update={
+                "seq": self._state.turn_count,
+                "tokens": turn.tokens if turn.tokens is not None else approx_token_count(turn.content),
+            }
+        )
+        self._state.turn_count += 1
+        self._state.total_tokens += stored.tokens or 0
+        self._state.total_cost += stored.cost
+        self._touch()
+        self._pending.append(stored)
+        self._recent.append(stored)
+        del self._recent[: max(0, len(self._recent) - self._config.recent_window)]
+        self._dedup[stored.turn_id] = stored.seq or 0
+        if len(self._dedup) > self._config.dedup_window:
+            for key in list(self._dedup)[: len(self._dedup) - self._config.dedup_window]:
+                del self._dedup[key]
+        interval = self._config.auto_checkpoint_interval
+        if interval is not None and self._state.turn_count % interval == 0:
+            self._add_checkpoint("auto")
+        self._header_dirty = True
+        return stored
+
+    async def _rewind(self, checkpoint_id: str) -> None:
+        """Move the transcript head to a checkpoint; rewound turns stay in the log."""
+        await self._flush()
+        cp: Checkpoint | None = await workflow.execute_activity(
+            "load_checkpoint",
+            checkpoint_id,
+            result_type=Checkpoint,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        if cp is None or cp.session_id != self._state.session_id:
+            raise to_application_error(
+                CheckpointNotFoundError(
+                    "no such checkpoint in this session",
+                    session_id=self._state.session_id,
+                    field="checkpoint_id",
+                )
+            )
+        new_generation = self._state.generation + 1
+        await workflow.execute_activity(
+            "record_generation",
+            GenerationRecord(
+                session_id=self._state.session_id,
+                generation=new_generation,
+                parent_generation=cp.generation,
+                fork_seq=cp.turn_count,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        self._state.generation = new_generation
+        self._state.turn_count = cp.turn_count
+        self._state.total_tokens = cp.total_tokens
+        self._state.total_cost = cp.total_cost
+        self._state.metadata = dict(cp.metadata)
+        self._state.status = SessionStatus.ACTIVE
+        self._dedup = {k: v for k, v in self._dedup.items() if v < cp.turn_count}
+        self._recent = await workflow.execute_activity(
+            "load_transcript_tail",
+            TranscriptTailRequest(
+                session_id=self._state.session_id,
+                generation=new_generation,
+                turn_count=cp.turn_count,
+                limit=self._config.recent_window,
+            ),
+            result_type=list[SessionTurn],
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        self._touch()
+        self._upsert_status()
+        restore_cp = self._add_checkpoint("restore")
+        restore_cp.metadata = {**restore_cp.metadata, "restored_from": checkpoint_id}
+        await self._flush()
+
+    # ------------------------------------------------------------------ add_turn
+
+    @workflow.update(name="add_turn")
+    def add_turn(self, turn: SessionTurn) -> SessionTurn:
+        """Store a turn and return it with its ``seq``; a known ``turn_id`` returns the original."""
+        self._count_message()
+        return self._apply_turn(turn)
+
+    @add_turn.validator
+    def _validate_add_turn(self, turn: SessionTurn) -> None:
+        self._check(turn)
+
+    @workflow.signal(name="add_turn")
+    def add_turn_signal(self, turn: SessionTurn) -> None:
+        """Fire-and-forget ``add_turn``: same rules; a rejected turn is logged, never fails the task."""
+        self._count_message()
+        try:
+            self._check(turn)
+        except ApplicationError as exc:
+            workflow.logger.warning(
+                "add_turn signal rejected",
+                extra={"turn_id": turn.turn_id, "error_type": exc.type, "reason": exc.message},
+            )
+            return
+        self._apply_turn(turn)
+
+    # ------------------------------------------------------------------ transitions
+
+    def _validate_action(self, action: Action) -> None:
+        try:
+            next_status(self._state.session_id, self._state.status, action)
+        except SessionError as exc:
+            raise to_application_error(exc) from None
+
+    @workflow.update(name="suspend")
+    def suspend(self) -> SessionState:
+        self._count_message()
+        self._transition("suspend")
+        return self._state
+
+    @suspend.validator
+    def _validate_suspend(self) -> None:
+        self._validate_action("suspend")
+
+    @workflow.update(name="resume")
+    def resume(self) -> SessionState:
+        self._count_message()
+        self._transition("resume")
+        return self._state
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        self._validate_action("resume")
+
+    @workflow.update(name="close")
+    async def close(self) -> SessionState:
+        """Close the session: final checkpoint, everything flushed before this returns."""
+        self._count_message()
+        self._transition("close")
+        self._add_checkpoint("close")
+        await self._flush()
+        return self._state
+
+    @close.validator
+    def _validate_close(self) -> None:
+        self._validate_action("close")
+
+    def _signal_transition(self, action: Action) -> None:
+        self._count_message()
+        try:
+            self._transition(action)
+        except SessionError as exc:
+            workflow.logger.warning(
+                f"{action} signal rejected",
+                extra={"error_type": type(exc).__name__, "reason": exc.message},
+            )
+            return
+        if action == "close":
+            self._add_checkpoint("close")
+
+    @workflow.signal(name="suspend")
+    def suspend_signal(self) -> None:
+        self._signal_transition("suspend")
+
+    @workflow.signal(name="resume")
+    def resume_signal(self) -> None:
+        self._signal_transition("resume")
+
+    @workflow.signal(name="close")
+    def close_signal(self) -> None:
+        self._signal_transition("close")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @workflow.update(name="checkpoint")
+    async def checkpoint(self) -> Checkpoint:
+        """A manual checkpoint, persisted before this returns."""
+        self._count_message()
+        cp = self._add_checkpoint("manual")
+        await self._flush()
+        return cp
+
+    @checkpoint.validator
+    def _validate_checkpoint(self) -> None:
+        if self._state.status.is_terminal:
+            raise to_application_error(
+                SessionClosedError(
+                    f"session is {self._state.status.value}",
+                    session_id=self._state.session_id,
+                    field="status",
+                )
+            )
+
+    @workflow.update(name="restore")
+    async def restore(self, request: RestoreRequest) -> SessionState:
+        """Rewind this running session in place to one of its checkpoints."""
+        self._count_message()
+        await self._rewind(request.checkpoint_id)
+        return self._state
+
+    @restore.validator
+    def _validate_restore(self, request: RestoreRequest) -> None:
+        if self._state.status.is_terminal:
+            raise to_application_error(
+                SessionClosedError(
+                    f"session is {self._state.status.value}; restore starts a new run",
+                    session_id=self._state.session_id,
+                    field="status",
+                )
+            )
+
+    @workflow.update(name="ready")
+    async def ready(self) -> SessionState:
+        """Answer once the run has started (header persisted, any restore done)."""
+        await workflow.wait_condition(lambda: self._ready)
+        return self._state
+
+    # ------------------------------------------------------------------ queries
+
+    @workflow.query(name="state")
+    def get_state(self) -> SessionState:
+        return self._state
+
+    @workflow.query(name="recent_turns")
+    def recent_turns(self) -> list[SessionTurn]:
+        return self._recent
+
+    @workflow.query(name="snapshot")
+    def snapshot(self) -> SessionSnapshot:
+        """Header plus unflushed turns, taken atomically (one query)."""
+        return SessionSnapshot(state=self._state, pending=self._pending)

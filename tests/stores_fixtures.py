@@ -1,0 +1,35 @@
+"""``make_store(kind)``: a fresh, set-up store for one test (a new schema on PostgreSQL)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+import tempfile
+
+from durable_sessions.stores.base import SessionStore
+from durable_sessions.stores.memory import InMemorySessionStore
+
+
+@contextlib.asynccontextmanager
+async def make_store(kind: str) -> AsyncIterator[SessionStore]:
+    kind = os.environ.get("DURABLE_SESSIONS_TEST_STORE", kind)
+    if kind == "memory":
+        yield InMemorySessionStore()
+        return
+    if kind == "sqlite":
+        from durable_sessions.stores.sqlite import SQLiteSessionStore
+
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SQLiteSessionStore(Path(tmp) / "sessions.db")
+            await store.setup()
+            try:
+                yield store
+            finally:
+                await store.close()
+        return
+    from tests.pg import postgres_schema_store
+
+    async with postgres_schema_store() as store:
+        yield store
