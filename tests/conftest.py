@@ -6,6 +6,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 
+# Imported before any Temporal runtime starts: on CPython 3.11 a late first import from the
+# hypothesis pytest plugin (at terminal summary) can hit "AST constructor recursion depth
+# mismatch" once the SDK's threads have run.
+import hypothesis.internal.observability  # noqa: F401
 import pytest
 import pytest_asyncio
 from temporalio.client import Client

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
     database_url: str | None = None
-    """``postgresql://...`` or ``sqlite:///path``; the worker's store. None: in-memory."""
+    """``postgresql://...`` or ``sqlite:///path``. None: the embedded SQLite file ``dev`` uses."""
     tls_cert: str | None = None
     """Path of the client certificate (mTLS)."""
     tls_key: str | None = None

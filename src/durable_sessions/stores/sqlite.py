@@ -1,0 +1,602 @@
+"""The SQLite ``SessionStore``: durable sessions on one machine, without a database server.
+
+Why it looks the way it does:
+
+* **Off the event loop.** ``sqlite3`` blocks, so every call runs on one dedicated thread that
+  owns the connection. One thread also serialises the work: each store method is one function
+  run there, and writes are one ``BEGIN IMMEDIATE`` transaction, so a flush is atomic.
+* **WAL, ``synchronous=NORMAL``.** Readers do not block the writer, and a commit costs no fsync
+  (a power loss may drop the last commits but never corrupts the database).
+* **Same schema and migrations as PostgreSQL.** Numbered migrations recorded in
+  ``schema_migrations`` and applied under the write lock (``BEGIN IMMEDIATE`` plays the part of
+  the advisory lock), so ``check_schema()`` means the same on both backends.
+* **Compact, exact values.** Datetimes are integer microseconds since the epoch (UTC): they sort
+  correctly, take at most 8 bytes and round-trip exactly. Empty metadata is NULL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from durable_sessions.core.clock import utcnow
+from durable_sessions.models import (
+    Checkpoint,
+    SessionState,
+    SessionStats,
+    SessionStatus,
+    SessionTurn,
+)
+from durable_sessions.stores.base import PersistBatch
+
+__all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "SQLiteSessionStore"]
+
+T = TypeVar("T")
+
+# Numbered migrations, applied in order; each is a list of statements. Never edit a released
+# migration: append a new one.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """
+            CREATE TABLE sessions (
+                session_id         TEXT PRIMARY KEY,
+                user_id            TEXT NOT NULL,
+                status             TEXT NOT NULL,
+                created_at         INTEGER NOT NULL,
+                updated_at         INTEGER NOT NULL,
+                expires_at         INTEGER,
+                total_cost         REAL NOT NULL DEFAULT 0,
+                total_tokens       INTEGER NOT NULL DEFAULT 0,
+                turn_count         INTEGER NOT NULL DEFAULT 0,
+                generation         INTEGER NOT NULL DEFAULT 0,
+                fork_seq           INTEGER,
+                parent_generation  INTEGER,
+                parent_session_id  TEXT,
+                branch_name        TEXT,
+                last_checkpoint_id TEXT,
+                metadata           TEXT
+            )
+            """,
+            "CREATE INDEX sessions_user_status_idx ON sessions (user_id, status)",
+            "CREATE INDEX sessions_parent_idx ON sessions (parent_session_id)"
+            " WHERE parent_session_id IS NOT NULL",
+            "CREATE INDEX sessions_status_idx ON sessions (status)",
+            # A rowid table (not WITHOUT ROWID): turns of 0.5-2 KB stay on their leaf page
+            # instead of spilling to overflow pages.
+            """
+            CREATE TABLE turns (
+                session_id  TEXT NOT NULL,
+                generation  INTEGER NOT NULL,
+                seq         INTEGER NOT NULL,
+                turn_id     TEXT NOT NULL,
+                role        TEXT NOT NULL,
+                content     TEXT NOT NULL,
+                timestamp   INTEGER NOT NULL,
+                tokens      INTEGER,
+                cost        REAL NOT NULL DEFAULT 0,
+                agent       TEXT,
+                metadata    TEXT,
+                PRIMARY KEY (session_id, generation, seq)
+            )
+            """,
+            """
+            CREATE TABLE generations (
+                session_id        TEXT NOT NULL,
+                generation        INTEGER NOT NULL,
+                parent_generation INTEGER NOT NULL,
+                fork_seq          INTEGER NOT NULL,
+                PRIMARY KEY (session_id, generation)
+            ) WITHOUT ROWID
+            """,
+            """
+            CREATE TABLE checkpoints (
+                checkpoint_id TEXT PRIMARY KEY,
+                session_id    TEXT NOT NULL,
+                created_at    INTEGER NOT NULL,
+                total_cost    REAL NOT NULL DEFAULT 0,
+                total_tokens  INTEGER NOT NULL DEFAULT 0,
+                generation    INTEGER NOT NULL DEFAULT 0,
+                turn_count    INTEGER NOT NULL,
+                reason        TEXT NOT NULL,
+                status        TEXT NOT NULL,
+                metadata      TEXT
+            )
+            """,
+            "CREATE INDEX checkpoints_session_idx ON checkpoints (session_id, created_at)",
+        ],
+    ),
+]
+
+LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]
+"""The schema version this code needs; ``check_schema()`` compares the database against it."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def _ts_in(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // _MICRO
+
+
+def _ts_in_opt(dt: datetime | None) -> int | None:
+    return None if dt is None else _ts_in(dt)
+
+
+def _ts_out(value: int) -> datetime:
+    return _EPOCH + value * _MICRO
+
+
+def _ts_out_opt(value: int | None) -> datetime | None:
+    return None if value is None else _ts_out(value)
+
+
+def _meta_in(metadata: dict[str, Any]) -> str | None:
+    if not metadata:
+        return None
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+
+
+def _meta_out(value: str | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    decoded: dict[str, Any] = json.loads(value)
+    return decoded
+
+
+_SESSION_COLS = (
+    "session_id, user_id, status, created_at, updated_at, expires_at, total_cost, total_tokens,"
+    " turn_count, generation, fork_seq, parent_generation, parent_session_id, branch_name,"
+    " last_checkpoint_id, metadata"
+)
+_TURN_COLS = "seq, turn_id, role, content, timestamp, tokens, cost, agent, metadata"
+_CHECKPOINT_COLS = (
+    "checkpoint_id, session_id, created_at, total_cost, total_tokens, generation, turn_count,"
+    " reason, status, metadata"
+)
+
+_UPSERT_SESSION = (
+    f"INSERT INTO sessions ({_SESSION_COLS}) VALUES"
+    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id) DO UPDATE SET"
+    " user_id = excluded.user_id, status = excluded.status,"
+    " created_at = excluded.created_at, updated_at = excluded.updated_at,"
+    " expires_at = excluded.expires_at, total_cost = excluded.total_cost,"
+    " total_tokens = excluded.total_tokens, turn_count = excluded.turn_count,"
+    " generation = excluded.generation, fork_seq = excluded.fork_seq,"
+    " parent_generation = excluded.parent_generation,"
+    " parent_session_id = excluded.parent_session_id, branch_name = excluded.branch_name,"
+    " last_checkpoint_id = excluded.last_checkpoint_id, metadata = excluded.metadata"
+)
+_UPSERT_TURN = (
+    f"INSERT INTO turns (session_id, generation, {_TURN_COLS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, generation, seq) DO UPDATE SET"
+    " turn_id = excluded.turn_id, role = excluded.role, content = excluded.content,"
+    " timestamp = excluded.timestamp, tokens = excluded.tokens, cost = excluded.cost,"
+    " agent = excluded.agent, metadata = excluded.metadata"
+)
+_UPSERT_CHECKPOINT = (
+    f"INSERT INTO checkpoints ({_CHECKPOINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (checkpoint_id) DO UPDATE SET"
+    " session_id = excluded.session_id, created_at = excluded.created_at,"
+    " total_cost = excluded.total_cost, total_tokens = excluded.total_tokens,"
+    " generation = excluded.generation, turn_count = excluded.turn_count,"
+    " reason = excluded.reason, status = excluded.status, metadata = excluded.metadata"
+)
+
+
+def _session_args(s: SessionState) -> tuple[Any, ...]:
+    return (
+        s.session_id,
+        s.user_id,
+        s.status.value,
+        _ts_in(s.created_at),
+        _ts_in(s.updated_at),
+        _ts_in_opt(s.expires_at),
+        s.total_cost,
+        s.total_tokens,
+        s.turn_count,
+        s.generation,
+        s.fork_seq,
+        s.parent_generation,
+        s.parent_session_id,
+        s.branch_name,
+        s.last_checkpoint_id,
+        _meta_in(s.metadata),
+    )
+
+
+def _turn_args(session_id: str, generation: int, t: SessionTurn) -> tuple[Any, ...]:
+    return (
+        session_id,
+        generation,
+        t.seq,
+        t.turn_id,
+        t.role,
+        t.content,
+        _ts_in(t.timestamp),
+        t.tokens,
+        t.cost,
+        t.agent,
+        _meta_in(t.metadata),
+    )
+
+
+def _checkpoint_args(c: Checkpoint) -> tuple[Any, ...]:
+    return (
+        c.checkpoint_id,
+        c.session_id,
+        _ts_in(c.created_at),
+        c.total_cost,
+        c.total_tokens,
+        c.generation,
+        c.turn_count,
+        c.reason,
+        c.status.value,
+        _meta_in(c.metadata),
+    )
+
+
+def _session_from(r: sqlite3.Row) -> SessionState:
+    return SessionState(
+        session_id=r["session_id"],
+        user_id=r["user_id"],
+        status=SessionStatus(r["status"]),
+        metadata=_meta_out(r["metadata"]),
+        created_at=_ts_out(r["created_at"]),
+        updated_at=_ts_out(r["updated_at"]),
+        turn_count=r["turn_count"],
+        total_tokens=r["total_tokens"],
+        total_cost=r["total_cost"],
+        parent_session_id=r["parent_session_id"],
+        branch_name=r["branch_name"],
+        fork_seq=r["fork_seq"],
+        last_checkpoint_id=r["last_checkpoint_id"],
+        expires_at=_ts_out_opt(r["expires_at"]),
+        generation=r["generation"],
+        parent_generation=r["parent_generation"],
+    )
+
+
+def _turn_from(r: sqlite3.Row) -> SessionTurn:
+    return SessionTurn(
+        turn_id=r["turn_id"],
+        role=r["role"],
+        content=r["content"],
+        timestamp=_ts_out(r["timestamp"]),
+        tokens=r["tokens"],
+        cost=r["cost"],
+        agent=r["agent"],
+        metadata=_meta_out(r["metadata"]),
+        seq=r["seq"],
+    )
+
+
+def _checkpoint_from(r: sqlite3.Row) -> Checkpoint:
+    return Checkpoint(
+        checkpoint_id=r["checkpoint_id"],
+        session_id=r["session_id"],
+        turn_count=r["turn_count"],
+        created_at=_ts_out(r["created_at"]),
+        reason=r["reason"],
+        generation=r["generation"],
+        status=SessionStatus(r["status"]),
+        metadata=_meta_out(r["metadata"]),
+        total_tokens=r["total_tokens"],
+        total_cost=r["total_cost"],
+    )
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: takes the database write lock at once, commits or rolls back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class SQLiteSessionStore:
+    """A ``SessionStore`` in one SQLite database file (or ``":memory:"``).
+
+    The connection is opened on first use (normally by ``setup()``) on a dedicated worker thread
+    and closed by ``close()``. With ``":memory:"`` the data lives as long as that connection.
+
+    Args:
+        path: The database file, created if missing, or ``":memory:"``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ds-sqlite")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(self._connect()))
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create the tables and apply every missing migration. Idempotent."""
+
+        def migrate(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+                )
+                applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+                for version, statements in MIGRATIONS:
+                    if version in applied:
+                        continue
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                        (version, utcnow().isoformat()),
+                    )
+
+        await self._run(migrate)
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def shut(_: sqlite3.Connection | None = None) -> None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, shut)
+        executor.shutdown(wait=True)
+
+    async def schema_version(self) -> int:
+        """The highest migration applied to the database, 0 when none is."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+            if exists is None:
+                return 0
+            row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0)
+
+        return await self._run(read)
+
+    async def check_schema(self) -> None:
+        """Fail fast when the database lacks migrations this code needs.
+
+        Raises:
+            RuntimeError: If the schema is older than ``LATEST_SCHEMA_VERSION``.
+        """
+        version = await self.schema_version()
+        if version < LATEST_SCHEMA_VERSION:
+            raise RuntimeError(
+                f"durable-sessions: SQLite database {self.path!r} is at schema version {version}, "
+                f"this version needs {LATEST_SCHEMA_VERSION}. Run `durable-sessions db upgrade` "
+                "(or call `await store.setup()`) to apply the missing migrations."
+            )
+
+    async def storage_bytes(self) -> int:
+        """Bytes used by the database (``page_count * page_size``)."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+            return int(pages) * int(size)
+
+        return await self._run(read)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def persist(self, batch: PersistBatch) -> None:
+        state = batch.state
+        for turn in batch.turns:
+            if turn.seq is None:
+                raise ValueError("turn.seq must be set before it is persisted")
+        turn_rows = [_turn_args(state.session_id, state.generation, t) for t in batch.turns]
+        checkpoint_rows = [_checkpoint_args(c) for c in batch.checkpoints]
+        session_row = _session_args(state)
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                if turn_rows:
+                    conn.executemany(_UPSERT_TURN, turn_rows)
+                if checkpoint_rows:
+                    conn.executemany(_UPSERT_CHECKPOINT, checkpoint_rows)
+                conn.execute(_UPSERT_SESSION, session_row)
+
+        await self._run(write)
+
+    async def upsert_session(self, state: SessionState) -> None:
+        row = _session_args(state)
+
+        def write(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                conn.execute(_UPSERT_SESSION, row)
+
+        await self._run(write)
+
+    async def add_generation(
+        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                conn.execute(
+                    "INSERT INTO generations (session_id, generation, parent_generation, fork_seq)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (session_id, generation) DO UPDATE SET"
+                    " parent_generation = excluded.parent_generation,"
+                    " fork_seq = excluded.fork_seq",
+                    (session_id, generation, parent_generation, fork_seq),
+                )
+
+        await self._run(write)
+
+    async def delete_session(self, session_id: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            with _write(conn):
+                n = 0
+                for table in ("sessions", "turns", "checkpoints"):
+                    n += conn.execute(
+                        f"DELETE FROM {table} WHERE session_id = ?", (session_id,)
+                    ).rowcount
+                # Generations alone do not count as "something to delete", as in the
+                # reference store.
+                conn.execute("DELETE FROM generations WHERE session_id = ?", (session_id,))
+            return n > 0
+
+        return await self._run(write)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def _fetchall(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(sql, args).fetchall()
+
+        return await self._run(read)
+
+    async def get_session(self, session_id: str) -> SessionState | None:
+        rows = await self._fetchall(
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        return _session_from(rows[0]) if rows else None
+
+    async def list_sessions(
+        self,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[SessionState]:
+        where: list[str] = []
+        args: list[Any] = []
+        if user_id is not None:
+            where.append("user_id = ?")
+            args.append(user_id)
+        if status is not None:
+            where.append("status = ?")
+            args.append(SessionStatus(status).value)
+        sql = f"SELECT {_SESSION_COLS} FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, session_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_session_from(r) for r in await self._fetchall(sql, tuple(args))]
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        rows = await self._fetchall(
+            "SELECT count(*) FROM sessions WHERE user_id = ? AND status IN (?, ?)",
+            (user_id, SessionStatus.ACTIVE.value, SessionStatus.SUSPENDED.value),
+        )
+        return int(rows[0][0])
+
+    async def list_branches(self, parent_session_id: str) -> list[SessionState]:
+        rows = await self._fetchall(
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE parent_session_id = ?"
+            " ORDER BY created_at, session_id",
+            (parent_session_id,),
+        )
+        return [_session_from(r) for r in rows]
+
+    async def get_generation_parent(
+        self, session_id: str, generation: int
+    ) -> tuple[int, int] | None:
+        rows = await self._fetchall(
+            "SELECT parent_generation, fork_seq FROM generations"
+            " WHERE session_id = ? AND generation = ?",
+            (session_id, generation),
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def get_own_turns(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[SessionTurn]:
+        rows = await self._fetchall(
+            f"SELECT {_TURN_COLS} FROM turns"
+            " WHERE session_id = ? AND generation = ? AND seq >= ? AND seq < ? ORDER BY seq",
+            (session_id, generation, lo, hi),
+        )
+        return [_turn_from(r) for r in rows]
+
+    async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
+        rows = await self._fetchall(
+            f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE checkpoint_id = ?",
+            (checkpoint_id,),
+        )
+        return _checkpoint_from(rows[0]) if rows else None
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        rows = await self._fetchall(
+            f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE session_id = ?"
+            " ORDER BY created_at, turn_count, checkpoint_id",
+            (session_id,),
+        )
+        return [_checkpoint_from(r) for r in rows]
+
+    async def get_stats(self, user_id: str | None = None) -> SessionStats:
+        rows = await self._fetchall(
+            "WITH sel AS (SELECT session_id, status, turn_count, total_tokens, total_cost"
+            " FROM sessions WHERE ?1 IS NULL OR user_id = ?1)"
+            " SELECT count(*) AS n,"
+            " count(*) FILTER (WHERE status = 'active') AS active,"
+            " count(*) FILTER (WHERE status = 'suspended') AS suspended,"
+            " count(*) FILTER (WHERE status = 'closed') AS closed,"
+            " count(*) FILTER (WHERE status = 'expired') AS expired,"
+            " coalesce(sum(turn_count), 0) AS turns,"
+            " coalesce(sum(total_tokens), 0) AS tokens,"
+            " coalesce(total(total_cost), 0.0) AS cost,"
+            " (SELECT count(*) FROM checkpoints c"
+            "   WHERE c.session_id IN (SELECT session_id FROM sel)) AS checkpoints"
+            " FROM sel",
+            (user_id,),
+        )
+        row = rows[0]
+        n = int(row["n"])
+        return SessionStats(
+            active=row["active"],
+            suspended=row["suspended"],
+            closed=row["closed"],
+            expired=row["expired"],
+            avg_turns=(int(row["turns"]) / n) if n else 0.0,
+            checkpoints_per_session=(int(row["checkpoints"]) / n) if n else 0.0,
+            total_tokens=int(row["tokens"]),
+            total_cost=float(row["cost"]),
+        )

@@ -1,0 +1,229 @@
+"""End-to-end behaviour of sessions on the real dev server with a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowUpdateFailedError
+
+from durable_sessions.client import SessionManager
+from durable_sessions.errors import (
+    InvalidTransitionError,
+    InvalidTurnError,
+    SessionCapacityError,
+    SessionClosedError,
+    SessionNotFoundError,
+    WorkerUnavailableError,
+)
+from durable_sessions.models import SessionConfig, SessionStatus, SessionTurn
+from durable_sessions.worker import create_worker
+from tests.helpers import assert_eventually
+from tests.integration.conftest import Stack
+
+
+def user_turn(text: str, **kw: object) -> SessionTurn:
+    return SessionTurn(role="user", content=text, **kw)  # type: ignore[arg-type]
+
+
+async def test_lifecycle_active_suspended_active_closed(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("alice", {"topic": "billing"})
+    await m.add_turn(s.session_id, user_turn("first"))
+
+    st = await m.suspend(s.session_id)
+    assert st.status is SessionStatus.SUSPENDED
+    with pytest.raises(InvalidTransitionError):
+        await m.add_turn(s.session_id, user_turn("while suspended"))
+    with pytest.raises(InvalidTransitionError):
+        await m.suspend(s.session_id)
+
+    st = await m.resume(s.session_id)
+    assert st.status is SessionStatus.ACTIVE
+    with pytest.raises(InvalidTransitionError):
+        await m.resume(s.session_id)
+    await m.add_turn(s.session_id, SessionTurn(role="assistant", content="second"))
+
+    st = await m.close(s.session_id)
+    assert st.status is SessionStatus.CLOSED
+    assert st.turn_count == 2
+    with pytest.raises(SessionClosedError):
+        await m.add_turn(s.session_id, user_turn("after close"))
+    with pytest.raises(SessionClosedError):
+        await m.resume(s.session_id)
+
+    # Persisted reads work once the workflow is gone.
+    got = await m.get(s.session_id)
+    assert got.status is SessionStatus.CLOSED
+    assert [t.content for t in await m.history(s.session_id)] == ["first", "second"]
+    reasons = [c.reason for c in await m.list_checkpoints(s.session_id)]
+    assert reasons[-1] == "close"
+    listed = await m.list_sessions("alice")
+    assert [x.session_id for x in listed] == [s.session_id]
+    assert await m.list_sessions("alice", SessionStatus.ACTIVE) == []
+
+
+async def test_ttl_expiry(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("bob", ttl=1.5)
+    await m.add_turn(s.session_id, user_turn("hello"))
+
+    async def expired() -> None:
+        assert (await m.get(s.session_id)).status is SessionStatus.EXPIRED
+
+    await assert_eventually(expired, timeout=15)
+    with pytest.raises(SessionClosedError):
+        await m.add_turn(s.session_id, user_turn("too late"))
+    cps = await m.list_checkpoints(s.session_id)
+    assert cps[-1].reason == "expire"
+    assert cps[-1].turn_count == 1
+    assert [t.content for t in await m.history(s.session_id)] == ["hello"]
+
+
+async def test_turns_reset_ttl(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("bob", ttl=2.0)
+    for i in range(5):  # 5 x 0.8 s = 4 s > TTL, but no gap exceeds it
+        await m.add_turn(s.session_id, user_turn(f"keepalive {i}"))
+        await asyncio.sleep(0.8)
+    assert (await m.get(s.session_id)).status is SessionStatus.ACTIVE
+
+
+async def test_ttl_expiry_across_worker_restart(
+    client: Client, stack: Stack, task_queue: str
+) -> None:
+    other_queue = task_queue + "-restart"
+    m = SessionManager(client, stack.store, SessionConfig(flush_interval=0.2), other_queue)
+    async with create_worker(client, stack.store, task_queue=other_queue):
+        s = await m.create("carol", ttl=2.0)
+        await m.add_turn(s.session_id, user_turn("before the crash"))
+    # No worker while the deadline passes.
+    await asyncio.sleep(3.0)
+    async with create_worker(client, stack.store, task_queue=other_queue):
+
+        async def expired() -> None:
+            assert (await m.get(s.session_id)).status is SessionStatus.EXPIRED
+
+        await assert_eventually(expired, timeout=20)
+    assert [t.content for t in await m.history(s.session_id)] == ["before the crash"]
+
+
+async def test_retried_turn_is_stored_once(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("dave")
+    turn = user_turn("only once")
+    first = await m.add_turn(s.session_id, turn)
+    again = await m.add_turn(s.session_id, turn)
+    await m.send_turn(s.session_id, turn)  # the signal path dedups too
+    await m.add_turn(s.session_id, user_turn("next"))
+    assert first.seq == again.seq == 0
+    history = await m.history(s.session_id)
+    assert [t.content for t in history] == ["only once", "next"]
+    assert (await m.get(s.session_id)).turn_count == 2
+
+
+async def test_500_turns_from_10_concurrent_clients(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("erin", config=SessionConfig(flush_interval=0.2, auto_checkpoint_interval=50))
+
+    async def client_loop(c: int) -> list[int]:
+        seqs = []
+        for i in range(50):
+            stored = await m.add_turn(s.session_id, user_turn(f"c{c}-{i}"))
+            assert stored.seq is not None
+            seqs.append(stored.seq)
+        return seqs
+
+    results = await asyncio.gather(*(client_loop(c) for c in range(10)))
+    for seqs in results:
+        assert seqs == sorted(seqs)
+    history = await m.history(s.session_id)
+    assert [t.seq for t in history] == list(range(500))
+    contents = [t.content for t in history]
+    assert len(set(contents)) == 500
+    for c in range(10):  # each client's turns appear in the order it sent them
+        mine = [x for x in contents if x.startswith(f"c{c}-")]
+        assert mine == [f"c{c}-{i}" for i in range(50)]
+
+    async def flushed() -> None:
+        stored = await stack.store.get_session(s.session_id)
+        assert stored is not None and stored.turn_count == 500
+
+    await assert_eventually(flushed)
+
+
+async def test_send_turn_signal(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("frank")
+    for i in range(5):
+        await m.send_turn(s.session_id, user_turn(f"signal {i}"))
+
+    async def arrived() -> None:
+        assert [t.content for t in await m.history(s.session_id)] == [
+            f"signal {i}" for i in range(5)
+        ]
+
+    await assert_eventually(arrived)
+
+
+async def test_bad_input_typed_errors_and_session_keeps_working(stack: Stack) -> None:
+    m = stack.manager
+    cfg = SessionConfig(max_turns=3, max_turn_bytes=1000, flush_interval=0.2)
+    s = await m.create("gina", config=cfg)
+    sid = s.session_id
+
+    # Client-side validation names the field before anything is sent.
+    with pytest.raises(ValidationError) as exc_info:
+        SessionTurn(role="robot", content="x")  # type: ignore[arg-type]
+    assert "role" in str(exc_info.value)
+    with pytest.raises(ValidationError) as exc_info:
+        SessionTurn(role="user", content="")
+    assert "content" in str(exc_info.value)
+
+    # The workflow's validator rejects what reaches it, with typed errors naming the field.
+    with pytest.raises(InvalidTurnError) as too_big:
+        await m.add_turn(sid, user_turn("x" * 1001))
+    assert too_big.value.field == "content"
+    assert "x" * 20 not in str(too_big.value)  # no content in error messages
+
+    handle = stack.client.get_workflow_handle(sid)
+    for raw in ({"role": "robot", "content": "hi"}, {"role": "user", "content": ""}):
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("add_turn", raw, rpc_timeout=timedelta(seconds=10))
+    # A bad signal is dropped and logged; it never fails the workflow task.
+    await handle.signal("add_turn", {"role": "robot", "content": "hi"})
+    await handle.signal("add_turn", {"role": "user", "content": "y" * 2000})
+
+    for i in range(3):
+        await m.add_turn(sid, user_turn(f"ok {i}"))
+    with pytest.raises(SessionCapacityError) as cap:
+        await m.add_turn(sid, user_turn("one too many"))
+    assert cap.value.field == "max_turns"
+    assert [t.content for t in await m.history(sid)] == ["ok 0", "ok 1", "ok 2"]
+
+    with pytest.raises(SessionNotFoundError):
+        await m.add_turn("no-such-session-" + uuid.uuid4().hex, user_turn("hi"))
+    with pytest.raises(SessionNotFoundError):
+        await m.get("no-such-session-" + uuid.uuid4().hex)
+    with pytest.raises(SessionNotFoundError):
+        await m.send_turn("no-such-session-" + uuid.uuid4().hex, user_turn("hi"))
+
+    await m.close(sid)
+    with pytest.raises(SessionClosedError):
+        await m.send_turn(sid, user_turn("hi"))
+    with pytest.raises(SessionClosedError):
+        await m.close(sid)
+
+
+async def test_no_worker_fails_fast_naming_the_task_queue(client: Client, stack: Stack) -> None:
+    queue = "nobody-polls-" + uuid.uuid4().hex[:8]
+    m = SessionManager(client, stack.store, task_queue=queue, call_timeout=1.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(WorkerUnavailableError) as exc_info:
+        await m.create("henry")
+    assert loop.time() - started < 5
+    assert queue in str(exc_info.value)
