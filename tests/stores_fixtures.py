@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-import tempfile
 
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
@@ -29,7 +29,14 @@ async def make_store(kind: str) -> AsyncIterator[SessionStore]:
             finally:
                 await store.close()
         return
-    from tests.pg import postgres_schema_store
+    from durable_sessions.stores.postgres import PostgresSessionStore
+    from tests.pg import postgres_dsn_or_skip, temporary_schema
 
-    async with postgres_schema_store() as store:
-        yield store
+    dsn = await postgres_dsn_or_skip()
+    async with temporary_schema(dsn) as schema:
+        pg = PostgresSessionStore(dsn, schema=schema)
+        await pg.setup()
+        try:
+            yield pg
+        finally:
+            await pg.close()

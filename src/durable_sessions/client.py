@@ -176,9 +176,7 @@ class SessionManager:
         header = await self.store.get_session(session_id)
         if "completed" in message or (header is not None and header.status.is_terminal):
             status = header.status.value if header is not None else "closed"
-            return SessionClosedError(
-                f"session is {status}", session_id=session_id, field="status"
-            )
+            return SessionClosedError(f"session is {status}", session_id=session_id, field="status")
         return SessionNotFoundError("no such session", session_id=session_id)
 
     # ------------------------------------------------------------------ lifecycle
@@ -223,7 +221,7 @@ class SessionManager:
         reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
     ) -> SessionState:
         state = input.state
-        op = WithStartWorkflowOperation(
+        op: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             WORKFLOW_TYPE,
             input,
             id=state.session_id,

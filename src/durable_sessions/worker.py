@@ -31,7 +31,7 @@ WORKFLOWS: list[type] = [SessionWorkflow]
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, with our pure modules and pydantic passed through (imported once, not per run)."""
+    """The sandbox, passing our modules and pydantic through (imported once, not per run)."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             "durable_sessions", "pydantic", "pydantic_core", "annotated_types"

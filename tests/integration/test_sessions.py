@@ -104,8 +104,9 @@ async def test_ttl_expiry_across_worker_restart(
     await asyncio.sleep(3.0)
     async with create_worker(client, stack.store, task_queue=other_queue):
 
-        async def expired() -> None:
-            assert (await m.get(s.session_id)).status is SessionStatus.EXPIRED
+        async def expired() -> None:  # persisted, not only decided
+            stored = await stack.store.get_session(s.session_id)
+            assert stored is not None and stored.status is SessionStatus.EXPIRED
 
         await assert_eventually(expired, timeout=20)
     assert [t.content for t in await m.history(s.session_id)] == ["before the crash"]
@@ -127,7 +128,9 @@ async def test_retried_turn_is_stored_once(stack: Stack) -> None:
 
 async def test_500_turns_from_10_concurrent_clients(stack: Stack) -> None:
     m = stack.manager
-    s = await m.create("erin", config=SessionConfig(flush_interval=0.2, auto_checkpoint_interval=50))
+    s = await m.create(
+        "erin", config=SessionConfig(flush_interval=0.2, auto_checkpoint_interval=50)
+    )
 
     async def client_loop(c: int) -> list[int]:
         seqs = []

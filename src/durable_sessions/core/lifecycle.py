@@ -53,9 +53,7 @@ def check_turn(state: SessionState, config: SessionConfig, turn: SessionTurn) ->
     """Raise the typed error a turn deserves, or return if the session can take it."""
     sid = state.session_id
     if state.status.is_terminal:
-        raise SessionClosedError(
-            f"session is {state.status.value}", session_id=sid, field="status"
-        )
+        raise SessionClosedError(f"session is {state.status.value}", session_id=sid, field="status")
     if state.status is not SessionStatus.ACTIVE:
         raise InvalidTransitionError(
             f"session is {state.status.value}; resume it before adding turns",

@@ -33,7 +33,11 @@ of the client; ``prune_sync`` does the same work for callers outside an event lo
 Speed: the relevance pruner keeps, per session, an incremental inverted index
 (:class:`RelevanceIndexCache`): appended turns are tokenized once, and BM25 is evaluated at query
 time over the postings of the query terms only, so a warm prune of a 10,000-turn history costs a
-few milliseconds and scales linearly.
+few milliseconds and scales linearly. ``bm25s.BM25`` itself precomputes every (turn, term)
+score with the corpus-wide IDF and mean length, which change with every appended turn, so its
+eager index cannot be extended; rebuilding it per prune is a Python loop over the whole
+history. We therefore keep the term frequencies and apply bm25s's own IDF and term-frequency
+scorers (``bm25s.scoring``) to them; a unit test checks the scores equal ``bm25s.BM25``'s.
 """
 
 from __future__ import annotations
@@ -665,7 +669,8 @@ class RelevanceContextPruner(ContextPruner):
             index_cache: Keeps per-session indexes between calls; used when ``prune`` gets a
                 ``cache_key``. Without it every call indexes the history from scratch.
             semantic_scorer: Optional ``scorer(query, texts) -> similarities``; see
-                :func:`load_default_semantic_scorer`. Called with the content of every turn.
+                :func:`load_default_semantic_scorer`. Called once per prune with the content
+                of every turn, so for long histories the scorer should cache embeddings.
             semantic_weight: Share of the semantic score in the relevance, in ``[0, 1]``.
             recency_weight: Weight of the recency term relative to a perfect match (1.0).
             recency_half_life: Age in turns at which the recency term halves.

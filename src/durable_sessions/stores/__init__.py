@@ -2,5 +2,14 @@
 
 from durable_sessions.stores.base import PersistBatch, SessionStore, read_transcript
 from durable_sessions.stores.memory import InMemorySessionStore
+from durable_sessions.stores.postgres import PostgresSessionStore
+from durable_sessions.stores.sqlite import SQLiteSessionStore
 
-__all__ = ["InMemorySessionStore", "PersistBatch", "SessionStore", "read_transcript"]
+__all__ = [
+    "InMemorySessionStore",
+    "PersistBatch",
+    "PostgresSessionStore",
+    "SQLiteSessionStore",
+    "SessionStore",
+    "read_transcript",
+]

@@ -15,10 +15,12 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -109,15 +111,13 @@ class SessionWorkflow:
 
     async def _main_loop(self) -> SessionState:
         while True:
-            armed = bool(self._pending or self._pending_checkpoints or self._header_dirty)
-            try:
+            armed = self._has_unflushed()
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._must_act_now(armed),
+                    functools.partial(self._must_act_now, armed),
                     timeout=self._config.flush_interval if armed else None,
                     timeout_summary="flush" if armed else None,
                 )
-            except TimeoutError:
-                pass
             if self._expire_due and not self._state.status.is_terminal:
                 self._transition("expire")
                 self._add_checkpoint("expire")
@@ -138,8 +138,11 @@ class SessionWorkflow:
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
-            or (not armed and bool(self._pending or self._pending_checkpoints or self._header_dirty))
+            or (not armed and self._has_unflushed())
         )
+
+    def _has_unflushed(self) -> bool:
+        return bool(self._pending or self._pending_checkpoints or self._header_dirty)
 
     def _flush_needed(self, armed: bool) -> bool:
         if len(self._pending) >= self._config.flush_batch_size:
@@ -183,7 +186,7 @@ class SessionWorkflow:
     async def _flush(self) -> None:
         """Write every pending turn and checkpoint, and the header, in one activity call."""
         async with self._flush_lock:
-            if not (self._pending or self._pending_checkpoints or self._header_dirty):
+            if not self._has_unflushed():
                 return
             turns = list(self._pending)
             checkpoints = list(self._pending_checkpoints)
@@ -224,9 +227,7 @@ class SessionWorkflow:
         self._upsert_status()
 
     def _upsert_status(self) -> None:
-        workflow.upsert_search_attributes(
-            [SearchAttributePair(SESSION_STATUS, self._state.status.value)]
-        )
+        workflow.upsert_search_attributes([SESSION_STATUS.value_set(self._state.status.value)])
 
     def _add_checkpoint(self, reason: CheckpointReason) -> Checkpoint:
         cp = Checkpoint(
@@ -264,7 +265,7 @@ class SessionWorkflow:
         stored = turn.model_copy(
             update={
                 "seq": self._state.turn_count,
-                "tokens": turn.tokens if turn.tokens is not None else approx_token_count(turn.content),
+                "tokens": approx_token_count(turn.content) if turn.tokens is None else turn.tokens,
             }
         )
         self._state.turn_count += 1
@@ -353,7 +354,7 @@ class SessionWorkflow:
 
     @workflow.signal(name="add_turn")
     def add_turn_signal(self, turn: SessionTurn) -> None:
-        """Fire-and-forget ``add_turn``: same rules; a rejected turn is logged, never fails the task."""
+        """Fire-and-forget ``add_turn``; a rejected turn is logged and never fails a task."""
         self._count_message()
         try:
             self._check(turn)
