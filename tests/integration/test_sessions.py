@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from durable_sessions.client import SessionManager
 from durable_sessions.errors import (
@@ -192,10 +193,19 @@ async def test_bad_input_typed_errors_and_session_keeps_working(stack: Stack) ->
     assert too_big.value.field == "content"
     assert "x" * 20 not in str(too_big.value)  # no content in error messages
 
+    # Any client (not only ours) gets typed rejections naming the field, never echoing content.
     handle = stack.client.get_workflow_handle(sid)
-    for raw in ({"role": "robot", "content": "hi"}, {"role": "user", "content": ""}):
-        with pytest.raises(WorkflowUpdateFailedError):
+    for raw, field in (
+        ({"role": "robot", "content": "secret words"}, "role"),
+        ({"role": "user", "content": ""}, "content"),
+    ):
+        with pytest.raises(WorkflowUpdateFailedError) as raw_exc:
             await handle.execute_update("add_turn", raw, rpc_timeout=timedelta(seconds=10))
+        cause = raw_exc.value.cause
+        assert isinstance(cause, ApplicationError)
+        assert cause.type == "InvalidTurnError"
+        assert cause.details[0]["field"] == field
+        assert "secret" not in cause.message
     # A bad signal is dropped and logged; it never fails the workflow task.
     await handle.signal("add_turn", {"role": "robot", "content": "hi"})
     await handle.signal("add_turn", {"role": "user", "content": "y" * 2000})

@@ -19,7 +19,7 @@ from durable_sessions.errors import (
     SessionCapacityError,
     SessionClosedError,
 )
-from durable_sessions.models import SessionConfig, SessionState, SessionStatus, SessionTurn
+from durable_sessions.models import SessionConfig, SessionState, SessionStatus
 
 Action = Literal["suspend", "resume", "close", "expire"]
 
@@ -49,7 +49,7 @@ def next_status(session_id: str, status: SessionStatus, action: Action) -> Sessi
     )
 
 
-def check_turn(state: SessionState, config: SessionConfig, turn: SessionTurn) -> None:
+def check_turn(state: SessionState, config: SessionConfig, role: str, content: str) -> None:
     """Raise the typed error a turn deserves, or return if the session can take it."""
     sid = state.session_id
     if state.status.is_terminal:
@@ -60,13 +60,13 @@ def check_turn(state: SessionState, config: SessionConfig, turn: SessionTurn) ->
             session_id=sid,
             field="status",
         )
-    if turn.role not in VALID_ROLES:
+    if role not in VALID_ROLES:
         raise InvalidTurnError(
             f"role must be one of {sorted(VALID_ROLES)}", session_id=sid, field="role"
         )
-    if not turn.content:
+    if not content:
         raise InvalidTurnError("content must not be empty", session_id=sid, field="content")
-    size = len(turn.content.encode("utf-8", "surrogatepass"))
+    size = len(content.encode("utf-8", "surrogatepass"))
     if size > config.max_turn_bytes:
         raise InvalidTurnError(
             f"content is {size} bytes; the limit is {config.max_turn_bytes}",

@@ -5,7 +5,10 @@ Names of fields here are recorded in workflow histories; add optional fields, ne
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from durable_sessions.models import Checkpoint, SessionConfig, SessionState, SessionTurn
 
@@ -29,6 +32,27 @@ class SessionWorkflowInput(BaseModel):
     """Start by rewinding to this checkpoint: how a closed or expired session is restored."""
     continued: bool = False
     """False on the first run of a session (the header is written to the store then)."""
+
+
+class TurnInput(BaseModel):
+    """What ``add_turn`` accepts: a ``SessionTurn`` whose id and timestamp may be missing.
+
+    Any Temporal client (the ``temporal`` CLI, another SDK) can send
+    ``{"role": "user", "content": "hi"}``; the workflow fills ``turn_id`` and ``timestamp``
+    deterministically. Role and content are checked by the workflow's validator, so a bad value
+    gets a typed error naming the field (and never echoes the content back).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    turn_id: str | None = Field(default=None, min_length=1, max_length=128)
+    role: str
+    content: str
+    timestamp: datetime | None = None
+    tokens: int | None = Field(default=None, ge=0)
+    cost: float = Field(default=0.0, ge=0.0)
+    agent: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class RestoreRequest(BaseModel):

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         SessionSnapshot,
         SessionWorkflowInput,
         TranscriptTailRequest,
+        TurnInput,
     )
 
 SESSION_USER_ID = SearchAttributeKey.for_keyword("SessionUserId")
@@ -231,7 +232,7 @@ class SessionWorkflow:
 
     def _add_checkpoint(self, reason: CheckpointReason) -> Checkpoint:
         cp = Checkpoint(
-            checkpoint_id=str(workflow.uuid4()).replace("-", ""),
+            checkpoint_id=workflow.uuid4().hex,
             session_id=self._state.session_id,
             turn_count=self._state.turn_count,
             created_at=workflow.now(),
@@ -250,24 +251,24 @@ class SessionWorkflow:
     def _count_message(self) -> None:
         self._messages_this_run += 1
 
-    def _check(self, turn: SessionTurn) -> None:
-        if turn.turn_id in self._dedup:
+    def _check(self, turn: TurnInput) -> None:
+        if turn.turn_id is not None and turn.turn_id in self._dedup:
             return  # a retry: always answered with the stored turn
         try:
-            check_turn(self._state, self._config, turn)
+            check_turn(self._state, self._config, turn.role, turn.content)
         except SessionError as exc:
             raise to_application_error(exc) from None
 
-    def _apply_turn(self, turn: SessionTurn) -> SessionTurn:
-        seen = self._dedup.get(turn.turn_id)
+    def _apply_turn(self, turn: TurnInput) -> SessionTurn:
+        seen = self._dedup.get(turn.turn_id) if turn.turn_id is not None else None
+        data = turn.model_dump()
+        data["turn_id"] = turn.turn_id or workflow.uuid4().hex
+        data["timestamp"] = turn.timestamp or workflow.now()
         if seen is not None:
-            return turn.model_copy(update={"seq": seen})
-        stored = turn.model_copy(
-            update={
-                "seq": self._state.turn_count,
-                "tokens": approx_token_count(turn.content) if turn.tokens is None else turn.tokens,
-            }
-        )
+            return SessionTurn.model_validate({**data, "seq": seen})
+        if turn.tokens is None:
+            data["tokens"] = approx_token_count(turn.content)
+        stored = SessionTurn.model_validate({**data, "seq": self._state.turn_count})
         self._state.turn_count += 1
         self._state.total_tokens += stored.tokens or 0
         self._state.total_cost += stored.cost
@@ -343,17 +344,17 @@ class SessionWorkflow:
     # ------------------------------------------------------------------ add_turn
 
     @workflow.update(name="add_turn")
-    def add_turn(self, turn: SessionTurn) -> SessionTurn:
+    def add_turn(self, turn: TurnInput) -> SessionTurn:
         """Store a turn and return it with its ``seq``; a known ``turn_id`` returns the original."""
         self._count_message()
         return self._apply_turn(turn)
 
     @add_turn.validator
-    def _validate_add_turn(self, turn: SessionTurn) -> None:
+    def _validate_add_turn(self, turn: TurnInput) -> None:
         self._check(turn)
 
     @workflow.signal(name="add_turn")
-    def add_turn_signal(self, turn: SessionTurn) -> None:
+    def add_turn_signal(self, turn: TurnInput) -> None:
         """Fire-and-forget ``add_turn``; a rejected turn is logged and never fails a task."""
         self._count_message()
         try:

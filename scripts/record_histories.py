@@ -1,0 +1,96 @@
+"""Record workflow histories for the replay tests (``tests/histories/*.json``).
+
+Run after a deliberate, versioned change to workflow code, then commit the new files beside the
+old ones (old histories must keep replaying: that is what guards in-flight sessions)::
+
+    python scripts/record_histories.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import start_dev_server  # noqa: E402
+from tests.helpers import assert_eventually  # noqa: E402
+
+from durable_sessions.client import SessionManager  # noqa: E402
+from durable_sessions.models import SessionConfig, SessionTurn  # noqa: E402
+from durable_sessions.stores.memory import InMemorySessionStore  # noqa: E402
+from durable_sessions.worker import create_worker  # noqa: E402
+
+OUT = ROOT / "tests" / "histories"
+
+
+async def save(client: Client, session_id: str, name: str, *, run_id: str | None = None) -> None:
+    handle: WorkflowHandle[object, object] = client.get_workflow_handle(session_id, run_id=run_id)
+    history = await handle.fetch_history()
+    (OUT / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events", file=sys.stderr)
+
+
+async def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = await start_dev_server()
+    store = InMemorySessionStore()
+    client = env.client
+    m = SessionManager(client, store, SessionConfig(flush_interval=0.2), "record")
+    try:
+        async with create_worker(client, store, task_queue="record"):
+            # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
+            s = await m.create("recorder", {"topic": "replay"})
+            for i in range(4):
+                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"turn {i}"))
+            await m.add_turn(s.session_id, SessionTurn(turn_id="dup", role="user", content="d"))
+            await m.add_turn(s.session_id, SessionTurn(turn_id="dup", role="user", content="d"))
+            await m.send_turn(s.session_id, SessionTurn(role="assistant", content="by signal"))
+            await m.suspend(s.session_id)
+            await m.resume(s.session_id)
+            await m.checkpoint(s.session_id)
+            await m.close(s.session_id)
+            await client.get_workflow_handle(s.session_id).result()
+            await save(client, s.session_id, "lifecycle")
+
+            # 2. Idle TTL expiry.
+            s = await m.create("recorder", ttl=1.0)
+            await m.add_turn(s.session_id, SessionTurn(role="user", content="soon idle"))
+            await client.get_workflow_handle(s.session_id).result()
+            await save(client, s.session_id, "ttl_expiry")
+
+            # 3. In-place restore to an automatic checkpoint, then more turns.
+            s = await m.create("recorder", config=SessionConfig(auto_checkpoint_interval=5))
+            for i in range(7):
+                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"r{i}"))
+
+            async def has_checkpoint() -> str:
+                cps = await store.list_checkpoints(s.session_id)
+                assert cps
+                return cps[0].checkpoint_id
+
+            cp_id = await assert_eventually(has_checkpoint)
+            await m.restore(cp_id)
+            await m.add_turn(s.session_id, SessionTurn(role="user", content="after restore"))
+            await m.close(s.session_id)
+            await client.get_workflow_handle(s.session_id).result()
+            await save(client, s.session_id, "restore_in_place")
+
+            # 4. A run that continues-as-new (first run's history).
+            cfg = SessionConfig(max_updates_per_run=15, flush_interval=0.1)
+            s = await m.create("recorder", config=cfg)
+            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+            for i in range(20):
+                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"c{i}"))
+            await m.close(s.session_id)
+            await save(client, s.session_id, "continue_as_new", run_id=first_run)
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,71 @@
+"""Continue-as-new forced by the server at a low threshold: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from durable_sessions.client import SessionManager
+from durable_sessions.models import SessionConfig, SessionTurn
+from durable_sessions.stores.base import SessionStore
+from durable_sessions.worker import create_worker
+from tests.conftest import start_dev_server
+from tests.helpers import assert_eventually
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def can_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server(
+        "--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60"
+    )
+    yield env
+    await env.shutdown()
+
+
+async def test_forced_continue_as_new_keeps_every_turn_and_dedup(
+    can_env: WorkflowEnvironment, store: SessionStore, task_queue: str
+) -> None:
+    client = can_env.client
+    manager = SessionManager(client, store, SessionConfig(flush_interval=0.1), task_queue)
+    async with create_worker(client, store, task_queue=task_queue):
+        s = await manager.create("can-user")
+        sent: list[SessionTurn] = []
+
+        async def sender(c: int) -> None:
+            for i in range(50):
+                turn = SessionTurn(role="user", content=f"c{c} turn {i}")
+                sent.append(turn)
+                await manager.add_turn(s.session_id, turn)
+
+        await asyncio.gather(*(sender(c) for c in range(4)))
+        for i in range(10):  # signals across runs too
+            await manager.send_turn(s.session_id, SessionTurn(role="user", content=f"sig {i}"))
+
+        async def all_there() -> None:
+            assert (await manager.get(s.session_id)).turn_count == 210
+
+        await assert_eventually(all_there)
+
+        runs = [r async for r in client.list_workflows(f"WorkflowId = '{s.session_id}'")]
+        continued = [r for r in runs if r.status == WorkflowExecutionStatus.CONTINUED_AS_NEW]
+        assert len(continued) >= 3, f"expected several runs, got {len(runs)}"
+
+        # Dedup survives continue-as-new: retrying an early turn returns its original seq.
+        early = sent[3]
+        again = await manager.add_turn(s.session_id, early)
+        history = await manager.history(s.session_id)
+        assert again.seq == next(t.seq for t in history if t.turn_id == early.turn_id)
+        assert len(history) == 210
+        assert [t.seq for t in history] == list(range(210))
+        assert len({t.turn_id for t in history}) == 210
+        assert {t.turn_id for t in sent} <= {t.turn_id for t in history}
+
+        async def flushed() -> None:
+            stored = await store.get_session(s.session_id)
+            assert stored is not None and stored.turn_count == 210
+
+        await assert_eventually(flushed)
