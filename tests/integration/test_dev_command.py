@@ -1,0 +1,118 @@
+"""The README's first command: ``durable-sessions dev``, then the CLI and Python against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from durable_sessions.client import SessionManager
+from durable_sessions.models import SessionTurn
+from durable_sessions.stores.sqlite import SQLiteSessionStore
+
+CLI = [sys.executable, "-m", "durable_sessions.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DevStack:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "DURABLE_SESSIONS_HOME": str(home),
+            "DURABLE_SESSIONS_TEMPORAL_ADDRESS": f"localhost:{self.port}",
+        }
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [*CLI, "dev", "--headless", "--port", str(self.port), "--ui-port", str(free_port())],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            seen.append(line)
+            if line.startswith("ready"):
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        raise AssertionError("dev did not become ready:\n" + "".join(seen))
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0, out
+        assert "stopped" in out
+
+    def cli(self, *args: str) -> dict[str, object] | list[object]:
+        done = subprocess.run(
+            [*CLI, "session", *args, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        result: dict[str, object] | list[object] = json.loads(done.stdout)
+        return result
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path / "home")
+    stack.start()
+    yield stack
+    if stack.proc is not None and stack.proc.poll() is None:
+        stack.proc.kill()
+        stack.proc.wait()
+
+
+async def test_dev_stack_cli_python_and_restart(dev: DevStack) -> None:
+    created = dev.cli("create", "--user", "me", "--metadata", '{"topic": "dev"}')
+    assert isinstance(created, dict)
+    sid = str(created["session_id"])
+    turn = dev.cli("add", sid, "Hello from the CLI")
+    assert isinstance(turn, dict) and turn["seq"] == 0
+
+    # Python, against the same stack and the same embedded store.
+    store = SQLiteSessionStore(dev.home / "sessions.db")
+    manager = await SessionManager.connect(f"localhost:{dev.port}", store=store)
+    async with manager:
+        stored = await manager.add_turn(sid, SessionTurn(role="assistant", content="Hi, Python"))
+        assert stored.seq == 1
+
+    # Stop the whole stack and start it again: the session and its transcript are still there.
+    dev.stop()
+    dev.start()
+    history = dev.cli("history", sid)
+    assert isinstance(history, list)
+    assert [t["content"] for t in history] == ["Hello from the CLI", "Hi, Python"]  # type: ignore[index]
+    dev.cli("add", sid, "after the restart")
+    shown = dev.cli("show", sid)
+    assert isinstance(shown, dict) and shown["turn_count"] == 3
+    closed = dev.cli("close", sid)
+    assert isinstance(closed, dict) and closed["status"] == "closed"
+    listed = dev.cli("list", "--user", "me")
+    assert isinstance(listed, list) and len(listed) == 1
+    dev.stop()
