@@ -50,9 +50,12 @@ async def test_forced_continue_as_new_keeps_every_turn_and_dedup(
 
         await assert_eventually(all_there)
 
-        runs = [r async for r in client.list_workflows(f"WorkflowId = '{s.session_id}'")]
-        continued = [r for r in runs if r.status == WorkflowExecutionStatus.CONTINUED_AS_NEW]
-        assert len(continued) >= 3, f"expected several runs, got {len(runs)}"
+        async def several_runs() -> None:  # visibility is eventually consistent
+            runs = [r async for r in client.list_workflows(f"WorkflowId = '{s.session_id}'")]
+            continued = [r for r in runs if r.status == WorkflowExecutionStatus.CONTINUED_AS_NEW]
+            assert len(continued) >= 3, f"expected several runs, got {len(runs)}"
+
+        await assert_eventually(several_runs)
 
         # Dedup survives continue-as-new: retrying an early turn returns its original seq.
         early = sent[3]

@@ -661,6 +661,24 @@ NUL_SAMPLES = [
 ]
 
 
+async def test_non_finite_floats_in_metadata_round_trip(store: SessionStore) -> None:
+    t = SessionTurn(
+        turn_id="t0",
+        role="assistant",
+        content="scores",
+        timestamp=T0,
+        metadata={"inf": float("inf"), "ninf": float("-inf"), "big": 1e308, "tiny": 5e-324},
+        seq=0,
+    )
+    await persist(store, header("s1", turn_count=1), [t])
+    (back,) = await read_transcript(store, "s1")
+    assert back == t
+    nan = SessionTurn(turn_id="t1", role="user", content="x", metadata={"v": float("nan")}, seq=1)
+    await persist(store, header("s1", turn_count=2), [nan])
+    got = (await read_transcript(store, "s1"))[1].metadata["v"]
+    assert got != got  # NaN survives as NaN
+
+
 async def test_unicode_content_round_trips_exactly(store: SessionStore) -> None:
     written = [
         SessionTurn(
@@ -697,6 +715,7 @@ async def test_nul_characters_round_trip_exactly(store: SessionStore) -> None:
             role="tool",
             content=text,
             timestamp=at(i),
+            agent=text,
             metadata={"raw": text, "k\x00ey": ["\x00", 1]},
             seq=i,
         )
@@ -716,6 +735,7 @@ async def test_nul_characters_round_trip_exactly(store: SessionStore) -> None:
     state = header(
         "s1",
         metadata={"nul": "a\x00b", "\ue000": "x"},
+        branch_name="b\x00",
         turn_count=len(written),
     )
     cp = checkpoint("cp", "s1", 1, metadata={"\ue000": "{}"})

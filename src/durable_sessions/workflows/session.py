@@ -59,6 +59,8 @@ STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
 )
 STORE_TIMEOUT = timedelta(seconds=30)
+FLUSH_BATCH_BYTES = 128_000
+"""Most turn text one flush activity carries (Temporal warns at 256 KB per payload)."""
 
 
 def to_application_error(exc: SessionError) -> ApplicationError:
@@ -185,29 +187,67 @@ class SessionWorkflow:
     # ------------------------------------------------------------------ persistence
 
     async def _flush(self) -> None:
-        """Write every pending turn and checkpoint, and the header, in one activity call."""
+        """Write every pending turn and checkpoint, and the header.
+
+        One activity call per batch of at most ``FLUSH_BATCH_BYTES`` of turn text, so no
+        payload in history comes near Temporal's limits however large the turns are.
+        """
         async with self._flush_lock:
-            if not self._has_unflushed():
-                return
-            turns = list(self._pending)
+            # Flush what is pending now; turns arriving meanwhile wait for the next flush (a
+            # loop chasing them would never end under steady load).
+            target = len(self._pending)
+            while self._has_unflushed():
+                flushed = await self._flush_batch()
+                target -= flushed
+                if flushed and target <= 0:
+                    break
+
+    async def _flush_batch(self) -> int:
+        """Flush the oldest pending turns (one activity); returns how many."""
+        turns: list[SessionTurn] = []
+        size = 0
+        for turn in self._pending:
+            size += len(turn.content) + 256
+            if turns and size > FLUSH_BATCH_BYTES:
+                break
+            turns.append(turn)
+        last_seq = turns[-1].seq if turns else None
+        if len(turns) == len(self._pending):
+            header = self._state.model_copy(deep=True)
             checkpoints = list(self._pending_checkpoints)
-            batch = PersistBatch(
-                state=self._state.model_copy(deep=True), turns=turns, checkpoints=checkpoints
-            )
+        else:  # a partial batch: the header and checkpoints must not point past its turns
+            assert last_seq is not None
+            header = self._header_as_of(turns)
+            checkpoints = [c for c in self._pending_checkpoints if c.turn_count <= last_seq + 1]
+        complete = len(turns) == len(self._pending)
+        if complete:
             self._header_dirty = False
-            try:
-                await workflow.execute_activity(
-                    "persist_batch",
-                    batch,
-                    start_to_close_timeout=STORE_TIMEOUT,
-                    retry_policy=STORE_RETRY,
-                    summary=f"flush {len(turns)} turns",
-                )
-            except BaseException:
-                self._header_dirty = True
-                raise
-            del self._pending[: len(turns)]
-            del self._pending_checkpoints[: len(checkpoints)]
+        try:
+            await workflow.execute_activity(
+                "persist_batch",
+                PersistBatch(state=header, turns=turns, checkpoints=checkpoints),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=f"flush {len(turns)} turns",
+            )
+        except BaseException:
+            self._header_dirty = True
+            raise
+        del self._pending[: len(turns)]
+        flushed = {c.checkpoint_id for c in checkpoints}
+        self._pending_checkpoints = [
+            c for c in self._pending_checkpoints if c.checkpoint_id not in flushed
+        ]
+        return len(turns)
+
+    def _header_as_of(self, turns: list[SessionTurn]) -> SessionState:
+        """The header as it was right after the last of ``turns`` (for a partial flush)."""
+        later = self._pending[len(turns) :]
+        header = self._state.model_copy(deep=True)
+        header.turn_count -= len(later)
+        header.total_tokens -= sum(t.tokens or 0 for t in later)
+        header.total_cost -= sum(t.cost for t in later)
+        return header
 
     # ------------------------------------------------------------------ helpers
 
