@@ -39,7 +39,7 @@ def _on_ci() -> bool:
 async def _probe_dsn(dsn: str) -> str | None:
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return f"PostgreSQL at {_redact(dsn)} is not reachable ({type(exc).__name__}: {exc})"
     await conn.close()
     return None

@@ -7,6 +7,7 @@ failures are mapped to our typed errors in one place, ``_translate``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ from durable_sessions.core.clock import utcnow
 from durable_sessions.core.tokens import count_tokens
 from durable_sessions.errors import (
     CheckpointNotFoundError,
+    SessionBusyError,
     SessionCapacityError,
     SessionClosedError,
     SessionError,
@@ -54,6 +56,7 @@ from durable_sessions.workflows.messages import (
     RestoreRequest,
     SessionSnapshot,
     SessionWorkflowInput,
+    TurnReceipt,
 )
 from durable_sessions.workflows.session import SESSION_STATUS, SESSION_USER_ID
 
@@ -173,10 +176,15 @@ class SessionManager:
         )
 
     async def _missing(self, session_id: str, message: str) -> SessionError:
+        # Every session's header is stored before ``create`` returns, so no header means no
+        # session (never created, or deleted), whatever Temporal still remembers.
         header = await self.store.get_session(session_id)
-        if "completed" in message or (header is not None and header.status.is_terminal):
-            status = header.status.value if header is not None else "closed"
-            return SessionClosedError(f"session is {status}", session_id=session_id, field="status")
+        if header is None:
+            return SessionNotFoundError("no such session", session_id=session_id)
+        if "completed" in message or header.status.is_terminal:
+            return SessionClosedError(
+                f"session is {header.status.value}", session_id=session_id, field="status"
+            )
         return SessionNotFoundError("no such session", session_id=session_id)
 
     # ------------------------------------------------------------------ lifecycle
@@ -257,13 +265,23 @@ class SessionManager:
     ) -> T:
         handle = self.client.get_workflow_handle(session_id)
         args = [] if arg is None else [arg]
-        result: T = await self._translate(
-            session_id,
-            lambda: handle.execute_update(
-                name, args=args, result_type=result_type, rpc_timeout=self.call_timeout
-            ),
-        )
-        return result
+        deadline = asyncio.get_running_loop().time() + self.call_timeout.total_seconds()
+        delay = 0.02
+        while True:
+            try:
+                result: T = await self._translate(
+                    session_id,
+                    lambda: handle.execute_update(
+                        name, args=args, result_type=result_type, rpc_timeout=self.call_timeout
+                    ),
+                )
+                return result
+            except SessionBusyError:
+                # The session is between two runs (continue-as-new): a moment's wait.
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     async def _signal(self, session_id: str, name: str, arg: Any = None) -> None:
         handle = self.client.get_workflow_handle(session_id)
@@ -291,7 +309,11 @@ class SessionManager:
 
         Retrying with the same ``turn_id`` is safe: the original is returned, nothing is added.
         """
-        return await self._update(session_id, "add_turn", self._prepare(turn), SessionTurn)
+        prepared = self._prepare(turn)
+        receipt = await self._update(session_id, "add_turn", prepared, TurnReceipt)
+        return prepared.model_copy(
+            update={"turn_id": receipt.turn_id, "seq": receipt.seq, "timestamp": receipt.timestamp}
+        )
 
     async def send_turn(self, session_id: str, turn: SessionTurn) -> None:
         """Fire-and-forget ``add_turn`` (a signal); same dedup by ``turn_id``."""
@@ -357,15 +379,13 @@ class SessionManager:
     async def _live_snapshot(self, session_id: str) -> SessionSnapshot | None:
         """The workflow's snapshot if the session is running, else None (read the store)."""
         header = await self.store.get_session(session_id)
-        if header is not None and header.status.is_terminal:
+        if header is None:
+            raise SessionNotFoundError("no such session", session_id=session_id)
+        if header.status.is_terminal:
             return None
         try:
             return await self._query(session_id, "snapshot", SessionSnapshot)
-        except SessionClosedError:
-            return None
-        except SessionNotFoundError:
-            if header is None:
-                raise
+        except (SessionClosedError, SessionNotFoundError):
             return None
 
     async def get(self, session_id: str) -> SessionState:

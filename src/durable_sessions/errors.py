@@ -10,7 +10,9 @@ The whole tree::
     ├── CheckpointNotFoundError     unknown checkpoint id
     ├── BranchExistsError           a branch name reused under one parent
     ├── InvalidTurnError            a turn the session refuses (role, size, ...); names the field
-    └── WorkerUnavailableError      no worker answered on the task queue in time
+    ├── WorkerUnavailableError      no worker answered on the task queue in time
+    └── SessionBusyError            transient: the session is moving to a new run (retried by
+                                    SessionManager; other clients should retry it too)
 
 Inside workflows the same errors travel as ``ApplicationError`` whose ``type`` is the class name;
 ``from_application_error`` turns them back into these classes on the client. Messages never
@@ -69,6 +71,10 @@ class WorkerUnavailableError(SessionError):
     code = "worker_unavailable"
 
 
+class SessionBusyError(SessionError):
+    code = "session_busy"
+
+
 ERROR_TYPES: dict[str, type[SessionError]] = {
     cls.__name__: cls
     for cls in (
@@ -81,6 +87,7 @@ ERROR_TYPES: dict[str, type[SessionError]] = {
         BranchExistsError,
         InvalidTurnError,
         WorkerUnavailableError,
+        SessionBusyError,
     )
 }
 

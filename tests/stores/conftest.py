@@ -16,11 +16,7 @@ from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.stores.postgres import PostgresSessionStore
 from durable_sessions.stores.sqlite import SQLiteSessionStore
-
-try:  # ``tests/`` is on sys.path while ``tests`` itself is not a package ...
-    from pg import postgres_dsn_or_skip, temporary_schema
-except ImportError:  # ... and ``tests.pg`` once it is (or the repo root is on the path).
-    from tests.pg import postgres_dsn_or_skip, temporary_schema
+from tests.pg import postgres_dsn_or_skip, temporary_schema
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 PERSISTENT_BACKENDS = ["sqlite", "postgres"]

@@ -753,16 +753,7 @@ async def test_nul_characters_round_trip_exactly(store: SessionStore) -> None:
 # --- atomicity --------------------------------------------------------------------------------
 
 
-async def test_invalid_batch_writes_nothing(
-    store: SessionStore, request: pytest.FixtureRequest
-) -> None:
-    if isinstance(store, InMemorySessionStore):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="InMemorySessionStore.persist writes turns before it finds the bad one",
-                strict=True,
-            )
-        )
+async def test_invalid_batch_writes_nothing(store: SessionStore) -> None:
     good = turns("a", range(2))
     bad = SessionTurn(turn_id="nope", role="user", content="no seq", timestamp=T0)
     batch = PersistBatch(state=header("s1", turn_count=3), turns=[*good, bad])

@@ -32,10 +32,11 @@ class InMemorySessionStore:
 
     async def persist(self, batch: PersistBatch) -> None:
         state = batch.state
+        if any(turn.seq is None for turn in batch.turns):  # all or nothing, like a transaction
+            raise ValueError("turn.seq must be set before it is persisted")
         log = self._turns.setdefault((state.session_id, state.generation), {})
         for turn in batch.turns:
-            if turn.seq is None:
-                raise ValueError("turn.seq must be set before it is persisted")
+            assert turn.seq is not None
             log[turn.seq] = turn.model_copy(deep=True)
         for cp in batch.checkpoints:
             self._checkpoints[cp.checkpoint_id] = cp.model_copy(deep=True)

@@ -55,6 +55,15 @@ class TurnInput(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class TurnReceipt(BaseModel):
+    """What the ``add_turn`` update answers: where the turn was stored."""
+
+    turn_id: str
+    seq: int
+    tokens: int
+    timestamp: datetime
+
+
 class RestoreRequest(BaseModel):
     checkpoint_id: str
 

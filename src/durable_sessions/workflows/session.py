@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.core.tokens import approx_token_count
     from durable_sessions.errors import (
         CheckpointNotFoundError,
+        SessionBusyError,
         SessionClosedError,
         SessionError,
     )
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         SessionWorkflowInput,
         TranscriptTailRequest,
         TurnInput,
+        TurnReceipt,
     )
 
 SESSION_USER_ID = SearchAttributeKey.for_keyword("SessionUserId")
@@ -59,8 +61,20 @@ STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
 )
 STORE_TIMEOUT = timedelta(seconds=30)
+CAN_HISTORY_EVENTS = 3_000
+CAN_HISTORY_BYTES = 2_500_000
+"""Continue-as-new before Temporal's suggestion (4,096 events / 4 MB): what arrives while the
+run drains and flushes must still fit under it."""
 FLUSH_BATCH_BYTES = 128_000
+CARRY_OVER_BYTES = 32_000
+"""Most unflushed turn text a run hands to the next at continue-as-new."""
+RECENT_WINDOW_BYTES = 64_000
+"""Most turn text the recent window holds, whatever ``recent_window`` says."""
 """Most turn text one flush activity carries (Temporal warns at 256 KB per payload)."""
+
+
+def _text_bytes(turns: list[SessionTurn]) -> int:
+    return sum(len(t.content) for t in turns)
 
 
 def to_application_error(exc: SessionError) -> ApplicationError:
@@ -90,6 +104,7 @@ class SessionWorkflow:
         self._flush_lock = asyncio.Lock()
         self._expire_due = False
         self._ready = False
+        self._draining = False
 
     # ------------------------------------------------------------------ main loop
 
@@ -131,8 +146,13 @@ class SessionWorkflow:
                 await self._flush()
                 return self._state
             if self._should_continue_as_new():
+                # Drain: new updates are turned away (clients retry them on the next run), so
+                # the flush catches up and the next run starts with nothing pending.
+                self._draining = True
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                await self._flush()
+                while _text_bytes(self._pending) > CARRY_OVER_BYTES or self._pending_checkpoints:
+                    await self._flush()  # only signals can still add turns
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_input())
 
     def _must_act_now(self, armed: bool) -> bool:
@@ -156,9 +176,12 @@ class SessionWorkflow:
         return armed
 
     def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
         return (
-            workflow.info().is_continue_as_new_suggested()
+            info.is_continue_as_new_suggested()
             or self._messages_this_run >= self._config.max_updates_per_run
+            or info.get_current_history_length() >= CAN_HISTORY_EVENTS
+            or info.get_current_history_size() >= CAN_HISTORY_BYTES
         )
 
     def _next_input(self) -> SessionWorkflowInput:
@@ -288,12 +311,21 @@ class SessionWorkflow:
         self._header_dirty = True
         return cp
 
+    def _check_not_draining(self) -> None:
+        if self._draining:
+            raise ApplicationError(
+                "session is moving to a new run; retry in a moment",
+                {"session_id": self._state.session_id, "field": None},
+                type=SessionBusyError.__name__,
+            )
+
     def _count_message(self) -> None:
         self._messages_this_run += 1
 
     def _check(self, turn: TurnInput) -> None:
         if turn.turn_id is not None and turn.turn_id in self._dedup:
             return  # a retry: always answered with the stored turn
+        self._check_not_draining()
         try:
             check_turn(self._state, self._config, turn.role, turn.content)
         except SessionError as exc:
@@ -316,6 +348,8 @@ class SessionWorkflow:
         self._pending.append(stored)
         self._recent.append(stored)
         del self._recent[: max(0, len(self._recent) - self._config.recent_window)]
+        while len(self._recent) > 1 and _text_bytes(self._recent) > RECENT_WINDOW_BYTES:
+            del self._recent[0]
         self._dedup[stored.turn_id] = stored.seq or 0
         if len(self._dedup) > self._config.dedup_window:
             for key in list(self._dedup)[: len(self._dedup) - self._config.dedup_window]:
@@ -384,10 +418,17 @@ class SessionWorkflow:
     # ------------------------------------------------------------------ add_turn
 
     @workflow.update(name="add_turn")
-    def add_turn(self, turn: TurnInput) -> SessionTurn:
-        """Store a turn and return it with its ``seq``; a known ``turn_id`` returns the original."""
+    def add_turn(self, turn: TurnInput) -> TurnReceipt:
+        """Store a turn; the receipt says where (``seq``). A known ``turn_id`` answers with the
+        original receipt. The receipt leaves the content out: it is in the input already, and
+        echoing it would double every turn's footprint in history."""
         self._count_message()
-        return self._apply_turn(turn)
+        stored = self._apply_turn(turn)
+        assert stored.seq is not None
+        assert stored.tokens is not None
+        return TurnReceipt(
+            turn_id=stored.turn_id, seq=stored.seq, tokens=stored.tokens, timestamp=stored.timestamp
+        )
 
     @add_turn.validator
     def _validate_add_turn(self, turn: TurnInput) -> None:
@@ -410,6 +451,7 @@ class SessionWorkflow:
     # ------------------------------------------------------------------ transitions
 
     def _validate_action(self, action: Action) -> None:
+        self._check_not_draining()
         try:
             next_status(self._state.session_id, self._state.status, action)
         except SessionError as exc:
@@ -485,6 +527,7 @@ class SessionWorkflow:
 
     @checkpoint.validator
     def _validate_checkpoint(self) -> None:
+        self._check_not_draining()
         if self._state.status.is_terminal:
             raise to_application_error(
                 SessionClosedError(
@@ -503,6 +546,7 @@ class SessionWorkflow:
 
     @restore.validator
     def _validate_restore(self, request: RestoreRequest) -> None:
+        self._check_not_draining()
         if self._state.status.is_terminal:
             raise to_application_error(
                 SessionClosedError(

@@ -1,0 +1,165 @@
+"""Checkpoints, restore, delete and capacity on the real dev server and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from durable_sessions.errors import (
+    CheckpointNotFoundError,
+    SessionCapacityError,
+    SessionNotFoundError,
+)
+from durable_sessions.models import SessionConfig, SessionStatus, SessionTurn
+from durable_sessions.stores.base import read_transcript
+from tests.helpers import assert_eventually
+from tests.integration.conftest import Stack
+
+
+def turn(text: str) -> SessionTurn:
+    return SessionTurn(role="user", content=text)
+
+
+async def test_checkpoints_manual_auto_close(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("cp", config=SessionConfig(auto_checkpoint_interval=4, flush_interval=0.2))
+    for i in range(3):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+    manual = await m.checkpoint(s.session_id)
+    assert manual.turn_count == 3
+    assert manual.reason == "manual"
+    stored = await stack.store.get_checkpoint(manual.checkpoint_id)  # persisted on return
+    assert stored is not None and stored.turn_count == 3
+    for i in range(3, 9):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+    await m.close(s.session_id)
+    cps = await m.list_checkpoints(s.session_id)
+    assert [(c.reason, c.turn_count) for c in cps] == [
+        ("manual", 3),
+        ("auto", 4),
+        ("auto", 8),
+        ("close", 9),
+    ]
+
+
+async def test_restore_running_session_in_place(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("rs", {"v": 1})
+    for i in range(3):
+        await m.add_turn(s.session_id, turn(f"keep {i}"))
+    cp = await m.checkpoint(s.session_id)
+    for i in range(2):
+        await m.add_turn(s.session_id, turn(f"rewound {i}"))
+
+    state = await m.restore(cp.checkpoint_id)
+    assert state.status is SessionStatus.ACTIVE
+    assert state.turn_count == 3
+    assert state.generation == 1
+    assert [t.content for t in await m.history(s.session_id)] == [f"keep {i}" for i in range(3)]
+    assert [t.content for t in await m.recent_turns(s.session_id)] == [
+        f"keep {i}" for i in range(3)
+    ]
+
+    new = await m.add_turn(s.session_id, turn("new branch of time"))
+    assert new.seq == 3
+    history = await m.history(s.session_id)
+    assert [t.content for t in history] == [*(f"keep {i}" for i in range(3)), "new branch of time"]
+
+    # The rewound turns are still in the log (generation 0), and the rewind is recorded.
+    async def logged() -> None:
+        old = await stack.store.get_own_turns(s.session_id, 0, 0, 10)
+        assert [t.content for t in old][3:] == ["rewound 0", "rewound 1"]
+
+    await assert_eventually(logged)
+    reasons = [c.reason for c in await m.list_checkpoints(s.session_id)]
+    assert "restore" in reasons
+
+    # Restoring the very first checkpoint again (generation 0) works from generation 1 too.
+    state = await m.restore(cp.checkpoint_id)
+    assert state.generation == 2
+    assert [t.content for t in await m.history(s.session_id)] == [f"keep {i}" for i in range(3)]
+
+
+async def test_restore_closed_session_brings_it_back(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("rc")
+    for i in range(4):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+    cp = await m.checkpoint(s.session_id)
+    await m.add_turn(s.session_id, turn("after cp"))
+    await m.close(s.session_id)
+    await stack.client.get_workflow_handle(s.session_id).result()
+
+    state = await m.restore(cp.checkpoint_id)
+    assert state.status is SessionStatus.ACTIVE
+    assert state.turn_count == 4
+    assert [t.content for t in await m.history(s.session_id)] == [f"t{i}" for i in range(4)]
+    again = await m.add_turn(s.session_id, turn("back again"))
+    assert again.seq == 4
+    assert (await m.get(s.session_id)).status is SessionStatus.ACTIVE
+
+
+async def test_restore_expired_session(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("re", ttl=1.0)
+    await m.add_turn(s.session_id, turn("before expiry"))
+
+    async def expired() -> None:
+        header = await stack.store.get_session(s.session_id)
+        assert header is not None and header.status is SessionStatus.EXPIRED
+
+    await assert_eventually(expired)
+    cp = (await m.list_checkpoints(s.session_id))[-1]
+    assert cp.reason == "expire"
+    state = await m.restore(cp.checkpoint_id)
+    assert state.status is SessionStatus.ACTIVE
+    assert [t.content for t in await m.history(s.session_id)] == ["before expiry"]
+
+
+async def test_unknown_checkpoint(stack: Stack) -> None:
+    with pytest.raises(CheckpointNotFoundError):
+        await stack.manager.restore("no-such-checkpoint")
+
+
+async def test_delete_removes_everything(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("del")
+    for i in range(3):
+        await m.add_turn(s.session_id, turn(f"private {i}"))
+    await m.checkpoint(s.session_id)
+    await m.delete(s.session_id)
+    with pytest.raises(SessionNotFoundError):
+        await m.get(s.session_id)
+    with pytest.raises(SessionNotFoundError):
+        await m.history(s.session_id)
+    assert await stack.store.get_session(s.session_id) is None
+    assert await stack.store.list_checkpoints(s.session_id) == []
+    assert await read_transcript(stack.store, s.session_id, generation=0, turn_count=3) == []
+    with pytest.raises(SessionNotFoundError):
+        await m.delete(s.session_id)
+
+
+async def test_max_sessions_per_user(stack: Stack) -> None:
+    m = stack.manager
+    cfg = SessionConfig(max_sessions_per_user=2)
+    a = await m.create("cap-user", config=cfg)
+    await m.create("cap-user", config=cfg)
+    with pytest.raises(SessionCapacityError) as exc_info:
+        await m.create("cap-user", config=cfg)
+    assert exc_info.value.field == "max_sessions_per_user"
+    await m.close(a.session_id)  # a closed session frees its slot
+    await m.create("cap-user", config=cfg)
+
+
+async def test_history_pages_across_flushed_and_pending(stack: Stack) -> None:
+    m = stack.manager
+    cfg = SessionConfig(flush_interval=30, flush_batch_size=5)  # some flushed, some pending
+    s = await m.create("pages", config=cfg)
+    for i in range(12):
+        await m.add_turn(s.session_id, turn(f"p{i}"))
+    full = await m.history(s.session_id)
+    assert [t.content for t in full] == [f"p{i}" for i in range(12)]
+    page = await m.history(s.session_id, offset=8, limit=3)
+    assert [t.content for t in page] == ["p8", "p9", "p10"]
+    page = await m.history(s.session_id, offset=3, limit=4)
+    assert [t.content for t in page] == ["p3", "p4", "p5", "p6"]
+    assert await m.history(s.session_id, offset=20) == []
