@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import start_dev_server  # noqa: E402
 from tests.helpers import assert_eventually  # noqa: E402
 
+from durable_sessions.branches import BranchManager  # noqa: E402
 from durable_sessions.client import SessionManager  # noqa: E402
 from durable_sessions.models import SessionConfig, SessionTurn  # noqa: E402
 from durable_sessions.stores.memory import InMemorySessionStore  # noqa: E402
@@ -88,6 +89,19 @@ async def main() -> None:
                 await m.add_turn(s.session_id, SessionTurn(role="user", content=f"c{i}"))
             await m.close(s.session_id)
             await save(client, s.session_id, "continue_as_new", run_id=first_run)
+
+            # 5. A branch (child workflow) and a merge back into the parent.
+            branches = BranchManager(m)
+            root = await m.create("recorder")
+            await m.add_turn(root.session_id, SessionTurn(role="user", content="shared"))
+            child = await branches.create_branch(root.session_id, "alt")
+            await m.add_turn(child.session_id, SessionTurn(role="user", content="alternative"))
+            await branches.merge(child.session_id, root.session_id)
+            await m.close(child.session_id)
+            await m.close(root.session_id)
+            await client.get_workflow_handle(root.session_id).result()
+            await save(client, root.session_id, "branch_and_merge_parent")
+            await save(client, child.session_id, "branch_and_merge_child")
     finally:
         await env.shutdown()
 

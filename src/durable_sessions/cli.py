@@ -99,6 +99,29 @@ async def _with_manager(call: Callable[[Any], Awaitable[Any]]) -> Any:
         await store.close()
 
 
+async def _branch_command(m: Any, args: argparse.Namespace) -> Any:
+    from durable_sessions.branches import BranchManager
+    from durable_sessions.core.merging import AppendMerge, SelectiveMerge
+
+    b = BranchManager(m)
+    cmd = args.session_command
+    if cmd == "branch":
+        return await b.create_branch(args.session_id, args.name, args.from_checkpoint)
+    if cmd == "merge":
+        strategy: Any = AppendMerge()
+        if args.strategy == "selective":
+            strategy = SelectiveMerge(turn_ids=args.turn_ids or [])
+        return await b.merge(args.source_id, args.target_id, strategy)
+    lineage = await b.lineage(args.session_id)
+    if args.json:
+        if cmd == "branches":
+            return await b.list_branches(args.session_id)
+        return lineage.ancestors
+    root = lineage.ancestors[0] if (cmd == "lineage" and lineage.ancestors) else None
+    tree = (await b.lineage(root.session_id)).tree if root else lineage.tree
+    return "\n".join(tree.render())
+
+
 def _session_command(args: argparse.Namespace) -> Any:
     cmd = args.session_command
 
@@ -132,6 +155,8 @@ def _session_command(args: argparse.Namespace) -> Any:
             return await m.list_sessions(args.user, status)
         if cmd == "stats":
             return await m.store.get_stats(args.user)
+        if cmd in ("branch", "branches", "lineage", "merge"):
+            return await _branch_command(m, args)
         raise SystemExit(f"unknown session command {cmd}")
 
     return asyncio.run(_with_manager(run))
@@ -193,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=[s.value for s in SessionStatus])
     p = cmd("stats", "session statistics")
     p.add_argument("--user")
+    p = cmd("branch", "fork a branch of a session")
+    p.add_argument("session_id")
+    p.add_argument("--name", required=True)
+    p.add_argument("--from-checkpoint")
+    cmd("branches", "a session's branches, as a tree").add_argument("session_id")
+    cmd("lineage", "the whole tree a session belongs to").add_argument("session_id")
+    p = cmd("merge", "merge a branch's turns into a target session")
+    p.add_argument("source_id")
+    p.add_argument("target_id")
+    p.add_argument("--strategy", choices=["append", "selective"], default="append")
+    p.add_argument("--turn-ids", nargs="*", help="for --strategy selective")
     return parser
 
 

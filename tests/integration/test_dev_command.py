@@ -111,8 +111,15 @@ async def test_dev_stack_cli_python_and_restart(dev: DevStack) -> None:
     dev.cli("add", sid, "after the restart")
     shown = dev.cli("show", sid)
     assert isinstance(shown, dict) and shown["turn_count"] == 3
+    branch = dev.cli("branch", sid, "--name", "alt")
+    assert isinstance(branch, dict) and branch["parent_session_id"] == sid
+    dev.cli("add", str(branch["session_id"]), "on the branch")
+    branches = dev.cli("branches", sid)
+    assert isinstance(branches, list) and branches[0]["branch_name"] == "alt"  # type: ignore[index]
+    merged = dev.cli("merge", str(branch["session_id"]), sid)
+    assert isinstance(merged, dict) and merged["turn_count"] == 4
     closed = dev.cli("close", sid)
     assert isinstance(closed, dict) and closed["status"] == "closed"
     listed = dev.cli("list", "--user", "me")
-    assert isinstance(listed, list) and len(listed) == 1
+    assert isinstance(listed, list) and len(listed) == 2  # the session and its branch
     dev.stop()

@@ -8,6 +8,7 @@ stays retryable and Temporal retries it with backoff.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,7 +17,12 @@ from temporalio.exceptions import ApplicationError
 
 from durable_sessions.models import Checkpoint, SessionTurn
 from durable_sessions.stores.base import PersistBatch, SessionStore, read_transcript
-from durable_sessions.workflows.messages import GenerationRecord, TranscriptTailRequest
+from durable_sessions.workflows.messages import (
+    ExistingTurnsRequest,
+    GenerationRecord,
+    TranscriptTailRequest,
+    TurnsPageRequest,
+)
 
 T = TypeVar("T")
 
@@ -92,10 +98,65 @@ class PersistenceActivities:
             )
         )
 
+    @activity.defn(name="branch_names")
+    async def branch_names(self, parent_session_id: str) -> list[str]:
+        """Names of the branches a session already has (they must be unique per parent)."""
+        branches = await classify_failures(lambda: self.store.list_branches(parent_session_id))
+        return [b.branch_name for b in branches if b.branch_name is not None]
+
+    @activity.defn(name="load_turns_page")
+    async def load_turns_page(self, request: TurnsPageRequest) -> list[SessionTurn]:
+        """Turns from ``offset`` on, as many as fit in ``max_bytes`` of text (at least one)."""
+        turns = await classify_failures(
+            lambda: read_transcript(
+                self.store,
+                request.session_id,
+                generation=request.generation,
+                turn_count=request.turn_count,
+                offset=request.offset,
+                limit=max(1, request.max_bytes // 512),
+            )
+        )
+        page: list[SessionTurn] = []
+        size = 0
+        for turn in turns:
+            size += len(turn.content) + 256
+            if page and size > request.max_bytes:
+                break
+            page.append(turn)
+        return page
+
+    @activity.defn(name="existing_turn_ids")
+    async def existing_turn_ids(self, request: ExistingTurnsRequest) -> list[str]:
+        """The subset of ``turn_ids`` already in a transcript (idempotent merges)."""
+        wanted = set(request.turn_ids)
+        found: list[str] = []
+        offset = 0
+        while offset < request.turn_count:
+            turns = await classify_failures(
+                functools.partial(
+                    read_transcript,
+                    self.store,
+                    request.session_id,
+                    generation=request.generation,
+                    turn_count=request.turn_count,
+                    offset=offset,
+                    limit=2000,
+                )
+            )
+            if not turns:
+                break
+            found.extend(t.turn_id for t in turns if t.turn_id in wanted)
+            offset += len(turns)
+        return found
+
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.persist_batch,
             self.load_checkpoint,
             self.record_generation,
             self.load_transcript_tail,
+            self.branch_names,
+            self.load_turns_page,
+            self.existing_turn_ids,
         ]

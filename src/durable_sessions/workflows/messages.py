@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from durable_sessions.core.merging import MergeSpec
 from durable_sessions.models import Checkpoint, SessionConfig, SessionState, SessionTurn
 
 WORKFLOW_TYPE = "Session"
@@ -93,3 +94,43 @@ class TranscriptTailRequest(BaseModel):
     generation: int
     turn_count: int
     limit: int
+
+
+class BranchRequest(BaseModel):
+    """Fork a child session from now, or from one of this session's checkpoints."""
+
+    name: str = Field(min_length=1, max_length=200)
+    from_checkpoint_id: str | None = None
+
+
+class BranchResult(BaseModel):
+    session_id: str
+
+
+class MergeRequest(BaseModel):
+    """Merge the source's turns with ``lo <= seq < hi`` (of its transcript) into this session."""
+
+    source_session_id: str
+    source_generation: int
+    lo: int
+    hi: int
+    spec: MergeSpec
+
+
+class TurnsPageRequest(BaseModel):
+    """A page of a transcript (turns ``offset <= seq < turn_count``), at most ``max_bytes``."""
+
+    session_id: str
+    generation: int
+    turn_count: int
+    offset: int
+    max_bytes: int = 128_000
+
+
+class ExistingTurnsRequest(BaseModel):
+    """Which of ``turn_ids`` a transcript already holds."""
+
+    session_id: str
+    generation: int
+    turn_count: int
+    turn_ids: list[str]

@@ -18,16 +18,25 @@ import asyncio
 import contextlib
 import functools
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
+    from durable_sessions.core.merging import plan_merge
     from durable_sessions.core.tokens import approx_token_count
     from durable_sessions.errors import (
+        BranchExistsError,
         CheckpointNotFoundError,
+        InvalidTurnError,
         SessionBusyError,
         SessionClosedError,
         SessionError,
@@ -43,13 +52,18 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.stores.base import PersistBatch
     from durable_sessions.workflows.messages import (
         WORKFLOW_TYPE,
+        BranchRequest,
+        BranchResult,
+        ExistingTurnsRequest,
         GenerationRecord,
+        MergeRequest,
         RestoreRequest,
         SessionSnapshot,
         SessionWorkflowInput,
         TranscriptTailRequest,
         TurnInput,
         TurnReceipt,
+        TurnsPageRequest,
     )
 
 SESSION_USER_ID = SearchAttributeKey.for_keyword("SessionUserId")
@@ -105,6 +119,7 @@ class SessionWorkflow:
         self._expire_due = False
         self._ready = False
         self._draining = False
+        self._branching: set[str] = set()
 
     # ------------------------------------------------------------------ main loop
 
@@ -360,9 +375,8 @@ class SessionWorkflow:
         self._header_dirty = True
         return stored
 
-    async def _rewind(self, checkpoint_id: str) -> None:
-        """Move the transcript head to a checkpoint; rewound turns stay in the log."""
-        await self._flush()
+    async def _load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        """One of this session's checkpoints, or a typed CheckpointNotFoundError."""
         cp: Checkpoint | None = await workflow.execute_activity(
             "load_checkpoint",
             checkpoint_id,
@@ -378,6 +392,12 @@ class SessionWorkflow:
                     field="checkpoint_id",
                 )
             )
+        return cp
+
+    async def _rewind(self, checkpoint_id: str) -> None:
+        """Move the transcript head to a checkpoint; rewound turns stay in the log."""
+        await self._flush()
+        cp = await self._load_checkpoint(checkpoint_id)
         new_generation = self._state.generation + 1
         await workflow.execute_activity(
             "record_generation",
@@ -555,6 +575,187 @@ class SessionWorkflow:
                     field="status",
                 )
             )
+
+    # ------------------------------------------------------------------ branches and merges
+
+    @workflow.update(name="branch")
+    async def branch(self, request: BranchRequest) -> BranchResult:
+        """Start a child session forked from now or from a checkpoint; answer once it runs.
+
+        The child is abandoned on parent close (``ParentClosePolicy.ABANDON``): a branch
+        outlives its parent, so it can still be merged back into a restored parent.
+        """
+        self._count_message()
+        if request.name in self._branching:
+            raise self._branch_exists(request.name)
+        self._branching.add(request.name)
+        try:
+            names = await workflow.execute_activity(
+                "branch_names",
+                self._state.session_id,
+                result_type=list[str],
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+            )
+            if request.name in names:
+                raise self._branch_exists(request.name)
+            await self._flush()  # the child reads its prefix from the store
+            base = self._state
+            if request.from_checkpoint_id is None:
+                fork_seq, fork_generation = base.turn_count, base.generation
+                tokens, cost = base.total_tokens, base.total_cost
+                recent = list(self._recent)
+            else:
+                cp = await self._load_checkpoint(request.from_checkpoint_id)
+                fork_seq, fork_generation = cp.turn_count, cp.generation
+                tokens, cost = cp.total_tokens, cp.total_cost
+                recent = [t for t in self._recent if (t.seq or 0) < fork_seq]
+            now = workflow.now()
+            child = SessionState(
+                session_id=workflow.uuid4().hex,
+                user_id=base.user_id,
+                metadata=dict(base.metadata),
+                created_at=now,
+                updated_at=now,
+                turn_count=fork_seq,
+                total_tokens=tokens,
+                total_cost=cost,
+                parent_session_id=base.session_id,
+                branch_name=request.name,
+                fork_seq=fork_seq,
+                parent_generation=fork_generation,
+            )
+            await workflow.start_child_workflow(
+                WORKFLOW_TYPE,
+                SessionWorkflowInput(state=child, config=self._config, recent=recent),
+                id=child.session_id,
+                task_queue=workflow.info().task_queue,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                task_timeout=workflow.info().task_timeout,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SESSION_USER_ID, child.user_id),
+                        SearchAttributePair(SESSION_STATUS, SessionStatus.ACTIVE.value),
+                    ]
+                ),
+            )
+            return BranchResult(session_id=child.session_id)
+        finally:
+            self._branching.discard(request.name)
+
+    def _branch_exists(self, name: str) -> ApplicationError:
+        return to_application_error(
+            BranchExistsError(
+                "this session already has a branch with that name",
+                session_id=self._state.session_id,
+                field="name",
+            )
+        )
+
+    @branch.validator
+    def _validate_branch(self, request: BranchRequest) -> None:
+        self._check_not_draining()
+        if request.name in self._branching:
+            raise self._branch_exists(request.name)
+        if self._state.status.is_terminal:
+            raise to_application_error(
+                SessionClosedError(
+                    f"session is {self._state.status.value}",
+                    session_id=self._state.session_id,
+                    field="status",
+                )
+            )
+
+    @workflow.update(name="merge")
+    async def merge(self, request: MergeRequest) -> SessionState:
+        """Copy chosen turns of another session into this one, exactly once per source turn."""
+        self._count_message()
+        source: list[SessionTurn] = []
+        offset = request.lo
+        while offset < request.hi:
+            page: list[SessionTurn] = await workflow.execute_activity(
+                "load_turns_page",
+                TurnsPageRequest(
+                    session_id=request.source_session_id,
+                    generation=request.source_generation,
+                    turn_count=request.hi,
+                    offset=offset,
+                ),
+                result_type=list[SessionTurn],
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+            )
+            if not page:
+                break
+            source.extend(page)
+            offset = (page[-1].seq or offset) + 1
+        try:
+            candidates = plan_merge(request.source_session_id, source, request.spec, set())
+        except ValueError as exc:
+            raise to_application_error(
+                InvalidTurnError(str(exc), session_id=self._state.session_id, field="turn_ids")
+            ) from None
+        await self._flush()
+        existing = set(
+            await workflow.execute_activity(
+                "existing_turn_ids",
+                ExistingTurnsRequest(
+                    session_id=self._state.session_id,
+                    generation=self._state.generation,
+                    turn_count=self._state.turn_count,
+                    turn_ids=[t.turn_id for t in candidates],
+                ),
+                result_type=list[str],
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+            )
+        )
+        existing.update(t.turn_id for t in self._pending)
+        added = 0
+        for turn in candidates:
+            if turn.turn_id in existing or turn.turn_id in self._dedup:
+                continue
+            if self._state.status is not SessionStatus.ACTIVE:
+                break
+            self._apply_turn(TurnInput.model_validate(turn.model_dump(exclude={"seq"})))
+            added += 1
+        merges = list(self._state.metadata.get("merges", []))
+        merges.append(
+            {
+                "source_session_id": request.source_session_id,
+                "strategy": request.spec.strategy,
+                "added": added,
+                "at": workflow.now().isoformat(),
+            }
+        )
+        self._state.metadata = {**self._state.metadata, "merges": merges}
+        self._header_dirty = True
+        await self._flush()
+        return self._state
+
+    @merge.validator
+    def _validate_merge(self, request: MergeRequest) -> None:
+        self._check_not_draining()
+        try:
+            check_turn(self._state, self._config, "user", "-")
+        except SessionError as exc:
+            raise to_application_error(exc) from None
+
+    @workflow.update(name="flush")
+    async def flush(self) -> SessionState:
+        """Persist everything accepted so far; answer with the header as stored."""
+        self._count_message()
+        await self._flush()
+        return self._state
+
+    @workflow.update(name="annotate")
+    async def annotate(self, metadata: dict[str, Any]) -> SessionState:
+        """Merge keys into the session's metadata (used to record merges on the source)."""
+        self._count_message()
+        self._state.metadata = {**self._state.metadata, **metadata}
+        self._header_dirty = True
+        await self._flush()
+        return self._state
 
     @workflow.update(name="ready")
     async def ready(self) -> SessionState:
