@@ -29,6 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from durable_sessions.activities.context import ContextActivities, ContextResult
 from durable_sessions.core.clock import utcnow
 from durable_sessions.core.tokens import count_tokens
 from durable_sessions.errors import (
@@ -53,6 +54,7 @@ from durable_sessions.stores.base import SessionStore, read_transcript
 from durable_sessions.workflows.messages import (
     DEFAULT_TASK_QUEUE,
     WORKFLOW_TYPE,
+    ContextQuery,
     RestoreRequest,
     SessionSnapshot,
     SessionWorkflowInput,
@@ -434,6 +436,66 @@ class SessionManager:
     ) -> list[SessionState]:
         """A user's sessions from the store (headers are at most one flush interval behind)."""
         return await self.store.list_sessions(user_id, status)
+
+    async def context(
+        self,
+        session_id: str,
+        query: str = "",
+        max_turns: int | None = 20,
+        max_tokens: int | None = None,
+        *,
+        pruner: str = "relevance",
+    ) -> list[SessionTurn]:
+        """The turns an agent should see for ``query``, in order, within the budgets.
+
+        Computed by the ``compute_context`` activity on a worker (which caches the transcript
+        and its relevance index); only the chosen turn numbers cross Temporal. A session that
+        has ended is pruned here, from the store.
+        """
+        header = await self.store.get_session(session_id)
+        if header is None:
+            raise SessionNotFoundError("no such session", session_id=session_id)
+        if not header.status.is_terminal:
+            try:
+                result = await self._update(
+                    session_id,
+                    "context",
+                    ContextQuery(
+                        query=query, max_turns=max_turns, max_tokens=max_tokens, pruner=pruner
+                    ),
+                    ContextResult,
+                )
+                return await self._turns_by_seq(
+                    session_id, result.generation, result.turn_count, result.seqs
+                )
+            except SessionClosedError:
+                header = await self.store.get_session(session_id) or header
+        history = await read_transcript(self.store, session_id)
+        local = ContextActivities(self.store).pruner(pruner)
+        return await local.prune(history, query, max_turns=max_turns, max_tokens=max_tokens)
+
+    async def _turns_by_seq(
+        self, session_id: str, generation: int, turn_count: int, seqs: list[int]
+    ) -> list[SessionTurn]:
+        """Read the given turns, one store range per run of consecutive seqs."""
+        out: list[SessionTurn] = []
+        i = 0
+        while i < len(seqs):
+            j = i
+            while j + 1 < len(seqs) and seqs[j + 1] == seqs[j] + 1:
+                j += 1
+            out.extend(
+                await read_transcript(
+                    self.store,
+                    session_id,
+                    generation=generation,
+                    turn_count=turn_count,
+                    offset=seqs[i],
+                    limit=seqs[j] - seqs[i] + 1,
+                )
+            )
+            i = j + 1
+        return out
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         return await self.store.list_checkpoints(session_id)

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
 from durable_sessions.config import Settings
 from durable_sessions.stores.base import SessionStore
@@ -51,12 +52,14 @@ def create_worker(
 
     The store must be set up (``await store.setup()``) before the worker runs.
     """
-    persistence = PersistenceActivities(store or InMemorySessionStore())
+    store = store or InMemorySessionStore()
+    persistence = PersistenceActivities(store)
+    context = ContextActivities(store)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=persistence.all(),
+        activities=[*persistence.all(), *context.all()],
         workflow_runner=worker_kwargs.pop("workflow_runner", workflow_runner()),
         **worker_kwargs,
     )

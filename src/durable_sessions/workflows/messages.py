@@ -134,3 +134,12 @@ class ExistingTurnsRequest(BaseModel):
     generation: int
     turn_count: int
     turn_ids: list[str]
+
+
+class ContextQuery(BaseModel):
+    """What ``context`` asks: a query and budgets; the pruner by name."""
+
+    query: str = ""
+    max_turns: int | None = Field(default=20, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+    pruner: str = "relevance"

@@ -30,6 +30,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from durable_sessions.activities.context import PRUNERS, ContextRequest, ContextResult
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
     from durable_sessions.core.merging import plan_merge
     from durable_sessions.core.tokens import approx_token_count
@@ -54,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TYPE,
         BranchRequest,
         BranchResult,
+        ContextQuery,
         ExistingTurnsRequest,
         GenerationRecord,
         MergeRequest,
@@ -740,6 +742,41 @@ class SessionWorkflow:
             check_turn(self._state, self._config, "user", "-")
         except SessionError as exc:
             raise to_application_error(exc) from None
+
+    @workflow.update(name="context")
+    async def context(self, request: ContextQuery) -> ContextResult:
+        """Prune the transcript for a query (in an activity); answers with the chosen seqs."""
+        self._count_message()
+        await self._flush()
+        result: ContextResult = await workflow.execute_activity(
+            "compute_context",
+            ContextRequest(
+                session_id=self._state.session_id,
+                generation=self._state.generation,
+                turn_count=self._state.turn_count,
+                query=request.query,
+                max_turns=request.max_turns,
+                max_tokens=request.max_tokens,
+                pruner=request.pruner,
+            ),
+            result_type=ContextResult,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ValueError"]),
+            summary="prune context",
+        )
+        return result
+
+    @context.validator
+    def _validate_context(self, request: ContextQuery) -> None:
+        self._check_not_draining()
+        if request.pruner not in PRUNERS:
+            raise to_application_error(
+                InvalidTurnError(
+                    f"pruner must be one of {', '.join(PRUNERS)}",
+                    session_id=self._state.session_id,
+                    field="pruner",
+                )
+            )
 
     @workflow.update(name="flush")
     async def flush(self) -> SessionState:

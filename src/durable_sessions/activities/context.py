@@ -1,0 +1,137 @@
+"""The pruning activity: computes a session's context view next to its cached transcript.
+
+Why an activity: pruning reads the whole transcript (thousands of turns) and scores it, which
+is I/O and CPU that must stay out of deterministic workflow code. Only sequence numbers cross
+Temporal (the result names the chosen turns), so a context call adds bytes, not transcripts,
+to the session's history. The worker keeps each session's transcript and relevance index in
+memory and extends them incrementally, so a warm call on a 10,000-turn session reads only the
+turns added since the last call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from durable_sessions.core.pruning import (
+    ContextPruner,
+    RelevanceContextPruner,
+    RelevanceIndexCache,
+    SlidingWindowPruner,
+    TokenBudgetPruner,
+)
+from durable_sessions.models import SessionTurn
+from durable_sessions.stores.base import SessionStore, read_transcript
+
+PRUNERS = ("relevance", "sliding_window", "token_budget")
+
+
+class ContextRequest(BaseModel):
+    session_id: str
+    generation: int
+    turn_count: int
+    query: str = ""
+    max_turns: int | None = Field(default=20, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+    pruner: str = "relevance"
+
+
+class ContextResult(BaseModel):
+    """The chosen turns' ``seq`` values, ascending, and how long pruning took."""
+
+    seqs: list[int]
+    generation: int
+    turn_count: int
+    prune_seconds: float = 0.0
+
+
+class TranscriptCache:
+    """Per-session transcripts held by the worker, extended with the turns added since."""
+
+    def __init__(self, max_sessions: int = 64) -> None:
+        self.max_sessions = max_sessions
+        self._entries: OrderedDict[tuple[str, int], list[SessionTurn]] = OrderedDict()
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+
+    async def get(
+        self, store: SessionStore, session_id: str, generation: int, turn_count: int
+    ) -> list[SessionTurn]:
+        key = (session_id, generation)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            turns = self._entries.pop(key, [])
+            if len(turns) < turn_count:
+                turns = turns + await read_transcript(
+                    store,
+                    session_id,
+                    generation=generation,
+                    turn_count=turn_count,
+                    offset=len(turns),
+                )
+            self._entries[key] = turns
+            while len(self._entries) > self.max_sessions:
+                old, _ = self._entries.popitem(last=False)
+                self._locks.pop(old, None)
+            return turns[:turn_count]
+
+
+class ContextActivities:
+    """Pruning with a worker-local transcript cache and relevance index cache."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        cache_sessions: int = 64,
+        on_prune: Callable[[float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.transcripts = TranscriptCache(cache_sessions)
+        self.index_cache = RelevanceIndexCache(max_sessions=cache_sessions)
+        self.on_prune = on_prune
+
+    def pruner(self, name: str) -> ContextPruner:
+        if name == "relevance":
+            return RelevanceContextPruner(index_cache=self.index_cache)
+        if name == "sliding_window":
+            return SlidingWindowPruner()
+        if name == "token_budget":
+            return TokenBudgetPruner()
+        raise ValueError(f"unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}")
+
+    @activity.defn(name="compute_context")
+    async def compute_context(self, request: ContextRequest) -> ContextResult:
+        history = await self.transcripts.get(
+            self.store, request.session_id, request.generation, request.turn_count
+        )
+        pruner = self.pruner(request.pruner)
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if isinstance(pruner, RelevanceContextPruner):
+            kwargs["cache_key"] = f"{request.session_id}:{request.generation}"
+        chosen = await asyncio.to_thread(
+            pruner.prune_sync,
+            history,
+            request.query,
+            request.max_turns,
+            request.max_tokens,
+            **kwargs,
+        )
+        elapsed = time.perf_counter() - started
+        if self.on_prune is not None:
+            self.on_prune(elapsed)
+        return ContextResult(
+            seqs=sorted(t.seq for t in chosen if t.seq is not None),
+            generation=request.generation,
+            turn_count=request.turn_count,
+            prune_seconds=elapsed,
+        )
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.compute_context]
