@@ -17,11 +17,13 @@ from temporalio.client import Client, WorkflowHandle
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from examples.agents import team  # noqa: E402
 from tests.conftest import start_dev_server  # noqa: E402
 from tests.helpers import assert_eventually  # noqa: E402
 
 from durable_sessions.branches import BranchManager  # noqa: E402
 from durable_sessions.client import SessionManager  # noqa: E402
+from durable_sessions.group import GroupSession  # noqa: E402
 from durable_sessions.models import SessionConfig, SessionTurn  # noqa: E402
 from durable_sessions.stores.memory import InMemorySessionStore  # noqa: E402
 from durable_sessions.worker import create_worker  # noqa: E402
@@ -43,7 +45,7 @@ async def main() -> None:
     client = env.client
     m = SessionManager(client, store, SessionConfig(flush_interval=0.2), "record")
     try:
-        async with create_worker(client, store, task_queue="record"):
+        async with create_worker(client, store, task_queue="record", agents=team()):  # type: ignore[arg-type]
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})
             for i in range(4):
@@ -102,6 +104,18 @@ async def main() -> None:
             await client.get_workflow_handle(root.session_id).result()
             await save(client, root.session_id, "branch_and_merge_parent")
             await save(client, child.session_id, "branch_and_merge_child")
+
+            # 6. A group session: roster, ticks (one agent fails), a human turn, context.
+            group = await GroupSession.create(m, "recorder", max_attempts=1)
+            await group.add_agent("researcher")
+            await group.add_agent("flaky")
+            await group.tick()
+            await m.add_turn(group.session_id, SessionTurn(role="user", content="go on"))
+            await group.run(rounds=1)
+            await m.context(group.session_id, "researcher", max_turns=2)
+            await m.close(group.session_id)
+            await client.get_workflow_handle(group.session_id).result()
+            await save(client, group.session_id, "group_and_context")
     finally:
         await env.shutdown()
 

@@ -39,5 +39,7 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=1)
     max_concurrent_activities: int | None = Field(default=None, ge=1)
     max_cached_workflows: int = Field(default=1000, ge=0)
+    agents: str | None = None
+    """Agents this worker runs: ``module:attribute`` references, comma-separated."""
     call_timeout: float = Field(default=10.0, gt=0)
     """Seconds a client call waits for a worker before ``WorkerUnavailableError``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 from collections.abc import Sequence
@@ -18,8 +19,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from durable_sessions.activities.agents import AgentActivities
 from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
+from durable_sessions.agents import Agent
 from durable_sessions.config import Settings
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
@@ -45,7 +48,7 @@ def create_worker(
     store: SessionStore | None = None,
     *,
     task_queue: str = DEFAULT_TASK_QUEUE,
-    agents: Sequence[Any] = (),
+    agents: Sequence[Agent] = (),
     **worker_kwargs: Any,
 ) -> Worker:
     """A worker for sessions on ``task_queue``. ``store`` defaults to an in-memory store.
@@ -55,14 +58,31 @@ def create_worker(
     store = store or InMemorySessionStore()
     persistence = PersistenceActivities(store)
     context = ContextActivities(store)
+    group = AgentActivities(store, list(agents))
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*persistence.all(), *context.all()],
+        activities=[*persistence.all(), *context.all(), *group.all()],
         workflow_runner=worker_kwargs.pop("workflow_runner", workflow_runner()),
         **worker_kwargs,
     )
+
+
+def load_agents(spec: str | None) -> list[Agent]:
+    """Agents from ``module:attribute`` references (comma-separated). The attribute may be an
+    agent, a list of agents, or a callable returning either."""
+    agents: list[Agent] = []
+    for ref in (spec or "").split(","):
+        ref = ref.strip()
+        if not ref:
+            continue
+        module_name, _, attr = ref.partition(":")
+        obj: Any = getattr(importlib.import_module(module_name), attr or "agents")
+        if callable(obj) and not isinstance(obj, Agent):
+            obj = obj()
+        agents.extend(obj if isinstance(obj, list | tuple) else [obj])
+    return agents
 
 
 async def run_worker(settings: Settings | None = None) -> None:
@@ -78,7 +98,9 @@ async def run_worker(settings: Settings | None = None) -> None:
         kwargs["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks
     if settings.max_concurrent_activities:
         kwargs["max_concurrent_activities"] = settings.max_concurrent_activities
-    worker = create_worker(client, store, task_queue=settings.task_queue, **kwargs)
+    worker = create_worker(
+        client, store, task_queue=settings.task_queue, agents=load_agents(settings.agents), **kwargs
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,7 +27,15 @@ def load(path: Path) -> WorkflowHistory:
 
 def test_histories_are_recorded() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"lifecycle", "ttl_expiry", "restore_in_place", "continue_as_new"} <= names
+    assert {
+        "lifecycle",
+        "ttl_expiry",
+        "restore_in_place",
+        "continue_as_new",
+        "branch_and_merge_parent",
+        "branch_and_merge_child",
+        "group_and_context",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

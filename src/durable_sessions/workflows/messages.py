@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from durable_sessions.core.merging import MergeSpec
+from durable_sessions.core.turn_managers import AgentSlot, TurnManagerSpec, TurnManagerState
 from durable_sessions.models import Checkpoint, SessionConfig, SessionState, SessionTurn
 
 WORKFLOW_TYPE = "Session"
@@ -33,6 +34,8 @@ class SessionWorkflowInput(BaseModel):
     """Start by rewinding to this checkpoint: how a closed or expired session is restored."""
     continued: bool = False
     """False on the first run of a session (the header is written to the store then)."""
+    group: GroupState | None = None
+    """Present on group sessions: roster, turn manager and agent-turn progress."""
 
 
 class TurnInput(BaseModel):
@@ -143,3 +146,51 @@ class ContextQuery(BaseModel):
     max_turns: int | None = Field(default=20, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
     pruner: str = "relevance"
+
+
+class AgentFailure(BaseModel):
+    """An agent turn that failed after its retries; the group went on without it."""
+
+    agent: str
+    tick: int
+    error_type: str
+    attempts: int
+    at: datetime
+
+
+class GroupState(BaseModel):
+    """A group session's roster and progress; survives continue-as-new."""
+
+    roster: list[AgentSlot] = Field(default_factory=list)
+    manager: TurnManagerSpec = Field(default_factory=lambda: TurnManagerSpec(kind="round_robin"))
+    manager_state: TurnManagerState = Field(default_factory=TurnManagerState)
+    ticks_target: int = 0
+    ticks_done: int = 0
+    plans: dict[str, int] = Field(default_factory=dict)
+    """``plan_id`` → the tick target it set (so a retried ``schedule_ticks`` adds nothing)."""
+    failures: list[AgentFailure] = Field(default_factory=list)
+    context_max_turns: int = Field(default=40, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    agent_timeout: float = Field(default=60.0, gt=0)
+
+
+class GroupSetup(BaseModel):
+    manager: TurnManagerSpec = Field(default_factory=lambda: TurnManagerSpec(kind="round_robin"))
+    context_max_turns: int = Field(default=40, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    agent_timeout: float = Field(default=60.0, gt=0)
+
+
+class TickPlan(BaseModel):
+    """Schedule ``count`` agent turns; idempotent by ``plan_id``."""
+
+    plan_id: str
+    count: int = Field(ge=1, le=10_000)
+
+
+class TickProgress(BaseModel):
+    ticks_done: int
+    ticks_target: int
+    status: str
+    last_turns: list[SessionTurn] = Field(default_factory=list)
+    """The agent turns of the ticks asked about (as far as done), oldest first."""

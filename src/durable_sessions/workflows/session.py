@@ -29,6 +29,8 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError
 
+from durable_sessions.workflows.group import GroupHandlers
+
 with workflow.unsafe.imports_passed_through():
     from durable_sessions.activities.context import PRUNERS, ContextRequest, ContextResult
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
@@ -104,7 +106,7 @@ def to_application_error(exc: SessionError) -> ApplicationError:
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class SessionWorkflow:
+class SessionWorkflow(GroupHandlers):
     """One conversation session. Workflow id = session id."""
 
     @workflow.init
@@ -122,6 +124,9 @@ class SessionWorkflow:
         self._ready = False
         self._draining = False
         self._branching: set[str] = set()
+        self._group = input.group
+        self._ticking = False
+        self._tick_turns: dict[int, SessionTurn] = {}
 
     # ------------------------------------------------------------------ main loop
 
@@ -139,10 +144,12 @@ class SessionWorkflow:
             await self._flush()  # the header is in the store before ``create`` returns
         self._ready = True
         ttl = asyncio.create_task(self._ttl_watch())
+        agents = asyncio.create_task(self._agent_loop())
         try:
             return await self._main_loop()
         finally:
             ttl.cancel()
+            agents.cancel()
 
     async def _main_loop(self) -> SessionState:
         while True:
@@ -159,6 +166,7 @@ class SessionWorkflow:
             if self._flush_needed(armed):
                 await self._flush()
             if self._state.status.is_terminal:
+                await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._flush()
                 return self._state
@@ -166,6 +174,7 @@ class SessionWorkflow:
                 # Drain: new updates are turned away (clients retry them on the next run), so
                 # the flush catches up and the next run starts with nothing pending.
                 self._draining = True
+                await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 while _text_bytes(self._pending) > CARRY_OVER_BYTES or self._pending_checkpoints:
                     await self._flush()  # only signals can still add turns
@@ -210,6 +219,7 @@ class SessionWorkflow:
             pending=self._pending,
             pending_checkpoints=self._pending_checkpoints,
             continued=True,
+            group=self._group,
         )
 
     async def _ttl_watch(self) -> None:
