@@ -362,6 +362,11 @@ class SessionManager:
             reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
 
+    async def truncate(self, session_id: str, turn_count: int) -> SessionState:
+        """Keep the first ``turn_count`` turns in the transcript; later ones stay in the log
+        (like a restore to an unnamed checkpoint)."""
+        return await self._update(session_id, "truncate", turn_count, SessionState)
+
     async def delete(self, session_id: str) -> None:
         """Terminate the session's workflow and remove everything of it from the store."""
         handle = self.client.get_workflow_handle(session_id)

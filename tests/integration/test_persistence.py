@@ -163,3 +163,24 @@ async def test_history_pages_across_flushed_and_pending(stack: Stack) -> None:
     page = await m.history(s.session_id, offset=3, limit=4)
     assert [t.content for t in page] == ["p3", "p4", "p5", "p6"]
     assert await m.history(s.session_id, offset=20) == []
+
+
+async def test_truncate_moves_the_head_and_keeps_the_log(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("trunc")
+    for i in range(5):
+        await m.add_turn(s.session_id, SessionTurn(role="user", content=f"t{i}", tokens=10))
+    state = await m.truncate(s.session_id, 3)
+    assert state.turn_count == 3
+    assert state.total_tokens == 30
+    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
+    again = await m.add_turn(s.session_id, SessionTurn(role="user", content="t3 again"))
+    assert again.seq == 3
+    cleared = await m.truncate(s.session_id, 0)
+    assert cleared.turn_count == 0
+    assert await m.history(s.session_id) == []
+
+    async def logged() -> None:
+        assert len(await stack.store.get_own_turns(s.session_id, 0, 0, 10)) == 5
+
+    await assert_eventually(logged)

@@ -9,7 +9,7 @@ stays retryable and Temporal retries it with backoff.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -20,6 +20,7 @@ from durable_sessions.stores.base import PersistBatch, SessionStore, read_transc
 from durable_sessions.workflows.messages import (
     ExistingTurnsRequest,
     GenerationRecord,
+    RangeTotals,
     TranscriptTailRequest,
     TurnsPageRequest,
 )
@@ -131,7 +132,21 @@ class PersistenceActivities:
         """The subset of ``turn_ids`` already in a transcript (idempotent merges)."""
         wanted = set(request.turn_ids)
         found: list[str] = []
-        offset = 0
+        async for turns in self._pages(request):
+            found.extend(t.turn_id for t in turns if t.turn_id in wanted)
+        return found
+
+    @activity.defn(name="range_totals")
+    async def range_totals(self, request: ExistingTurnsRequest) -> RangeTotals:
+        """Sum of tokens and cost of the turns from ``offset`` to ``turn_count``."""
+        totals = RangeTotals()
+        async for turns in self._pages(request):
+            totals.tokens += sum(t.tokens or 0 for t in turns)
+            totals.cost += sum(t.cost for t in turns)
+        return totals
+
+    async def _pages(self, request: ExistingTurnsRequest) -> AsyncIterator[list[SessionTurn]]:
+        offset = request.offset
         while offset < request.turn_count:
             turns = await classify_failures(
                 functools.partial(
@@ -145,10 +160,9 @@ class PersistenceActivities:
                 )
             )
             if not turns:
-                break
-            found.extend(t.turn_id for t in turns if t.turn_id in wanted)
+                return
+            yield turns
             offset += len(turns)
-        return found
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -159,4 +173,5 @@ class PersistenceActivities:
             self.branch_names,
             self.load_turns_page,
             self.existing_turn_ids,
+            self.range_totals,
         ]

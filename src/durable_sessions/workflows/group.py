@@ -253,9 +253,7 @@ class GroupHandlers:
         g = self._require_group()
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: g.ticks_done >= target
-                or self._state.status.is_terminal
-                or self._draining,
+                lambda: g.ticks_done >= target or self._state.status.is_terminal or self._draining,
                 timeout=WAIT_SLICE,
             )
         last = self._tick_turns.get(target - 1) if g.ticks_done >= target else None

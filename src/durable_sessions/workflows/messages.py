@@ -131,12 +131,20 @@ class TurnsPageRequest(BaseModel):
 
 
 class ExistingTurnsRequest(BaseModel):
-    """Which of ``turn_ids`` a transcript already holds."""
+    """Which of ``turn_ids`` a transcript already holds (from ``offset`` on)."""
 
     session_id: str
     generation: int
     turn_count: int
     turn_ids: list[str]
+    offset: int = 0
+
+
+class RangeTotals(BaseModel):
+    """Tokens and cost of a run of turns."""
+
+    tokens: int = 0
+    cost: float = 0.0
 
 
 class ContextQuery(BaseModel):

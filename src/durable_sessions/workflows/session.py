@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         ExistingTurnsRequest,
         GenerationRecord,
         MergeRequest,
+        RangeTotals,
         RestoreRequest,
         SessionSnapshot,
         SessionWorkflowInput,
@@ -410,31 +411,39 @@ class SessionWorkflow(GroupHandlers):
         """Move the transcript head to a checkpoint; rewound turns stay in the log."""
         await self._flush()
         cp = await self._load_checkpoint(checkpoint_id)
+        self._state.metadata = dict(cp.metadata)
+        await self._move_head(
+            cp.generation, cp.turn_count, cp.total_tokens, cp.total_cost, checkpoint_id
+        )
+
+    async def _move_head(
+        self, generation: int, turn_count: int, tokens: int, cost: float, origin: str
+    ) -> None:
+        """Start a new generation forked from ``generation`` at ``turn_count`` (copy-on-write)."""
         new_generation = self._state.generation + 1
         await workflow.execute_activity(
             "record_generation",
             GenerationRecord(
                 session_id=self._state.session_id,
                 generation=new_generation,
-                parent_generation=cp.generation,
-                fork_seq=cp.turn_count,
+                parent_generation=generation,
+                fork_seq=turn_count,
             ),
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
         )
         self._state.generation = new_generation
-        self._state.turn_count = cp.turn_count
-        self._state.total_tokens = cp.total_tokens
-        self._state.total_cost = cp.total_cost
-        self._state.metadata = dict(cp.metadata)
+        self._state.turn_count = turn_count
+        self._state.total_tokens = tokens
+        self._state.total_cost = cost
         self._state.status = SessionStatus.ACTIVE
-        self._dedup = {k: v for k, v in self._dedup.items() if v < cp.turn_count}
+        self._dedup = {k: v for k, v in self._dedup.items() if v < turn_count}
         self._recent = await workflow.execute_activity(
             "load_transcript_tail",
             TranscriptTailRequest(
                 session_id=self._state.session_id,
                 generation=new_generation,
-                turn_count=cp.turn_count,
+                turn_count=turn_count,
                 limit=self._config.recent_window,
             ),
             result_type=list[SessionTurn],
@@ -444,8 +453,59 @@ class SessionWorkflow(GroupHandlers):
         self._touch()
         self._upsert_status()
         restore_cp = self._add_checkpoint("restore")
-        restore_cp.metadata = {**restore_cp.metadata, "restored_from": checkpoint_id}
+        restore_cp.metadata = {**restore_cp.metadata, "restored_from": origin}
         await self._flush()
+
+    @workflow.update(name="truncate")
+    async def truncate(self, turn_count: int) -> SessionState:
+        """Keep only the first ``turn_count`` turns in the transcript (the log keeps the rest).
+
+        What ``pop_item`` / ``clear_session`` of agent-framework adapters need: the head moves
+        like a restore, nothing is deleted.
+        """
+        self._count_message()
+        await self._flush()
+        if turn_count >= self._state.turn_count:
+            return self._state
+        dropped = await workflow.execute_activity(
+            "range_totals",
+            ExistingTurnsRequest(
+                session_id=self._state.session_id,
+                generation=self._state.generation,
+                turn_count=self._state.turn_count,
+                turn_ids=[],
+                offset=turn_count,
+            ),
+            result_type=RangeTotals,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        await self._move_head(
+            self._state.generation,
+            turn_count,
+            max(0, self._state.total_tokens - dropped.tokens),
+            max(0.0, self._state.total_cost - dropped.cost),
+            f"truncate:{turn_count}",
+        )
+        return self._state
+
+    @truncate.validator
+    def _validate_truncate(self, turn_count: int) -> None:
+        self._check_not_draining()
+        if turn_count < 0:
+            raise to_application_error(
+                InvalidTurnError(
+                    "turn_count must be >= 0", session_id=self._state.session_id, field="turn_count"
+                )
+            )
+        if self._state.status.is_terminal:
+            raise to_application_error(
+                SessionClosedError(
+                    f"session is {self._state.status.value}",
+                    session_id=self._state.session_id,
+                    field="status",
+                )
+            )
 
     # ------------------------------------------------------------------ add_turn
 
