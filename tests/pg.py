@@ -4,18 +4,27 @@ Shared by the store contract tests and the Temporal integration tests, so every 
 database the same way:
 
 * ``TEST_DATABASE_URL`` when set, else ``postgresql://postgres@127.0.0.1:5432/test``.
-* When that server does not answer, tests that need it are skipped with the reason, except
-  with ``CI=true``: there they fail, so CI can never silently stop exercising the real database.
+* When that server does not answer (and no URL was given), a throwaway cluster is started from
+  local PostgreSQL binaries when there are some (``initdb``/``pg_ctl``; as the ``postgres`` OS
+  user when running as root, since PostgreSQL refuses root) and removed at exit.
+* Only then are tests that need it skipped with the reason, except with ``CI=true``: there they
+  fail, so CI can never silently stop exercising the real database.
 * ``temporary_schema`` creates an empty, uniquely named schema and drops it afterwards, so runs
   (and tests) never see each other's rows and leave nothing behind.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,6 +32,7 @@ import pytest
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 CONNECT_TIMEOUT = 3.0
 
+_fallback_dsn: dict[str, str] = {}
 _probe: tuple[str, str | None] | None = None
 """Cached ``(dsn, reason it is unusable or None)``: the server is probed once per process."""
 
@@ -54,12 +64,95 @@ def _redact(dsn: str) -> str:
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
+def _postgres_bin() -> Path | None:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    found = shutil.which("pg_ctl")
+    if found:
+        candidates.insert(0, Path(found).parent)
+    return next(
+        (c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None
+    )
+
+
+def _throwaway_cluster() -> str | None:
+    """Start a private PostgreSQL cluster from local binaries; its DSN, or None if impossible."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        return None
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            return None
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="ds-pg-"))
+    os.chmod(folder, 0o777)
+    data = folder / "data"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    try:
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+                "-l",
+                str(folder / "log"),
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError):
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+    def stop() -> None:
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(stop)
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
 async def postgres_dsn_or_skip() -> str:
     """The DSN of a reachable test database, or skip the calling test (fail it when CI=true)."""
     global _probe
     dsn = database_url()
     if _probe is None or _probe[0] != dsn:
-        _probe = (dsn, await _probe_dsn(dsn))
+        reason = await _probe_dsn(dsn)
+        if reason is not None and "TEST_DATABASE_URL" not in os.environ:
+            fallback = _throwaway_cluster()
+            if fallback is not None and await _probe_dsn(fallback) is None:
+                _probe = (dsn, None)
+                _fallback_dsn[dsn] = fallback
+        if _probe is None or _probe[0] != dsn:
+            _probe = (dsn, reason)
+    dsn = _fallback_dsn.get(dsn, dsn)
     reason = _probe[1]
     if reason is not None:
         hint = "set TEST_DATABASE_URL to a reachable server"
