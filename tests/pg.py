@@ -74,69 +74,77 @@ def _postgres_bin() -> Path | None:
     )
 
 
-def _throwaway_cluster() -> str | None:
-    """Start a private PostgreSQL cluster from local binaries; its DSN, or None if impossible."""
-    bindir = _postgres_bin()
-    if bindir is None:
-        return None
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:
-        if shutil.which("runuser") is None:
-            return None
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    folder = Path(tempfile.mkdtemp(prefix="ds-pg-"))
-    os.chmod(folder, 0o777)
-    data = folder / "data"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    try:
-        subprocess.run(
-            [
-                *as_postgres,
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        subprocess.run(
-            [
-                *as_postgres,
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
-                "-l",
-                str(folder / "log"),
-                "-w",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.SubprocessError):
-        shutil.rmtree(folder, ignore_errors=True)
-        return None
+class LocalCluster:
+    """A private PostgreSQL cluster from local binaries, which a test may stop and start."""
 
-    def stop() -> None:
+    def __init__(self, bindir: Path, as_postgres: list[str]) -> None:
+        self.bindir = bindir
+        self.as_postgres = as_postgres
+        self.folder = Path(tempfile.mkdtemp(prefix="ds-pg-"))
+        os.chmod(self.folder, 0o777)
+        self.data = self.folder / "data"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @classmethod
+    def create(cls) -> LocalCluster | None:
+        bindir = _postgres_bin()
+        if bindir is None:
+            return None
+        as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            if shutil.which("runuser") is None:
+                return None
+            as_postgres = ["runuser", "-u", "postgres", "--"]
+        cluster = cls(bindir, as_postgres)
+        try:
+            cluster._run("initdb", "-D", str(cluster.data), "-A", "trust", "-U", "postgres")
+            cluster.start()
+        except (OSError, subprocess.SubprocessError):
+            shutil.rmtree(cluster.folder, ignore_errors=True)
+            return None
+        atexit.register(cluster.destroy)
+        return cluster
+
+    def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
-            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            [*self.as_postgres, str(self.bindir / tool), *args],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        log = str(self.folder / "log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        subprocess.run(
+            [
+                *self.as_postgres,
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "immediate",
+                "stop",
+            ],
             capture_output=True,
             check=False,
         )
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
-    atexit.register(stop)
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+def _throwaway_cluster() -> str | None:
+    """Start a private PostgreSQL cluster from local binaries; its DSN, or None if impossible."""
+    cluster = LocalCluster.create()
+    return cluster.dsn if cluster is not None else None
 
 
 async def postgres_dsn_or_skip() -> str:

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from durable_sessions.core.clock import utcnow
 
@@ -55,6 +55,15 @@ class SessionTurn(BaseModel):
     agent: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
     seq: int | None = Field(default=None, ge=0)
+
+    @field_validator("content")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("content must be valid Unicode text (no lone surrogates)") from None
+        return value
 
 
 class SessionState(BaseModel):
@@ -108,7 +117,7 @@ class SessionConfig(BaseModel):
     max_turn_bytes: int = Field(default=256_000, ge=1, le=1_000_000)
     """Largest turn content in UTF-8 bytes; bounded well below Temporal's 2 MB payload limit."""
     max_sessions_per_user: int | None = Field(default=None, ge=1)
-    flush_interval: float = Field(default=0.5, gt=0)
+    flush_interval: float = Field(default=2.0, gt=0)
     """How long (seconds) accepted turns may wait before a batched flush to the store."""
     flush_batch_size: int = Field(default=100, ge=1, le=1000)
     """Flush at once when this many turns are waiting."""
