@@ -347,6 +347,18 @@ class SessionWorkflow(GroupHandlers):
                 type=SessionBusyError.__name__,
             )
 
+    def _check_open(self) -> None:
+        """Validators of updates that need a running, not closing, session."""
+        self._check_not_draining()
+        if self._state.status.is_terminal:
+            raise to_application_error(
+                SessionClosedError(
+                    f"session is {self._state.status.value}",
+                    session_id=self._state.session_id,
+                    field="status",
+                )
+            )
+
     def _count_message(self) -> None:
         self._messages_this_run += 1
 
@@ -491,19 +503,11 @@ class SessionWorkflow(GroupHandlers):
 
     @truncate.validator
     def _validate_truncate(self, turn_count: int) -> None:
-        self._check_not_draining()
+        self._check_open()
         if turn_count < 0:
             raise to_application_error(
                 InvalidTurnError(
                     "turn_count must be >= 0", session_id=self._state.session_id, field="turn_count"
-                )
-            )
-        if self._state.status.is_terminal:
-            raise to_application_error(
-                SessionClosedError(
-                    f"session is {self._state.status.value}",
-                    session_id=self._state.session_id,
-                    field="status",
                 )
             )
 
@@ -619,15 +623,7 @@ class SessionWorkflow(GroupHandlers):
 
     @checkpoint.validator
     def _validate_checkpoint(self) -> None:
-        self._check_not_draining()
-        if self._state.status.is_terminal:
-            raise to_application_error(
-                SessionClosedError(
-                    f"session is {self._state.status.value}",
-                    session_id=self._state.session_id,
-                    field="status",
-                )
-            )
+        self._check_open()
 
     @workflow.update(name="restore")
     async def restore(self, request: RestoreRequest) -> SessionState:
@@ -638,15 +634,7 @@ class SessionWorkflow(GroupHandlers):
 
     @restore.validator
     def _validate_restore(self, request: RestoreRequest) -> None:
-        self._check_not_draining()
-        if self._state.status.is_terminal:
-            raise to_application_error(
-                SessionClosedError(
-                    f"session is {self._state.status.value}; restore starts a new run",
-                    session_id=self._state.session_id,
-                    field="status",
-                )
-            )
+        self._check_open()
 
     # ------------------------------------------------------------------ branches and merges
 
@@ -729,14 +717,7 @@ class SessionWorkflow(GroupHandlers):
         self._check_not_draining()
         if request.name in self._branching:
             raise self._branch_exists(request.name)
-        if self._state.status.is_terminal:
-            raise to_application_error(
-                SessionClosedError(
-                    f"session is {self._state.status.value}",
-                    session_id=self._state.session_id,
-                    field="status",
-                )
-            )
+        self._check_open()
 
     @workflow.update(name="merge")
     async def merge(self, request: MergeRequest) -> SessionState:
