@@ -19,11 +19,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from durable_sessions.activities.agents import AgentActivities
-from durable_sessions.activities.context import ContextActivities
-from durable_sessions.activities.persistence import PersistenceActivities
 from durable_sessions.agents import Agent
 from durable_sessions.config import Settings
+from durable_sessions.plugin import PASSTHROUGH_MODULES, DurableSessionsPlugin
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.workflows.messages import DEFAULT_TASK_QUEUE
@@ -37,9 +35,7 @@ WORKFLOWS: list[type] = [SessionWorkflow]
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The sandbox, passing our modules and pydantic through (imported once, not per run)."""
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "durable_sessions", "pydantic", "pydantic_core", "annotated_types"
-        )
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
 
 
@@ -53,20 +49,19 @@ def create_worker(
 ) -> Worker:
     """A worker for sessions on ``task_queue``. ``store`` defaults to an in-memory store.
 
-    The store must be set up (``await store.setup()``) before the worker runs.
+    A thin use of ``DurableSessionsPlugin``: the plugin (given to this worker only) brings the
+    workflows, activities and sandbox pass-throughs; ``client`` must already use pydantic
+    payloads (``durable_sessions.connect``). The store must be set up (``await store.setup()``)
+    before the worker runs.
     """
-    store = store or InMemorySessionStore()
-    persistence = PersistenceActivities(store)
-    context = ContextActivities(store)
-    group = AgentActivities(store, list(agents))
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=[*persistence.all(), *context.all(), *group.all()],
-        workflow_runner=worker_kwargs.pop("workflow_runner", workflow_runner()),
-        **worker_kwargs,
-    )
+    if any(isinstance(p, DurableSessionsPlugin) for p in client.config()["plugins"]):
+        raise ValueError(
+            "this client already carries DurableSessionsPlugin; its workers inherit it: use "
+            "temporalio.worker.Worker(client, task_queue=...) instead of create_worker"
+        )
+    plugin = DurableSessionsPlugin(store or InMemorySessionStore(), agents, setup_store=False)
+    plugins = [plugin, *worker_kwargs.pop("plugins", ())]
+    return Worker(client, task_queue=task_queue, plugins=plugins, **worker_kwargs)
 
 
 def load_agents(spec: str | None) -> list[Agent]:

@@ -1,0 +1,157 @@
+"""``DurableSessionsPlugin``: durable sessions as one object on a user's own client and worker.
+
+Why a plugin: Temporal users already have a ``Client.connect(...)`` and a ``Worker(...)`` of
+their own, with their own workflows, interceptors and settings. Asking them to switch to our
+``connect()`` / ``create_worker()`` makes us the owner of their process. A
+``temporalio.plugin.SimplePlugin`` is the SDK's way to package what we need instead (as the
+OpenAI Agents and pydantic-ai integrations do), so it composes with everything else::
+
+    store = PostgresSessionStore(dsn)
+    plugin = DurableSessionsPlugin(store, agents=[MyAgent()])
+    client = await Client.connect("localhost:7233", plugins=[plugin])
+    worker = Worker(client, task_queue="durable-sessions", workflows=[MyOwnWorkflow])
+    manager = SessionManager(client, store, task_queue="durable-sessions")
+
+What the plugin brings:
+
+* on the client: pydantic payloads (``pydantic_data_converter``). An existing payload codec
+  (encryption) or failure converter on the client is kept; only the payload converter is
+  switched to pydantic, which our models need.
+* on every worker made from that client (temporalio 1.35 hands client plugins that are also
+  worker plugins to each ``Worker``): the ``Session`` workflow, the persistence, context and
+  agent-turn activities bound to ``store``, and the sandbox pass-throughs for our modules and
+  pydantic, added to whatever sandbox runner the worker already has.
+* on a ``Replayer`` given the plugin: the same workflows, converter and runner.
+
+Put the plugin on the client only. Giving it to the client *and* the worker registers
+everything twice (temporalio warns, then refuses the duplicate workflow). A worker-only plugin
+(``Worker(client, ..., plugins=[plugin])``) works when the client already speaks pydantic
+(``durable_sessions.connect`` or a client with the plugin's converter); otherwise the worker
+refuses to start with an explanation, because it cannot change its client's converter.
+
+The server must know the ``SessionUserId`` and ``SessionStatus`` keyword search attributes
+(``temporal server start-dev --search-attribute SessionUserId=Keyword ...``, or
+``temporal operator search-attribute create``); that is server configuration, not something a
+plugin can safely do for every deployment (Temporal Cloud registers them through its own API).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from durable_sessions.activities.agents import AgentActivities
+from durable_sessions.activities.context import ContextActivities
+from durable_sessions.activities.persistence import PersistenceActivities
+from durable_sessions.agents import Agent
+from durable_sessions.stores.base import SessionStore
+
+PLUGIN_NAME = "durable_sessions.DurableSessionsPlugin"
+
+PASSTHROUGH_MODULES: tuple[str, ...] = (
+    "durable_sessions",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+)
+"""Modules the workflow sandbox imports once instead of per run: ours (models, messages, the
+pure core) are deterministic, and pydantic is expensive to re-import for every workflow."""
+
+
+def with_pydantic_payloads(existing: DataConverter | None) -> DataConverter:
+    """The client's converter with pydantic payloads, keeping its codec and failure converter.
+
+    Why not simply ``pydantic_data_converter``: a client configured with encryption (a payload
+    codec) must stay encrypted; replacing its whole converter would silently send plaintext.
+    """
+    if existing is None:
+        return pydantic_data_converter
+    if issubclass(existing.payload_converter_class, PydanticPayloadConverter):
+        return existing
+    return dataclasses.replace(existing, payload_converter_class=PydanticPayloadConverter)
+
+
+def with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:
+    """Add our sandbox pass-throughs to the worker's runner instead of replacing it.
+
+    Why: the user (or another plugin, e.g. OpenTelemetry) may have configured the sandbox
+    already; a fresh runner would drop their restrictions. A non-sandboxed runner needs nothing.
+    """
+    if runner is None:
+        runner = SandboxedWorkflowRunner()
+    if isinstance(runner, SandboxedWorkflowRunner):
+        return dataclasses.replace(
+            runner, restrictions=runner.restrictions.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        )
+    return runner
+
+
+class DurableSessionsPlugin(SimplePlugin):
+    """Durable sessions for your own Temporal client and workers (see the module docstring).
+
+    Args:
+        store: Where the workers persist sessions. The ``SessionManager`` that talks to these
+            workers must be given the same store (it reads history from it directly).
+        agents: Agents the workers can run in group sessions, by name.
+        setup_store: Run ``await store.setup()`` (idempotent) before each worker starts
+            polling, so a plain ``Worker`` never runs activities against an unmigrated store.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        agents: Sequence[Agent] = (),
+        *,
+        setup_store: bool = True,
+    ) -> None:
+        # Imported here, not at module level: ``durable_sessions.worker`` builds its workers
+        # with this plugin, so a top-level import would be circular. ``WORKFLOWS`` stays the
+        # single list of our workflow classes.
+        from durable_sessions.worker import WORKFLOWS
+
+        self.store = store
+        self.agents: list[Agent] = list(agents)
+        self.setup_store = setup_store
+        activities: list[Callable[..., Any]] = [
+            *PersistenceActivities(store).all(),
+            *ContextActivities(store).all(),
+            *AgentActivities(store, self.agents).all(),
+        ]
+        super().__init__(
+            PLUGIN_NAME,
+            data_converter=with_pydantic_payloads,
+            activities=activities,
+            workflows=list(WORKFLOWS),
+            workflow_runner=with_passthrough,
+        )
+
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        """Add our workflows and activities; refuse a client whose payloads are not pydantic.
+
+        Why refuse: a worker uses its client's data converter and a worker plugin cannot change
+        it. Without pydantic payloads every session call would fail later with an obscure
+        decoding error inside a workflow task; failing here names the fix.
+        """
+        client = config.get("client")
+        if client is not None:
+            converter = client.data_converter
+            if not issubclass(converter.payload_converter_class, PydanticPayloadConverter):
+                raise ValueError(
+                    "DurableSessionsPlugin needs a client with pydantic payloads: add the plugin "
+                    "to Client.connect(..., plugins=[plugin]) (workers inherit it; do not also "
+                    "pass it to Worker) or connect with durable_sessions.connect()"
+                )
+        return super().configure_worker(config)
+
+    async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
+        """Set the store up before polling (when ``setup_store``), then run the worker."""
+        if self.setup_store:
+            await self.store.setup()
+        await super().run_worker(worker, next)
