@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--headless", action="store_true", help="no Temporal UI")
 
     sub.add_parser("worker", help="run a worker from DURABLE_SESSIONS_* settings")
+    serve = sub.add_parser("serve", help="run the HTTP API from DURABLE_SESSIONS_* settings")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, help="default: DURABLE_SESSIONS_HTTP_PORT (8000)")
 
     db = sub.add_parser("db", help="store administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -240,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from durable_sessions.dev import run_dev
 
             asyncio.run(run_dev(args.port, args.ui_port, headless=args.headless))
+        elif args.command == "serve":
+            from durable_sessions.http.server import run_server
+
+            asyncio.run(run_server(host=args.host, port=args.port))
         elif args.command == "worker":
             from durable_sessions.worker import main as worker_main
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=1)
     max_concurrent_activities: int | None = Field(default=None, ge=1)
     max_cached_workflows: int = Field(default=1000, ge=0)
+    redis_url: str | None = None
+    """``redis://...``: a read-through cache of headers and recent turns in front of the store."""
+    tracing: bool = False
+    """OpenTelemetry tracing through Temporal's interceptor (needs the ``otel`` extra)."""
     agents: str | None = None
     """Agents this worker runs: ``module:attribute`` references, comma-separated."""
     call_timeout: float = Field(default=10.0, gt=0)

@@ -47,6 +47,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from durable_sessions import metrics
 from durable_sessions.activities.agents import AgentActivities
 from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
@@ -121,7 +122,7 @@ class DurableSessionsPlugin(SimplePlugin):
         self.setup_store = setup_store
         activities: list[Callable[..., Any]] = [
             *PersistenceActivities(store).all(),
-            *ContextActivities(store).all(),
+            *ContextActivities(store, on_prune=metrics.record_prune).all(),
             *AgentActivities(store, self.agents).all(),
         ]
         super().__init__(

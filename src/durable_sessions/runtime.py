@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.service import TLSConfig
@@ -22,12 +23,13 @@ def tls_from_settings(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def client_from_settings(settings: Settings) -> Client:
+async def client_from_settings(settings: Settings, **connect_kwargs: Any) -> Client:
     return await connect(
         settings.temporal_address,
         namespace=settings.namespace,
         tls=tls_from_settings(settings),
         api_key=settings.api_key,
+        **connect_kwargs,
     )
 
 
@@ -39,4 +41,9 @@ def store_from_settings(settings: Settings) -> SessionStore:
     url = settings.database_url or default_database_url()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return store_from_url(url)
+    store = store_from_url(url)
+    if settings.redis_url:
+        from durable_sessions.stores.redis import RedisSessionStore
+
+        store = RedisSessionStore(settings.redis_url, store)
+    return store

@@ -87,7 +87,12 @@ async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or Settings()
     store = store_from_settings(settings)
     await store.setup()
-    client = await client_from_settings(settings)
+    from durable_sessions.metrics import runtime_with_metrics, tracing_interceptors
+
+    connect_kwargs: dict[str, Any] = {"interceptors": tracing_interceptors(settings.tracing)}
+    if settings.metrics_port:
+        connect_kwargs["runtime"] = runtime_with_metrics(settings.metrics_port)
+    client = await client_from_settings(settings, **connect_kwargs)
     kwargs: dict[str, Any] = {"max_cached_workflows": settings.max_cached_workflows}
     if settings.max_concurrent_workflow_tasks:
         kwargs["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from durable_sessions import metrics
 from durable_sessions.models import Checkpoint, SessionTurn
 from durable_sessions.stores.base import PersistBatch, SessionStore, read_transcript
 from durable_sessions.workflows.messages import (
@@ -71,7 +72,9 @@ class PersistenceActivities:
     @activity.defn(name="persist_batch")
     async def persist_batch(self, batch: PersistBatch) -> None:
         """Upsert a flush: header, new turns, checkpoints, in one transaction."""
-        await classify_failures(lambda: self.store.persist(batch))
+        with metrics.stopwatch() as sw:
+            await classify_failures(lambda: self.store.persist(batch))
+        metrics.record_flush(len(batch.turns), sw.seconds, len(batch.checkpoints))
 
     @activity.defn(name="load_checkpoint")
     async def load_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:

@@ -13,3 +13,11 @@ __all__ = [
     "SessionStore",
     "read_transcript",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "RedisSessionStore":  # optional: needs the ``redis`` extra
+        from durable_sessions.stores.redis import RedisSessionStore
+
+        return RedisSessionStore
+    raise AttributeError(name)
