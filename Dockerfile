@@ -16,7 +16,7 @@ RUN python -m venv /opt/durable-sessions/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-ARG EXTRAS="http"
+ARG EXTRAS=""
 RUN /opt/durable-sessions/venv/bin/pip install ".${EXTRAS:+[$EXTRAS]}"
 
 FROM ${PYTHON_IMAGE}

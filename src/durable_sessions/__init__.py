@@ -1,7 +1,10 @@
 """durable-sessions: AI conversation sessions that never lose a turn, on Temporal."""
 
+from durable_sessions.analytics import SessionAnalytics
+from durable_sessions.branches import BranchManager
 from durable_sessions.client import SessionManager, connect
 from durable_sessions.config import Settings
+from durable_sessions.context import SessionContext
 from durable_sessions.errors import (
     BranchExistsError,
     CheckpointNotFoundError,
@@ -13,6 +16,7 @@ from durable_sessions.errors import (
     SessionNotFoundError,
     WorkerUnavailableError,
 )
+from durable_sessions.group import GroupSession
 from durable_sessions.models import (
     Checkpoint,
     SessionConfig,
@@ -21,6 +25,7 @@ from durable_sessions.models import (
     SessionStatus,
     SessionTurn,
 )
+from durable_sessions.plugin import DurableSessionsPlugin
 from durable_sessions.stores import (
     InMemorySessionStore,
     PostgresSessionStore,
@@ -31,16 +36,21 @@ from durable_sessions.worker import create_worker
 
 __all__ = [
     "BranchExistsError",
+    "BranchManager",
     "Checkpoint",
     "CheckpointNotFoundError",
+    "DurableSessionsPlugin",
+    "GroupSession",
     "InMemorySessionStore",
     "InvalidTransitionError",
     "InvalidTurnError",
     "PostgresSessionStore",
     "SQLiteSessionStore",
+    "SessionAnalytics",
     "SessionCapacityError",
     "SessionClosedError",
     "SessionConfig",
+    "SessionContext",
     "SessionError",
     "SessionManager",
     "SessionNotFoundError",

@@ -46,12 +46,14 @@ class SessionTurn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    turn_id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    turn_id: str = Field(
+        default_factory=new_id, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$"
+    )
     role: Role
     content: str = Field(min_length=1)
     timestamp: datetime = Field(default_factory=utcnow)
-    tokens: int | None = Field(default=None, ge=0)
-    cost: float = Field(default=0.0, ge=0.0)
+    tokens: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    cost: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     agent: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
     seq: int | None = Field(default=None, ge=0)

@@ -1,0 +1,490 @@
+"""``create_app(manager)``: the HTTP API over a ``SessionManager`` (FastAPI).
+
+Every route but ``/healthz`` and the OpenAPI documents needs ``Authorization: Bearer <key>``;
+the key decides the user, so clients never send a ``user_id``. A user sees and touches only
+their own sessions: another user's session (or checkpoint) answers 404, exactly like one that
+does not exist. Ownership is checked against the stored header before every per-session
+operation. Errors are JSON ``{"error": {"code", "message"}}`` (see ``errors``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from durable_sessions.analytics import SessionAnalytics
+from durable_sessions.client import SessionManager
+from durable_sessions.config import Settings
+from durable_sessions.context import SessionContext, plausible_session_id
+from durable_sessions.errors import (
+    CheckpointNotFoundError,
+    InvalidTurnError,
+    SessionError,
+    SessionNotFoundError,
+)
+from durable_sessions.http.auth import ApiKeyAuth, parse_api_keys
+from durable_sessions.http.errors import (
+    ApiError,
+    ErrorBody,
+    error_response,
+    install_error_handlers,
+    too_large,
+    validation_response,
+)
+from durable_sessions.http.events import EventStreamOptions, session_events
+from durable_sessions.http.middleware import SessionMiddleware
+from durable_sessions.http.schemas import (
+    MAX_CONTENT_BYTES,
+    MAX_METADATA_BYTES,
+    AddTurnRequest,
+    BranchRequest,
+    ContextRequest,
+    CreateSessionRequest,
+    MergeRequest,
+)
+from durable_sessions.models import (
+    Checkpoint,
+    SessionState,
+    SessionStats,
+    SessionStatus,
+    SessionTurn,
+)
+
+log = logging.getLogger("durable_sessions.http")
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest request body; bigger ones answer 413 before they are read."""
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+MAX_SEQ = 2**31 - 1
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_SEQ = re.compile(r"-?[0-9]{1,10}")
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+
+
+def current_user(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller's user id, set by the authentication layer from the bearer key."""
+    user_id = getattr(request.state, "user_id", None)
+    if not isinstance(user_id, str):
+        raise _unauthorized()
+    return user_id
+
+
+UserId = Annotated[str, Depends(current_user)]
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        "a valid API key is required: Authorization: Bearer <key>",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class _AuthenticationMiddleware:
+    """Resolves the bearer key before anything else (no body is read for a request without a
+    valid key) and puts the user in ``request.state.user_id``."""
+
+    def __init__(self, app: ASGIApp, *, auth: ApiKeyAuth) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]  # mounted under a prefix
+        if scope["type"] != "http" or path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        user_id = self.auth.user_for_header(_header(scope, b"authorization"))
+        if user_id is None:
+            err = _unauthorized()
+            response = error_response(err.status, err.code, err.message, headers=err.headers)
+            await response(scope, receive, send)
+            return
+        state = dict(scope.get("state") or {})
+        state["user_id"] = user_id
+        await self.app({**scope, "state": state}, receive, send)
+
+
+class _BodyLimitMiddleware:
+    """413 for a request body over ``max_bytes``, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"the request body is over the limit of {self.max_bytes} bytes"
+        declared = _header(scope, b"content-length")
+        if (
+            declared is not None
+            and _DIGITS.fullmatch(declared.strip())
+            and int(declared) > self.max_bytes
+        ):
+            response = error_response(413, "payload_too_large", message)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises HTTPException from body reading: answered as 413.
+                    raise StarletteHTTPException(413, message)
+            return msg
+
+        await self.app(scope, limited_receive, send)
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None, what: str) -> None:
+    if metadata and (size := _json_bytes(metadata)) > MAX_METADATA_BYTES:
+        raise too_large(f"{what} is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+
+
+def _parse_last_event_id(value: str | None) -> int:
+    if value is None or not value.strip():
+        return -1
+    text = value.strip()
+    if _SEQ.fullmatch(text) and -1 <= (seq := int(text)) <= MAX_SEQ:
+        return seq
+    raise _InvalidHeader("Last-Event-ID", "must be the seq of a turn (an integer >= -1)")
+
+
+class _InvalidHeader(Exception):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (401, "No or a bad API key"),
+        (404, "No such session or checkpoint (or not yours)"),
+        (409, "The session is closed, or the transition is invalid"),
+        (413, "A body, content or metadata over its size limit"),
+        (422, "Invalid input"),
+        (429, "A capacity limit is reached"),
+        (503, "No worker answered in time; retry"),
+    ]
+}
+
+
+def create_app(
+    manager: SessionManager,
+    api_keys: Mapping[str, str] | None = None,
+    *,
+    events: EventStreamOptions | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    secure_cookie: bool | None = None,
+) -> FastAPI:
+    """The HTTP API over ``manager``.
+
+    Args:
+        manager: the manager every request goes through (the caller owns it: the app
+            neither sets it up nor closes it).
+        api_keys: ``{key: user_id}``; a key may be ``sha256:<hex>`` (see ``auth``). None
+            reads ``DURABLE_SESSIONS_HTTP_API_KEYS``; with no key at all every request is 401.
+        events: tuning of the server-sent event streams.
+        max_body_bytes: largest request body.
+        secure_cookie: passed to ``SessionMiddleware``.
+    """
+    if api_keys is None:
+        spec = Settings().http_api_keys
+        api_keys = parse_api_keys(spec) if spec else {}
+    auth = ApiKeyAuth(api_keys)
+    if not len(auth):
+        log.warning("no HTTP API keys are configured: every request will be refused (401)")
+    stream_options = events or EventStreamOptions()
+    store = manager.store
+
+    app = FastAPI(
+        title="durable-sessions",
+        summary="Durable AI conversation sessions on Temporal.",
+        version="1",
+    )
+    app.state.manager = manager
+    install_error_handlers(app)
+
+    @app.exception_handler(_InvalidHeader)
+    async def _on_invalid_header(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _InvalidHeader)
+        return validation_response([{"loc": ("header", exc.name), "msg": exc.message}])
+
+    # Outermost first: authentication, body limit, session binding, then the routes.
+    app.add_middleware(SessionMiddleware, manager=manager, secure_cookie=secure_cookie)
+    app.add_middleware(_BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(_AuthenticationMiddleware, auth=auth)
+
+    async def own_session(user_id: str, session_id: str) -> SessionState:
+        """The stored header of the caller's session; 404 for unknown and not-yours alike."""
+        if plausible_session_id(session_id):
+            header = await store.get_session(session_id)
+            if header is not None and header.user_id == user_id:
+                return header
+        raise SessionNotFoundError("no such session", session_id=session_id)
+
+    async def own_checkpoint(user_id: str, checkpoint_id: str) -> Checkpoint:
+        if plausible_session_id(checkpoint_id):
+            cp = await store.get_checkpoint(checkpoint_id)
+            if cp is not None:
+                header = await store.get_session(cp.session_id)
+                if header is not None and header.user_id == user_id:
+                    return cp
+        raise CheckpointNotFoundError("no such checkpoint", field="checkpoint_id")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    api = APIRouter(responses=_ERRORS)
+
+    @api.post("/sessions", status_code=201, response_model=SessionState, tags=["sessions"])
+    async def create_session(
+        user_id: UserId,
+        response: Response,
+        body: Annotated[CreateSessionRequest | None, Body()] = None,
+    ) -> SessionState:
+        """Create a session for the caller; the response sets the session cookie."""
+        request = body or CreateSessionRequest()
+        _check_metadata(request.metadata, "metadata")
+        state = await manager.create(user_id, request.metadata, ttl=request.ttl)
+        await SessionContext().bind(state.session_id)
+        response.headers["Location"] = f"/sessions/{state.session_id}"
+        return state
+
+    @api.get("/sessions", response_model=list[SessionState], tags=["sessions"])
+    async def list_sessions(
+        user_id: UserId, status: Annotated[SessionStatus | None, Query()] = None
+    ) -> list[SessionState]:
+        """The caller's sessions, oldest first (optionally of one status).
+
+        Read from the store: a session's status here is at most one flush interval behind.
+        """
+        return await manager.list_sessions(user_id, status)
+
+    @api.get("/sessions/{session_id}", response_model=SessionState, tags=["sessions"])
+    async def get_session(user_id: UserId, session_id: str) -> SessionState:
+        await own_session(user_id, session_id)
+        return await manager.get(session_id)
+
+    @api.delete("/sessions/{session_id}", status_code=204, tags=["sessions"])
+    async def delete_session(user_id: UserId, session_id: str) -> Response:
+        """Delete the session and everything stored of it."""
+        await own_session(user_id, session_id)
+        await manager.delete(session_id)
+        return Response(status_code=204)
+
+    @api.post(
+        "/sessions/{session_id}/turns",
+        status_code=201,
+        response_model=SessionTurn,
+        tags=["turns"],
+    )
+    async def add_turn(user_id: UserId, session_id: str, body: AddTurnRequest) -> SessionTurn:
+        """Add a turn and wait until the session stored it; returns it with its ``seq``.
+
+        Retrying with the same ``turn_id`` is safe: the original is returned.
+        """
+        size = len(body.content.encode("utf-8"))
+        if size > MAX_CONTENT_BYTES:
+            raise too_large(f"content is {size} bytes; the limit is {MAX_CONTENT_BYTES}")
+        _check_metadata(body.metadata, "metadata")
+        await own_session(user_id, session_id)
+        fields = body.model_dump(exclude_none=True)
+        turn = SessionTurn(**fields)
+        try:
+            return await manager.add_turn(session_id, turn)
+        except InvalidTurnError as exc:
+            if exc.field == "content" and body.content:
+                raise too_large(exc.message) from None
+            raise
+
+    @api.get("/sessions/{session_id}/turns", response_model=list[SessionTurn], tags=["turns"])
+    async def list_turns(
+        user_id: UserId,
+        session_id: str,
+        offset: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+        limit: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    ) -> list[SessionTurn]:
+        """A page of the transcript in seq order (all of it from ``offset`` without ``limit``)."""
+        await own_session(user_id, session_id)
+        return await manager.history(session_id, offset=offset, limit=limit)
+
+    @api.post("/sessions/{session_id}/suspend", response_model=SessionState, tags=["lifecycle"])
+    async def suspend(user_id: UserId, session_id: str) -> SessionState:
+        await own_session(user_id, session_id)
+        return await manager.suspend(session_id)
+
+    @api.post("/sessions/{session_id}/resume", response_model=SessionState, tags=["lifecycle"])
+    async def resume(user_id: UserId, session_id: str) -> SessionState:
+        await own_session(user_id, session_id)
+        return await manager.resume(session_id)
+
+    @api.post("/sessions/{session_id}/close", response_model=SessionState, tags=["lifecycle"])
+    async def close(user_id: UserId, session_id: str) -> SessionState:
+        """Close the session: a final checkpoint is written and everything is flushed."""
+        await own_session(user_id, session_id)
+        return await manager.close(session_id)
+
+    @api.post(
+        "/sessions/{session_id}/checkpoints",
+        status_code=201,
+        response_model=Checkpoint,
+        tags=["checkpoints"],
+    )
+    async def create_checkpoint(user_id: UserId, session_id: str) -> Checkpoint:
+        await own_session(user_id, session_id)
+        return await manager.checkpoint(session_id)
+
+    @api.get(
+        "/sessions/{session_id}/checkpoints",
+        response_model=list[Checkpoint],
+        tags=["checkpoints"],
+    )
+    async def list_checkpoints(user_id: UserId, session_id: str) -> list[Checkpoint]:
+        """The session's checkpoints, oldest first."""
+        await own_session(user_id, session_id)
+        return await manager.list_checkpoints(session_id)
+
+    @api.post(
+        "/checkpoints/{checkpoint_id}/restore",
+        response_model=SessionState,
+        tags=["checkpoints"],
+    )
+    async def restore(user_id: UserId, checkpoint_id: str) -> SessionState:
+        """Rewind the checkpoint's session to it (a closed session comes back ACTIVE)."""
+        await own_checkpoint(user_id, checkpoint_id)
+        return await manager.restore(checkpoint_id)
+
+    @api.post(
+        "/sessions/{session_id}/branches",
+        status_code=201,
+        response_model=SessionState,
+        tags=["branches"],
+    )
+    async def create_branch(user_id: UserId, session_id: str, body: BranchRequest) -> SessionState:
+        """Branch the session (at one of its checkpoints, or at its latest turn)."""
+        from durable_sessions.branches import BranchManager
+
+        await own_session(user_id, session_id)
+        if body.from_checkpoint is not None:
+            cp = await own_checkpoint(user_id, body.from_checkpoint)
+            if cp.session_id != session_id:
+                raise CheckpointNotFoundError("no such checkpoint", field="from_checkpoint")
+        return await BranchManager(manager).create_branch(
+            session_id, name=body.name, from_checkpoint=body.from_checkpoint
+        )
+
+    @api.get(
+        "/sessions/{session_id}/branches",
+        response_model=list[SessionState],
+        tags=["branches"],
+    )
+    async def list_branches(user_id: UserId, session_id: str) -> list[SessionState]:
+        """Direct branches of the session, oldest first."""
+        from durable_sessions.branches import BranchManager
+
+        await own_session(user_id, session_id)
+        branches = await BranchManager(manager).list_branches(session_id)
+        return [b for b in branches if b.user_id == user_id]
+
+    @api.post("/sessions/{session_id}/merge", response_model=SessionState, tags=["branches"])
+    async def merge(user_id: UserId, session_id: str, body: MergeRequest) -> SessionState:
+        """Merge ``source_session_id`` (usually a branch) into this session."""
+        from durable_sessions.branches import BranchManager
+        from durable_sessions.core.merging import AppendMerge, SelectiveMerge
+
+        await own_session(user_id, session_id)
+        await own_session(user_id, body.source_session_id)
+        strategy = (
+            AppendMerge()
+            if body.strategy == "append"
+            else SelectiveMerge(turn_ids=body.turn_ids or [])
+        )
+        try:
+            return await BranchManager(manager).merge(
+                body.source_session_id, session_id, strategy=strategy
+            )
+        except SessionError:
+            raise
+        except ValueError as exc:
+            # A strategy that does not fit the source (e.g. unknown turn ids): ids only.
+            raise ApiError(422, "invalid_merge", str(exc)) from None
+
+    @api.post("/sessions/{session_id}/context", response_model=list[SessionTurn], tags=["turns"])
+    async def context(user_id: UserId, session_id: str, body: ContextRequest) -> list[SessionTurn]:
+        """The session's context pruned for ``query``: chronological, system turns kept."""
+        await own_session(user_id, session_id)
+        return await manager.context(
+            session_id,
+            query=body.query,
+            max_turns=body.max_turns,
+            max_tokens=body.max_tokens,
+            pruner=body.pruner,
+        )
+
+    @api.get(
+        "/sessions/{session_id}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+        tags=["events"],
+    )
+    async def session_events_stream(
+        user_id: UserId,
+        session_id: str,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: ``turn`` (id = seq), ``status``, ``rewind``, ``error``.
+
+        ``Last-Event-ID: <seq>`` resumes after that turn. The stream ends after the status of
+        a closed or expired session.
+        """
+        after = _parse_last_event_id(last_event_id)
+        await own_session(user_id, session_id)
+        return StreamingResponse(
+            session_events(manager, session_id, after_seq=after, options=stream_options),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @api.get("/stats", response_model=SessionStats, tags=["analytics"])
+    async def stats(user_id: UserId) -> SessionStats:
+        """Aggregates over the caller's sessions."""
+        return await SessionAnalytics(store).get_session_stats(user_id)
+
+    app.include_router(api)
+    return app
