@@ -5,6 +5,7 @@ from durable_sessions.branches import BranchManager
 from durable_sessions.client import SessionManager, connect
 from durable_sessions.config import Settings
 from durable_sessions.context import SessionContext
+from durable_sessions.encryption import EncryptionConfig
 from durable_sessions.errors import (
     BranchExistsError,
     CheckpointNotFoundError,
@@ -40,6 +41,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointNotFoundError",
     "DurableSessionsPlugin",
+    "EncryptionConfig",
     "GroupSession",
     "InMemorySessionStore",
     "InvalidTransitionError",

@@ -32,6 +32,13 @@ from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from durable_sessions.activities.context import ContextActivities, ContextResult
 from durable_sessions.core.clock import utcnow
 from durable_sessions.core.tokens import count_tokens
+from durable_sessions.encryption import (
+    EncryptionConfig,
+    KeyStore,
+    data_converter,
+    destroy_session_key,
+    encrypt_store,
+)
 from durable_sessions.errors import (
     CheckpointNotFoundError,
     SessionBusyError,
@@ -74,13 +81,28 @@ async def connect(
     namespace: str = "default",
     tls: TLSConfig | bool = False,
     api_key: str | None = None,
+    encryption: EncryptionConfig | None = None,
+    keystore: KeyStore | None = None,
     **kwargs: Any,
 ) -> Client:
-    """A Temporal client with our data converter; ``SessionManager`` and workers take it."""
+    """A Temporal client with our data converter; ``SessionManager`` and workers take it.
+
+    With ``encryption`` every payload is AES-256-GCM encrypted before it leaves the process
+    (``durable_sessions.encryption``), failure messages included; workers built from the client
+    and stores used with it encrypt too. With a ``keystore`` as well (shared by every client and
+    worker), each session gets its own data key, and ``SessionManager.delete`` crypto-erases it.
+    """
+    if keystore is not None and encryption is None:
+        raise ValueError("keystore= needs encryption=EncryptionConfig(...)")
+    converter = pydantic_data_converter
+    if encryption is not None:
+        if keystore is not None:
+            await keystore.setup()
+        converter = data_converter(encryption, keystore)
     return await Client.connect(
         target,
         namespace=namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         tls=tls if api_key is None else (tls or True),
         api_key=api_key,
         **kwargs,
@@ -108,7 +130,8 @@ class SessionManager:
         call_timeout: float = 10.0,
     ) -> None:
         self.client = client
-        self.store = store
+        # Encrypted exactly when the client encrypts, with the same per-session keys.
+        self.store = encrypt_store(client, store)
         self.config = config or SessionConfig()
         self.task_queue = task_queue
         self.call_timeout = timedelta(seconds=call_timeout)
@@ -377,6 +400,10 @@ class SessionManager:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             terminated = False
+        # Crypto-erase before removing rows: the session's history (kept by Temporal until
+        # retention ends) and any row a failed delete leaves behind are unreadable from here
+        # on, and a retried delete finishes the job. A no-op without per-session keys.
+        await destroy_session_key(self.client, session_id)
         deleted = await self.store.delete_session(session_id)
         if not (terminated or deleted):
             raise SessionNotFoundError("no such session", session_id=session_id)

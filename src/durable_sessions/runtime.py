@@ -10,6 +10,7 @@ from temporalio.service import TLSConfig
 
 from durable_sessions.client import connect
 from durable_sessions.config import Settings
+from durable_sessions.encryption import EncryptionConfig, KeyStore, keystore_for
 from durable_sessions.stores.base import SessionStore
 
 
@@ -23,12 +24,40 @@ def tls_from_settings(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def client_from_settings(settings: Settings, **connect_kwargs: Any) -> Client:
+def encryption_from_settings(settings: Settings) -> EncryptionConfig | None:
+    """``DURABLE_SESSIONS_ENCRYPTION_KEYS`` parsed; None when encryption is off."""
+    keys = settings.encryption_keys
+    return EncryptionConfig.parse(keys) if keys and keys.strip() else None
+
+
+def keystore_from_settings(
+    settings: Settings, store: SessionStore | None = None
+) -> KeyStore | None:
+    """Where per-session keys live when encryption is on: next to the session store (same
+    PostgreSQL schema, a sibling SQLite file). Every process of a deployment derives the same
+    one, so clients, workers and the codec server agree on every session's key."""
+    if encryption_from_settings(settings) is None:
+        return None
+    return keystore_for(store if store is not None else store_from_settings(settings))
+
+
+async def client_from_settings(
+    settings: Settings, *, keystore: KeyStore | None = None, **connect_kwargs: Any
+) -> Client:
+    """A client per the settings, encrypting (with per-session keys) when keys are configured.
+
+    Without ``keystore`` the default one is built and lives as long as the process.
+    """
+    encryption = encryption_from_settings(settings)
+    if encryption is not None and keystore is None:
+        keystore = keystore_from_settings(settings)
     return await connect(
         settings.temporal_address,
         namespace=settings.namespace,
         tls=tls_from_settings(settings),
         api_key=settings.api_key,
+        encryption=encryption,
+        keystore=keystore,
         **connect_kwargs,
     )
 

@@ -21,6 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from durable_sessions.agents import Agent
 from durable_sessions.config import Settings
+from durable_sessions.encryption import encrypt_store
 from durable_sessions.plugin import PASSTHROUGH_MODULES, DurableSessionsPlugin
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
@@ -52,14 +53,16 @@ def create_worker(
     A thin use of ``DurableSessionsPlugin``: the plugin (given to this worker only) brings the
     workflows, activities and sandbox pass-throughs; ``client`` must already use pydantic
     payloads (``durable_sessions.connect``). The store must be set up (``await store.setup()``)
-    before the worker runs.
+    before the worker runs. When the client encrypts, so does the store (``encrypt_store``):
+    turn text and metadata at rest are sealed with the same per-session keys as the history.
     """
     if any(isinstance(p, DurableSessionsPlugin) for p in client.config()["plugins"]):
         raise ValueError(
             "this client already carries DurableSessionsPlugin; its workers inherit it: use "
             "temporalio.worker.Worker(client, task_queue=...) instead of create_worker"
         )
-    plugin = DurableSessionsPlugin(store or InMemorySessionStore(), agents, setup_store=False)
+    store = encrypt_store(client, store or InMemorySessionStore())
+    plugin = DurableSessionsPlugin(store, agents, setup_store=False)
     plugins = [plugin, *worker_kwargs.pop("plugins", ())]
     return Worker(client, task_queue=task_queue, plugins=plugins, **worker_kwargs)
 
@@ -82,7 +85,11 @@ def load_agents(spec: str | None) -> list[Agent]:
 
 async def run_worker(settings: Settings | None = None) -> None:
     """Run one worker from settings until SIGTERM or SIGINT."""
-    from durable_sessions.runtime import client_from_settings, store_from_settings
+    from durable_sessions.runtime import (
+        client_from_settings,
+        keystore_from_settings,
+        store_from_settings,
+    )
 
     settings = settings or Settings()
     store = store_from_settings(settings)
@@ -92,7 +99,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     connect_kwargs: dict[str, Any] = {"interceptors": tracing_interceptors(settings.tracing)}
     if settings.metrics_port:
         connect_kwargs["runtime"] = runtime_with_metrics(settings.metrics_port)
-    client = await client_from_settings(settings, **connect_kwargs)
+    keystore = keystore_from_settings(settings, store)
+    client = await client_from_settings(settings, keystore=keystore, **connect_kwargs)
     kwargs: dict[str, Any] = {"max_cached_workflows": settings.max_cached_workflows}
     if settings.max_concurrent_workflow_tasks:
         kwargs["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks
@@ -116,6 +124,8 @@ async def run_worker(settings: Settings | None = None) -> None:
         await stop.wait()
         log.info("shutting down: finishing in-flight tasks")
     await store.close()
+    if keystore is not None:
+        await keystore.close()
 
 
 def main() -> None:

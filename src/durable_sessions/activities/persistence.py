@@ -42,6 +42,8 @@ _NON_RETRYABLE_NAMES = frozenset(
         "ValidationError",
         "ValueError",
         "TypeError",
+        # The session was crypto-erased: its data can never be read or written again.
+        "SessionKeyDestroyedError",
     }
 )
 

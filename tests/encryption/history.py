@@ -1,0 +1,71 @@
+"""Reading raw workflow history: every payload and failure in every event, undecoded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload, SearchAttributes, WorkflowExecution
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import History
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
+from temporalio.client import Client
+
+
+async def raw_history(client: Client, workflow_id: str, run_id: str = "") -> History:
+    """The history as the server stores it, over the raw gRPC API (no data converter)."""
+    history = History()
+    token = b""
+    while True:
+        resp = await client.workflow_service.get_workflow_execution_history(
+            GetWorkflowExecutionHistoryRequest(
+                namespace=client.namespace,
+                execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+                next_page_token=token,
+            )
+        )
+        history.events.extend(resp.history.events)
+        token = resp.next_page_token
+        if not token:
+            return history
+
+
+def _children(msg: Message) -> Iterator[Message]:
+    for field, value in msg.ListFields():
+        entry = field.message_type
+        if field.type != FieldDescriptor.TYPE_MESSAGE or entry is None:
+            continue
+        if entry.GetOptions().map_entry:
+            entry_value = entry.fields_by_name["value"]
+            if entry_value.type == FieldDescriptor.TYPE_MESSAGE:
+                yield from value.values()
+        elif field.is_repeated:
+            yield from value
+        else:
+            yield value
+
+
+def walk(msg: Message) -> Iterator[Message]:
+    """Every message nested in ``msg`` (itself included), depth first.
+
+    Search attributes are skipped: Temporal needs them in plaintext to index them (user id and
+    status; never conversation text). Summaries (user metadata) are payloads like any other.
+    """
+    if isinstance(msg, SearchAttributes):
+        return
+    yield msg
+    for child in _children(msg):
+        yield from walk(child)
+
+
+def payloads_and_failures(history: History) -> tuple[list[Payload], list[Failure]]:
+    payloads: list[Payload] = []
+    failures: list[Failure] = []
+    for event in history.events:
+        for msg in walk(event):
+            if isinstance(msg, Payload):
+                payloads.append(msg)
+            elif isinstance(msg, Failure):
+                failures.append(msg)
+    return payloads, failures
