@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=7233)
     dev.add_argument("--ui-port", type=int, default=8233)
     dev.add_argument("--headless", action="store_true", help="no Temporal UI")
+    dev.add_argument("--http-port", type=int, default=8000, help="HTTP API port (default 8000)")
+    dev.add_argument("--no-http", action="store_true", help="do not serve the HTTP API")
 
     sub.add_parser("worker", help="run a worker from DURABLE_SESSIONS_* settings")
     serve = sub.add_parser("serve", help="run the HTTP API from DURABLE_SESSIONS_* settings")
@@ -242,7 +244,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "dev":
             from durable_sessions.dev import run_dev
 
-            asyncio.run(run_dev(args.port, args.ui_port, headless=args.headless))
+            http_port = None if args.no_http else args.http_port
+            asyncio.run(
+                run_dev(args.port, args.ui_port, headless=args.headless, http_port=http_port)
+            )
         elif args.command == "serve":
             from durable_sessions.http.server import run_server
 

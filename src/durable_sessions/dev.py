@@ -18,6 +18,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import Any
 
 from durable_sessions.config import Settings
 
@@ -103,6 +104,42 @@ def start_dev_server(
     return proc
 
 
+async def _start_http(
+    client: Any, store: Any, settings: Settings, http_port: int | None
+) -> tuple[Any, asyncio.Task[None]] | None:
+    """Serve the HTTP API in this process (uvicorn), or None when disabled."""
+    if http_port is None:
+        return None
+    if _port_open("127.0.0.1", http_port):
+        raise SystemExit(
+            f"error: port {http_port} is already in use; pass --http-port or --no-http"
+        )
+    import uvicorn
+
+    from durable_sessions.client import SessionManager
+    from durable_sessions.http.app import create_app
+    from durable_sessions.http.auth import parse_api_keys
+
+    keys = parse_api_keys(settings.http_api_keys or f"{DEV_API_KEY}=me")
+    manager = SessionManager(client, store, task_queue=settings.task_queue)
+    config = uvicorn.Config(
+        create_app(manager, keys),
+        host="127.0.0.1",
+        port=http_port,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    # Our own SIGINT/SIGTERM handlers stop everything; uvicorn must not replace them.
+    task = asyncio.create_task(server._serve())
+    while not server.started:
+        if task.done():
+            await task
+            raise SystemExit("error: the HTTP API did not start")
+        await asyncio.sleep(0.05)
+    return server, task
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -113,7 +150,17 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
             proc.wait()
 
 
-async def run_dev(port: int = 7233, ui_port: int = 8233, *, headless: bool = False) -> None:
+DEV_API_KEY = "dev-key"
+"""The API key ``dev`` accepts when ``DURABLE_SESSIONS_HTTP_API_KEYS`` is not set (local only)."""
+
+
+async def run_dev(
+    port: int = 7233,
+    ui_port: int = 8233,
+    *,
+    headless: bool = False,
+    http_port: int | None = 8000,
+) -> None:
     """Run the embedded stack until Ctrl-C / SIGTERM."""
     from durable_sessions.runtime import client_from_settings
     from durable_sessions.stores.sqlite import SQLiteSessionStore
@@ -135,11 +182,19 @@ async def run_dev(port: int = 7233, ui_port: int = 8233, *, headless: bool = Fal
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         async with worker:
+            http = await _start_http(client, store, settings, http_port)
             print(f"  Temporal server  localhost:{port}", flush=True)
             if not headless:
                 print(f"  Temporal UI      http://localhost:{ui_port}", flush=True)
             print(f"  worker           task queue {settings.task_queue!r}", flush=True)
             print(f"  store            sqlite:///{folder / 'sessions.db'}", flush=True)
+            if http is not None:
+                key = "<your key>" if settings.http_api_keys else DEV_API_KEY
+                print(
+                    f"  HTTP API         http://localhost:{http_port}/docs  "
+                    f"(Authorization: Bearer {key})",
+                    flush=True,
+                )
             print(
                 "ready: try `durable-sessions session create --user me` in another shell; "
                 "Ctrl-C stops everything",
@@ -147,6 +202,10 @@ async def run_dev(port: int = 7233, ui_port: int = 8233, *, headless: bool = Fal
             )
             await stop.wait()
             print("stopping: finishing in-flight work...", flush=True)
+            if http is not None:
+                api_server, api_task = http
+                api_server.should_exit = True
+                await api_task
     finally:
         await store.close()
         stop_process(server)

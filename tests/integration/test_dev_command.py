@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from durable_sessions.client import SessionManager
@@ -31,6 +32,7 @@ class DevStack:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.port = free_port()
+        self.http_port = free_port()
         self.env = {
             **os.environ,
             "DURABLE_SESSIONS_HOME": str(home),
@@ -40,7 +42,17 @@ class DevStack:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [*CLI, "dev", "--headless", "--port", str(self.port), "--ui-port", str(free_port())],
+            [
+                *CLI,
+                "dev",
+                "--headless",
+                "--port",
+                str(self.port),
+                "--ui-port",
+                str(free_port()),
+                "--http-port",
+                str(self.http_port),
+            ],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -101,6 +113,15 @@ async def test_dev_stack_cli_python_and_restart(dev: DevStack) -> None:
     async with manager:
         stored = await manager.add_turn(sid, SessionTurn(role="assistant", content="Hi, Python"))
         assert stored.seq == 1
+
+    # dev serves the HTTP API too (default dev key, user "me").
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{dev.http_port}",
+        headers={"Authorization": "Bearer dev-key"},
+    ) as http:
+        response = await http.get(f"/sessions/{sid}/turns")
+        assert response.status_code == 200
+        assert [t["content"] for t in response.json()][:1] == ["Hello from the CLI"]
 
     # Stop the whole stack and start it again: the session and its transcript are still there.
     dev.stop()
