@@ -35,18 +35,26 @@ async def test_forced_continue_as_new_keeps_every_turn_and_dedup(
         s = await manager.create("can-user")
         sent: list[SessionTurn] = []
 
+        signals: list[SessionTurn] = []
+
         async def sender(c: int) -> None:
             for i in range(50):
                 turn = SessionTurn(role="user", content=f"c{c} turn {i}")
                 sent.append(turn)
                 await manager.add_turn(s.session_id, turn)
+                if i % 5 == 4:  # signals too, also while a run drains before continuing
+                    signal = SessionTurn(role="user", content=f"c{c} signal {i}")
+                    signals.append(signal)
+                    await manager.send_turn(s.session_id, signal)
 
         await asyncio.gather(*(sender(c) for c in range(4)))
-        for i in range(10):  # signals across runs too
-            await manager.send_turn(s.session_id, SessionTurn(role="user", content=f"sig {i}"))
 
         async def all_there() -> None:
-            assert (await manager.get(s.session_id)).turn_count == 210
+            state = await manager.get(s.session_id)
+            if state.turn_count != 240:
+                have = {t.content for t in await manager.history(s.session_id)}
+                missing = sorted({t.content for t in [*sent, *signals]} - have)
+                raise AssertionError(f"{state.turn_count} turns; missing {missing}")
 
         await assert_eventually(all_there)
 
@@ -62,13 +70,13 @@ async def test_forced_continue_as_new_keeps_every_turn_and_dedup(
         again = await manager.add_turn(s.session_id, early)
         history = await manager.history(s.session_id)
         assert again.seq == next(t.seq for t in history if t.turn_id == early.turn_id)
-        assert len(history) == 210
-        assert [t.seq for t in history] == list(range(210))
-        assert len({t.turn_id for t in history}) == 210
+        assert len(history) == 240
+        assert [t.seq for t in history] == list(range(240))
+        assert len({t.turn_id for t in history}) == 240
         assert {t.turn_id for t in sent} <= {t.turn_id for t in history}
 
         async def flushed() -> None:
             stored = await store.get_session(s.session_id)
-            assert stored is not None and stored.turn_count == 210
+            assert stored is not None and stored.turn_count == 240
 
         await assert_eventually(flushed)

@@ -340,7 +340,10 @@ class SessionWorkflow(GroupHandlers):
         return cp
 
     def _check_not_draining(self) -> None:
-        if self._draining:
+        # Also as soon as the run is due to continue-as-new, even if the main loop is still busy
+        # with a flush: what is accepted meanwhile would push the run past Temporal's suggested
+        # size. (Validators do not run on replay, so this reads the live history size safely.)
+        if self._draining or self._should_continue_as_new():
             raise ApplicationError(
                 "session is moving to a new run; retry in a moment",
                 {"session_id": self._state.session_id, "field": None},
@@ -362,10 +365,14 @@ class SessionWorkflow(GroupHandlers):
     def _count_message(self) -> None:
         self._messages_this_run += 1
 
-    def _check(self, turn: TurnInput) -> None:
+    def _check(self, turn: TurnInput, *, signal: bool = False) -> None:
         if turn.turn_id is not None and turn.turn_id in self._dedup:
             return  # a retry: always answered with the stored turn
-        self._check_not_draining()
+        # A signal cannot be retried by its sender: during the drain it is taken and carried
+        # over to the next run instead of being turned away (versions before the patch dropped
+        # it; the patch keeps their histories replaying).
+        if not (signal and workflow.patched("signals-accepted-while-draining")):
+            self._check_not_draining()
         try:
             check_turn(self._state, self._config, turn.role, turn.content)
         except SessionError as exc:
@@ -535,7 +542,7 @@ class SessionWorkflow(GroupHandlers):
         """Fire-and-forget ``add_turn``; a rejected turn is logged and never fails a task."""
         self._count_message()
         try:
-            self._check(turn)
+            self._check(turn, signal=True)
         except ApplicationError as exc:
             workflow.logger.warning(
                 "add_turn signal rejected",
