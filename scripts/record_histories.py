@@ -1,7 +1,8 @@
 """Record workflow histories for the replay tests (``tests/histories/*.json``).
 
 Run after a deliberate, versioned change to workflow code, then commit the new files beside the
-old ones (old histories must keep replaying: that is what guards in-flight sessions)::
+old ones (old histories must keep replaying: that is what guards in-flight sessions). Existing
+files are kept unless ``--force``::
 
     python scripts/record_histories.py
 """
@@ -31,7 +32,14 @@ from durable_sessions.worker import create_worker  # noqa: E402
 OUT = ROOT / "tests" / "histories"
 
 
+FORCE = "--force" in sys.argv
+
+
 async def save(client: Client, session_id: str, name: str, *, run_id: str | None = None) -> None:
+    """Write a history unless one of that name exists: old histories guard old sessions."""
+    if (OUT / f"{name}.json").exists() and not FORCE:
+        print(f"kept {name} (recorded earlier; --force re-records)", file=sys.stderr)
+        return
     handle: WorkflowHandle[object, object] = client.get_workflow_handle(session_id, run_id=run_id)
     history = await handle.fetch_history()
     (OUT / f"{name}.json").write_text(history.to_json())
@@ -116,6 +124,20 @@ async def main() -> None:
             await m.close(group.session_id)
             await client.get_workflow_handle(group.session_id).result()
             await save(client, group.session_id, "group_and_context")
+
+            # 7. Signals and updates while a run drains before continue-as-new (patched).
+            cfg = SessionConfig(max_updates_per_run=12, flush_interval=0.1)
+            s = await m.create("recorder", config=cfg)
+            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+
+            async def sender(c: int) -> None:
+                for i in range(6):
+                    await m.add_turn(s.session_id, SessionTurn(role="user", content=f"{c}-{i}"))
+                    await m.send_turn(s.session_id, SessionTurn(role="user", content=f"s{c}-{i}"))
+
+            await asyncio.gather(*(sender(c) for c in range(3)))
+            await m.close(s.session_id)
+            await save(client, s.session_id, "drain_with_signals", run_id=first_run)
     finally:
         await env.shutdown()
 

@@ -35,6 +35,7 @@ def test_histories_are_recorded() -> None:
         "branch_and_merge_parent",
         "branch_and_merge_child",
         "group_and_context",
+        "drain_with_signals",
     } <= names
 
 
