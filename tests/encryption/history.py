@@ -60,9 +60,16 @@ def walk(msg: Message) -> Iterator[Message]:
 
 
 def payloads_and_failures(history: History) -> tuple[list[Payload], list[Failure]]:
+    """Every payload and failure in a history, except the SDK's own patch markers: those are
+    written by the SDK core (not through the data converter) and hold only the patch id."""
     payloads: list[Payload] = []
     failures: list[Failure] = []
     for event in history.events:
+        if (
+            event.HasField("marker_recorded_event_attributes")
+            and event.marker_recorded_event_attributes.marker_name == "core_patch"
+        ):
+            continue
         for msg in walk(event):
             if isinstance(msg, Payload):
                 payloads.append(msg)
