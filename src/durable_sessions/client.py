@@ -178,6 +178,12 @@ class SessionManager:
                 raise await self._missing(session_id, exc.message) from None
             if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
                 raise self._unavailable(session_id) from None
+            if exc.status == RPCStatusCode.FAILED_PRECONDITION and "workflow task" in exc.message:
+                # The server could not hand the update to the run (e.g. its last task before
+                # continue-as-new failed or was aborted): nothing was applied; retry shortly.
+                raise SessionBusyError(
+                    "the session's run was not ready; retry in a moment", session_id=session_id
+                ) from None
             raise
 
     def _from_failure(self, session_id: str, cause: BaseException | None) -> SessionError:

@@ -84,6 +84,9 @@ CAN_HISTORY_EVENTS = 3_000
 CAN_HISTORY_BYTES = 2_500_000
 """Continue-as-new before Temporal's suggestion (4,096 events / 4 MB): what arrives while the
 run drains and flushes must still fit under it."""
+BACKSTOP_HISTORY_EVENTS = 3_800
+BACKSTOP_HISTORY_BYTES = 3_600_000
+"""Past these, updates are turned away (retryable) until the run has continued as new."""
 FLUSH_BATCH_BYTES = 128_000
 CARRY_OVER_BYTES = 32_000
 """Most unflushed turn text a run hands to the next at continue-as-new."""
@@ -340,10 +343,16 @@ class SessionWorkflow(GroupHandlers):
         return cp
 
     def _check_not_draining(self) -> None:
-        # Also as soon as the run is due to continue-as-new, even if the main loop is still busy
-        # with a flush: what is accepted meanwhile would push the run past Temporal's suggested
-        # size. (Validators do not run on replay, so this reads the live history size safely.)
-        if self._draining or self._should_continue_as_new():
+        # Also when the run is close to Temporal's suggested size while the main loop is still
+        # busy (e.g. a flush retrying against a database that is down): what is accepted meanwhile
+        # would push it past. Below that backstop turns keep flowing, so an outage of the store
+        # does not stop a session. (Validators do not run on replay: reading the size is safe.)
+        info = workflow.info()
+        if (
+            self._draining
+            or info.get_current_history_length() >= BACKSTOP_HISTORY_EVENTS
+            or info.get_current_history_size() >= BACKSTOP_HISTORY_BYTES
+        ):
             raise ApplicationError(
                 "session is moving to a new run; retry in a moment",
                 {"session_id": self._state.session_id, "field": None},
