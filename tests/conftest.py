@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from durable_sessions.workflows.session import SESSION_STATUS, SESSION_USER_ID
 from tests.helpers import bundled_binary
+from tests.pg import postgres_dsn_or_skip, temporary_schema
 
 SEARCH_ATTRIBUTES = [SESSION_USER_ID, SESSION_STATUS]
 
@@ -36,6 +37,15 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_dev_server()
     yield env
     await env.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pg_url() -> AsyncIterator[tuple[str, str]]:
+    """``(dsn, schema)``: an empty PostgreSQL schema for one test (worker processes get
+    ``f"{dsn}?schema={schema}"``), dropped afterwards."""
+    dsn = await postgres_dsn_or_skip()
+    async with temporary_schema(dsn) as schema:
+        yield dsn, schema
 
 
 @pytest.fixture

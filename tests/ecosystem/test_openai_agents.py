@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from agents import Agent, ModelSettings, RunConfig, Runner, function_tool
 from agents.agent_output import AgentOutputSchemaBase
 from agents.handoffs import Handoff
@@ -37,7 +36,6 @@ from durable_sessions.models import SessionConfig
 from durable_sessions.stores.base import read_transcript
 from durable_sessions.stores.postgres import PostgresSessionStore
 from tests.helpers import assert_eventually
-from tests.pg import postgres_dsn_or_skip, temporary_schema
 from tests.processes import WorkerProcess
 
 RUN_CONFIG = RunConfig(tracing_disabled=True)
@@ -90,13 +88,6 @@ class FakeModel(Model):
 def get_weather(city: str) -> str:
     """The weather in a city."""
     return f"sunny in {city}"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pg_url() -> AsyncIterator[tuple[str, str]]:
-    dsn = await postgres_dsn_or_skip()
-    async with temporary_schema(dsn) as schema:
-        yield dsn, schema
 
 
 async def test_runner_keeps_its_history_across_a_worker_crash(

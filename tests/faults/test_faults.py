@@ -15,12 +15,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -34,7 +33,7 @@ from durable_sessions.stores.base import SessionStore, read_transcript
 from durable_sessions.stores.postgres import PostgresSessionStore
 from durable_sessions.worker import create_worker
 from tests.helpers import assert_eventually, bundled_binary
-from tests.pg import LocalCluster, postgres_dsn_or_skip, temporary_schema
+from tests.pg import LocalCluster
 from tests.processes import WorkerProcess
 
 RESULTS: list[dict[str, object]] = []
@@ -97,13 +96,6 @@ async def verify(
     assert len(stored) == len(acked)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def pg_schema() -> AsyncIterator[tuple[str, str]]:
-    dsn = await postgres_dsn_or_skip()
-    async with temporary_schema(dsn) as schema:
-        yield dsn, schema
-
-
 async def chaos(
     every: float,
     until: Callable[[], bool],
@@ -122,9 +114,9 @@ async def chaos(
 
 
 async def test_a_kill_9_worker_repeatedly_during_1000_turns(
-    temporal_env: WorkflowEnvironment, pg_schema: tuple[str, str], task_queue: str, tmp_path: Path
+    temporal_env: WorkflowEnvironment, pg_url: tuple[str, str], task_queue: str, tmp_path: Path
 ) -> None:
-    dsn, schema = pg_schema
+    dsn, schema = pg_url
     store = PostgresSessionStore(dsn, schema=schema)
     await store.setup()
     worker = WorkerProcess(temporal_env, task_queue, f"{dsn}?schema={schema}", tmp_path)
@@ -211,9 +203,9 @@ class DevServer:
 
 
 async def test_b_restart_temporal_server_mid_stream(
-    pg_schema: tuple[str, str], task_queue: str, tmp_path: Path
+    pg_url: tuple[str, str], task_queue: str, tmp_path: Path
 ) -> None:
-    dsn, schema = pg_schema
+    dsn, schema = pg_url
     store = PostgresSessionStore(dsn, schema=schema)
     await store.setup()
     server = DevServer(tmp_path)
@@ -311,9 +303,9 @@ async def test_c_restart_postgresql_during_flushes(
 
 
 async def test_d_text_the_database_refuses_is_stored_faithfully(
-    temporal_env: WorkflowEnvironment, pg_schema: tuple[str, str], task_queue: str
+    temporal_env: WorkflowEnvironment, pg_url: tuple[str, str], task_queue: str
 ) -> None:
-    dsn, schema = pg_schema
+    dsn, schema = pg_url
     store = PostgresSessionStore(dsn, schema=schema)
     await store.setup()
     manager = SessionManager(

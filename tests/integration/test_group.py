@@ -20,7 +20,6 @@ from durable_sessions.stores.base import SessionStore, read_transcript
 from durable_sessions.stores.postgres import PostgresSessionStore
 from durable_sessions.worker import create_worker
 from tests.helpers import assert_eventually
-from tests.pg import postgres_dsn_or_skip, temporary_schema
 from tests.processes import WorkerProcess
 
 
@@ -82,13 +81,6 @@ async def test_private_turns_and_other_managers(group_manager: SessionManager) -
     assert (await topical.tick()).agent == "critic"
     await m.add_turn(topical.session_id, SessionTurn(role="user", content="find data sources"))
     assert (await topical.tick()).agent == "researcher"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pg_url() -> AsyncIterator[tuple[str, str]]:
-    dsn = await postgres_dsn_or_skip()
-    async with temporary_schema(dsn) as schema:
-        yield dsn, schema
 
 
 async def test_thirty_rounds_survive_two_worker_kills(

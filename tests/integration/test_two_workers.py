@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from durable_sessions.client import SessionManager
@@ -15,17 +13,9 @@ from durable_sessions.models import SessionConfig, SessionTurn
 from durable_sessions.stores.base import read_transcript
 from durable_sessions.stores.postgres import PostgresSessionStore
 from tests.helpers import assert_eventually
-from tests.pg import postgres_dsn_or_skip, temporary_schema
 from tests.processes import WorkerProcess
 
 SESSIONS = 200
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pg_url() -> AsyncIterator[tuple[str, str]]:
-    dsn = await postgres_dsn_or_skip()
-    async with temporary_schema(dsn) as schema:
-        yield dsn, schema
 
 
 async def test_two_workers_share_sessions_and_survive_losing_one(
