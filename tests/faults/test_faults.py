@@ -141,7 +141,7 @@ async def test_a_kill_9_worker_repeatedly_during_1000_turns(
             finally:
                 done = True
 
-        _, kills = await asyncio.gather(run_stream(), chaos(3.0, lambda: done, kill_and_restart))
+        _, kills = await asyncio.gather(run_stream(), chaos(1.5, lambda: done, kill_and_restart))
         assert kills >= 2
         await verify(
             store, s.session_id, stream.acked, f"a: kill -9 worker x{kills}", stream.longest_wait
