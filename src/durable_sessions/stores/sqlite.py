@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -316,6 +317,28 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+_BUSY_TIMEOUT_S = 5.0
+
+
+def _retry_locked(fn: Callable[[], T], *, attempts: int = 40) -> T:
+    """Run ``fn``, retrying with a growing pause while SQLite reports the database locked.
+
+    The busy handler covers ordinary lock waits; this covers the cases SQLite reports at once
+    (changing the journal mode, a write lock upgrade that would deadlock) when several processes
+    open and migrate one new database together.
+    """
+    delay = 0.01
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    raise AssertionError("unreachable")
+
+
 class SQLiteSessionStore:
     """A ``SessionStore`` in one SQLite database file (or ``":memory:"``).
 
@@ -337,12 +360,13 @@ class SQLiteSessionStore:
         if self._conn is None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None)  # on the worker thread
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA page_size=16384")  # only takes effect on a new database
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Switching to WAL needs the database to itself; SQLite can answer "locked" at once,
+            # without waiting on the busy handler, while another process creates it.
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
             self._conn = conn
         return self._conn
 
@@ -374,7 +398,7 @@ class SQLiteSessionStore:
                         (version, utcnow().isoformat()),
                     )
 
-        await self._run(migrate)
+        await self._run(lambda conn: _retry_locked(lambda: migrate(conn)))
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread."""
