@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -174,6 +175,12 @@ class SessionManager:
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise self._unavailable(session_id) from None
         except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND and "aborted by closing" in exc.message:
+                # The update reached the run's last workflow task (continue-as-new, or a close)
+                # and was not applied: retried, it reaches the next run or reads as closed.
+                raise SessionBusyError(
+                    "the session's run was ending; retry in a moment", session_id=session_id
+                ) from None
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise await self._missing(session_id, exc.message) from None
             if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
@@ -207,6 +214,21 @@ class SessionManager:
         )
 
     async def _missing(self, session_id: str, message: str) -> SessionError:
+        # A call aimed at a run that has just continued as new reads "already completed": the
+        # session's latest run is what counts, and Temporal answers that even while the store is
+        # down.
+        try:
+            latest = await self.client.get_workflow_handle(session_id).describe(
+                rpc_timeout=self.call_timeout
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        else:
+            if latest.status == WorkflowExecutionStatus.RUNNING:
+                return SessionBusyError(
+                    "the session's run was ending; retry in a moment", session_id=session_id
+                )
         # Every session's header is stored before ``create`` returns, so no header means no
         # session (never created, or deleted), whatever Temporal still remembers.
         header = await self.store.get_session(session_id)

@@ -6,6 +6,11 @@ Why it looks the way it does:
   the slow I/O (flushing batches of turns to the store), so an ``add_turn`` update answers after
   one workflow task and flushes are batched under load (TEMPORAL-FACTS: an activity per wake-up
   halves throughput).
+* A flush is a local activity (it runs inside the workflow task that asks for it, so it costs the
+  server no activity task and no extra workflow task) that falls back to an ordinary, durably
+  retried activity when the store is slow or down. While turns keep arriving, a turn that finds
+  the oldest unflushed turn half a flush interval old flushes in its own workflow task; the flush
+  timer only fires for the tail of a burst.
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself when it
   fires early. No timer is cancelled and restarted per turn.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -27,7 +32,7 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 
 from durable_sessions.workflows.group import GroupHandlers
 
@@ -80,6 +85,15 @@ STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
 )
 STORE_TIMEOUT = timedelta(seconds=30)
+LOCAL_STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=100),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+)
+LOCAL_STORE_TIMEOUT = timedelta(seconds=5)
+"""A local flush gives up after this (its retries included) and hands the batch to an ordinary
+activity, whose retries wait in the server, not in a workflow task kept open."""
 CAN_HISTORY_EVENTS = 3_000
 CAN_HISTORY_BYTES = 2_500_000
 """Continue-as-new before Temporal's suggestion (4,096 events / 4 MB): what arrives while the
@@ -131,11 +145,14 @@ class SessionWorkflow(GroupHandlers):
         self._group = input.group
         self._ticking = False
         self._tick_turns: dict[int, SessionTurn] = {}
+        self._fast_flush = False
 
     # ------------------------------------------------------------------ main loop
 
     @workflow.run
     async def run(self, input: SessionWorkflowInput) -> SessionState:
+        # Runs recorded before local flushes keep replaying the way they ran.
+        self._fast_flush = workflow.patched("local-flush-in-flow")
         if input.restore_checkpoint_id is not None:
             await self._rewind(input.restore_checkpoint_id)
         if self._state.status.is_terminal:  # nothing to run (e.g. an already closed input)
@@ -158,9 +175,10 @@ class SessionWorkflow(GroupHandlers):
     async def _main_loop(self) -> SessionState:
         while True:
             armed = self._has_unflushed()
+            armed_at = workflow.now()
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    functools.partial(self._must_act_now, armed),
+                    functools.partial(self._must_act_now, armed, armed_at),
                     timeout=self._config.flush_interval if armed else None,
                     timeout_summary="flush" if armed else None,
                 )
@@ -185,14 +203,24 @@ class SessionWorkflow(GroupHandlers):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_input())
 
-    def _must_act_now(self, armed: bool) -> bool:
+    def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
             len(self._pending) >= self._config.flush_batch_size
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
             or (not armed and self._has_unflushed())
+            or (armed and self._flush_in_flow_due(armed_at))
         )
+
+    def _flush_in_flow_due(self, armed_at: datetime) -> bool:
+        """A turn arriving half a flush interval after the batch began flushes it there and then:
+        under steady traffic the flush rides on a turn's workflow task and the timer never
+        fires."""
+        if not (self._fast_flush and self._pending):
+            return False
+        age = (workflow.now() - armed_at).total_seconds()
+        return age >= self._config.flush_interval / 2
 
     def _has_unflushed(self) -> bool:
         return bool(self._pending or self._pending_checkpoints or self._header_dirty)
@@ -277,13 +305,7 @@ class SessionWorkflow(GroupHandlers):
         if complete:
             self._header_dirty = False
         try:
-            await workflow.execute_activity(
-                "persist_batch",
-                PersistBatch(state=header, turns=turns, checkpoints=checkpoints),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-                summary=f"flush {len(turns)} turns",
-            )
+            await self._persist(PersistBatch(state=header, turns=turns, checkpoints=checkpoints))
         except BaseException:
             self._header_dirty = True
             raise
@@ -293,6 +315,36 @@ class SessionWorkflow(GroupHandlers):
             c for c in self._pending_checkpoints if c.checkpoint_id not in flushed
         ]
         return len(turns)
+
+    async def _persist(self, batch: PersistBatch) -> None:
+        summary = f"flush {len(batch.turns)} turns"
+        if self._fast_flush:
+            try:
+                await workflow.execute_local_activity(
+                    "persist_batch",
+                    batch,
+                    start_to_close_timeout=LOCAL_STORE_TIMEOUT,
+                    schedule_to_close_timeout=LOCAL_STORE_TIMEOUT,
+                    retry_policy=LOCAL_STORE_RETRY,
+                    summary=summary,
+                )
+                return
+            except FailureError as exc:
+                # A local activity's failure arrives unwrapped (ApplicationError, TimeoutError),
+                # not as an ActivityError; only a cancellation must go on up.
+                if isinstance(exc, CancelledError):
+                    raise
+                workflow.logger.warning(
+                    "local flush failed; retrying it as an activity",
+                    extra={"session_id": self._state.session_id, "turns": len(batch.turns)},
+                )
+        await workflow.execute_activity(
+            "persist_batch",
+            batch,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=summary,
+        )
 
     def _header_as_of(self, turns: list[SessionTurn]) -> SessionState:
         """The header as it was right after the last of ``turns`` (for a partial flush)."""
