@@ -195,6 +195,11 @@ async def run_dev(
                     f"(Authorization: Bearer {key})",
                     flush=True,
                 )
+                fragment = "" if settings.http_api_keys else f"#key={key}"
+                print(
+                    f"  session viewer   http://localhost:{http_port}/viewer{fragment}",
+                    flush=True,
+                )
             print(
                 "ready: try `durable-sessions session create --user me` in another shell; "
                 "Ctrl-C stops everything",

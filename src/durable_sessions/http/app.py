@@ -1,10 +1,11 @@
 """``create_app(manager)``: the HTTP API over a ``SessionManager`` (FastAPI).
 
-Every route but ``/healthz`` and the OpenAPI documents needs ``Authorization: Bearer <key>``;
-the key decides the user, so clients never send a ``user_id``. A user sees and touches only
-their own sessions: another user's session (or checkpoint) answers 404, exactly like one that
-does not exist. Ownership is checked against the stored header before every per-session
-operation. Errors are JSON ``{"error": {"code", "message"}}`` (see ``errors``).
+Every route but ``/healthz``, the OpenAPI documents and the static ``/viewer`` page needs
+``Authorization: Bearer <key>``; the key decides the user, so clients never send a
+``user_id``. A user sees and touches only their own sessions: another user's session (or
+checkpoint) answers 404, exactly like one that does not exist. Ownership is checked against the
+stored header before every per-session operation. Errors are JSON
+``{"error": {"code", "message"}}`` (see ``errors``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ from durable_sessions.http.schemas import (
     BranchRequest,
     ContextRequest,
     CreateSessionRequest,
+    LineageResponse,
     MergeRequest,
 )
+from durable_sessions.http.viewer import install_viewer, is_viewer_path, session_lineage
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -114,7 +117,7 @@ class _AuthenticationMiddleware:
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]  # mounted under a prefix
-        if scope["type"] != "http" or path in PUBLIC_PATHS:
+        if scope["type"] != "http" or path in PUBLIC_PATHS or is_viewer_path(path):
             await self.app(scope, receive, send)
             return
         user_id = self.auth.user_for_header(_header(scope, b"authorization"))
@@ -270,6 +273,8 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    install_viewer(app)  # static, no data: public (see ``viewer``)
+
     api = APIRouter(responses=_ERRORS)
 
     @api.post("/sessions", status_code=201, response_model=SessionState, tags=["sessions"])
@@ -421,6 +426,16 @@ def create_app(
         await own_session(user_id, session_id)
         branches = await BranchManager(manager).list_branches(session_id)
         return [b for b in branches if b.user_id == user_id]
+
+    @api.get(
+        "/sessions/{session_id}/lineage",
+        response_model=LineageResponse,
+        tags=["branches"],
+    )
+    async def lineage(user_id: UserId, session_id: str) -> LineageResponse:
+        """The branch tree the session belongs to, from its root (read from the store)."""
+        await own_session(user_id, session_id)
+        return await session_lineage(manager, user_id, session_id)
 
     @api.post("/sessions/{session_id}/merge", response_model=SessionState, tags=["branches"])
     async def merge(user_id: UserId, session_id: str, body: MergeRequest) -> SessionState:

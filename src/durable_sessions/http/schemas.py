@@ -1,4 +1,5 @@
-"""Request bodies of the HTTP API, with bounds that keep bad input a 4xx.
+"""Request bodies of the HTTP API, with bounds that keep bad input a 4xx (and the few response
+models that are not models of the package).
 
 Every string is checked for lone surrogates (JSON ``"\\ud800"`` decodes to a Python string that
 cannot be encoded as UTF-8, so no store or Temporal payload could hold it), and every JSON
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from durable_sessions.models import Role
+from durable_sessions.models import Role, SessionState
 
 MAX_TTL_SECONDS = 10 * 366 * 86_400
 """Longest idle TTL a client may ask for (ten years)."""
@@ -143,3 +144,20 @@ class ContextRequest(_Request):
     max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
     """Token budget; none when omitted."""
     pruner: Literal["relevance", "sliding_window", "token_budget"] = "relevance"
+
+
+class BranchTreeNode(BaseModel):
+    """A session of a branch tree and its own branches, oldest first."""
+
+    session: SessionState
+    children: list[BranchTreeNode] = Field(default_factory=list)
+
+
+class LineageResponse(BaseModel):
+    """``GET /sessions/{id}/lineage``: the branch tree a session belongs to."""
+
+    session_id: str
+    ancestors: list[str]
+    """Ids of the session's ancestors, root first (empty for a root session)."""
+    root: BranchTreeNode
+    """The whole tree from the root: the session, its ancestors and every branch."""
