@@ -56,8 +56,9 @@ CALLS = 300
 SESSIONS = 20
 WARMUP_CALLS = 2
 """Unmeasured calls per workflow before each measurement."""
-SETTLE_SECONDS = 1.0
-"""Pause before each measurement: longer than the default flush interval (0.5 s)."""
+SETTLE_SECONDS = SessionConfig().flush_interval + 0.5
+"""Pause before each measurement: longer than the flush interval, so the warm-up's flush is over
+(the flushes of the measured turns themselves fall inside the measurement)."""
 TURN_BYTES = 500
 SEED = 7
 GOAL_THROUGHPUT = 0.8
@@ -221,6 +222,10 @@ async def count_events(client: Client, workflow_ids: list[str]) -> Counter[str]:
                 if attrs.accepted_request.input.name in _MEASURED_UPDATES:
                     counts["updates"] += 1
                 continue
+            if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                if event.marker_recorded_event_attributes.marker_name == "core_local_activity":
+                    counts["local activities"] += 1
+                continue
             kind = _COUNTED.get(event.event_type)
             if kind is not None:
                 counts[kind] += 1
@@ -281,14 +286,16 @@ async def main() -> int:
         await env.shutdown()
 
     ours_name, bare_name = OurSide.name, BareSide.name
+    cfg = SessionConfig()
     out = [
         "## add_turn throughput and latency",
         "",
         f"{CALLS} measured `add_turn` calls per scenario and side in each of {ROUNDS} rounds "
         f"(fresh workflows each time, {WARMUP_CALLS} warm-up calls per workflow, sides "
         f"alternating first); turns of ~{TURN_BYTES} B of text. Ours: `SessionManager.add_turn`, "
-        "default `SessionConfig` (flush interval 0.5 s, batch 100, auto checkpoint every 10 "
-        "turns), `PostgresSessionStore`. Bare: a workflow whose update takes the same payload "
+        f"default `SessionConfig` (flush interval {cfg.flush_interval:g} s, batch "
+        f"{cfg.flush_batch_size}, auto checkpoint every {cfg.auto_checkpoint_interval} turns), "
+        "`PostgresSessionStore`. Bare: a workflow whose update takes the same payload "
         "and only counts it. Same dev server, same process, same worker settings. Throughput: "
         "median over rounds (min-max); latency percentiles: all rounds' calls pooled "
         f"({CALLS * ROUNDS:,} per side).",
@@ -362,6 +369,7 @@ async def main() -> int:
                     str(ev["updates"]),
                     f"{ev['workflow tasks'] * per:.0f}",
                     f"{ev['activities'] * per:.1f}",
+                    f"{ev['local activities'] * per:.1f}",
                     f"{ev['timers'] * per:.1f}",
                 ]
             )
@@ -373,10 +381,11 @@ async def main() -> int:
                 "updates",
                 "workflow tasks / 100 updates",
                 "activities / 100",
+                "local activities / 100",
                 "timers / 100",
             ],
             event_rows,
-            "llrrrr",
+            "llrrrrr",
         ),
         "",
         "### Goals",

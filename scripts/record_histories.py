@@ -26,6 +26,7 @@ from durable_sessions.branches import BranchManager  # noqa: E402
 from durable_sessions.client import SessionManager  # noqa: E402
 from durable_sessions.group import GroupSession  # noqa: E402
 from durable_sessions.models import SessionConfig, SessionTurn  # noqa: E402
+from durable_sessions.stores.base import PersistBatch  # noqa: E402
 from durable_sessions.stores.memory import InMemorySessionStore  # noqa: E402
 from durable_sessions.worker import create_worker  # noqa: E402
 
@@ -46,10 +47,28 @@ async def save(client: Client, session_id: str, name: str, *, run_id: str | None
     print(f"recorded {name}: {len(history.events)} events", file=sys.stderr)
 
 
+class FlakyStore(InMemorySessionStore):
+    """The in-memory store, made to refuse the next ``fail_next`` writes."""
+
+    fail_next = 0
+
+    async def persist(self, batch: PersistBatch) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise ConnectionError("store down (recorded on purpose)")
+        await super().persist(batch)
+
+
+async def _fully_stored(store: InMemorySessionStore, session_id: str, turns: int) -> None:
+    header = await store.get_session(session_id)
+    assert header is not None
+    assert header.turn_count == turns
+
+
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     env = await start_dev_server()
-    store = InMemorySessionStore()
+    store = FlakyStore()
     client = env.client
     m = SessionManager(client, store, SessionConfig(flush_interval=0.2), "record")
     try:
@@ -138,6 +157,20 @@ async def main() -> None:
             await asyncio.gather(*(sender(c) for c in range(3)))
             await m.close(s.session_id)
             await save(client, s.session_id, "drain_with_signals", run_id=first_run)
+
+            # 8. Local flushes (patched): in the flow of turns, by the timer after a burst, and
+            # a local flush that fails three times and falls back to an ordinary activity.
+            s = await m.create("recorder", config=SessionConfig(flush_interval=0.4))
+            for i in range(30):
+                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"f{i}"))
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # the tail goes by the timer
+            store.fail_next = 4  # 3 local attempts, then the activity's first attempt
+            await m.add_turn(s.session_id, SessionTurn(role="user", content="store failing"))
+            await assert_eventually(lambda: _fully_stored(store, s.session_id, 31), timeout=30)
+            await m.close(s.session_id)
+            await client.get_workflow_handle(s.session_id).result()
+            await save(client, s.session_id, "local_flush")
     finally:
         await env.shutdown()
 
