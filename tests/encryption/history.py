@@ -8,7 +8,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, SearchAttributes, WorkflowExecution
 from temporalio.api.failure.v1 import Failure
-from temporalio.api.history.v1 import History
+from temporalio.api.history.v1 import History, MarkerRecordedEventAttributes
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 
@@ -60,17 +60,23 @@ def walk(msg: Message) -> Iterator[Message]:
 
 
 def payloads_and_failures(history: History) -> tuple[list[Payload], list[Failure]]:
-    """Every payload and failure in a history, except the SDK's own patch markers: those are
-    written by the SDK core (not through the data converter) and hold only the patch id."""
+    """Every payload and failure in a history, except what the SDK core writes itself, outside
+    the data converter: patch markers (only the patch id) and the ``data`` detail of a local
+    activity's marker (its sequence number, attempt, activity type and times). A local
+    activity's ``result`` and failure in that marker do go through the data converter."""
     payloads: list[Payload] = []
     failures: list[Failure] = []
     for event in history.events:
-        if (
-            event.HasField("marker_recorded_event_attributes")
-            and event.marker_recorded_event_attributes.marker_name == "core_patch"
-        ):
-            continue
-        for msg in walk(event):
+        target: Message = event
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                continue
+            if marker.marker_name == "core_local_activity":
+                target = MarkerRecordedEventAttributes()
+                target.CopyFrom(marker)
+                del target.details["data"]
+        for msg in walk(target):
             if isinstance(msg, Payload):
                 payloads.append(msg)
             elif isinstance(msg, Failure):

@@ -58,19 +58,23 @@ class RecordingFailureConverter(DefaultFailureConverterWithEncodedAttributes):
 
 
 class EchoingFlakyStore(EncryptedStore):
-    """Fails the first flush with a message that echoes turn text, like some driver errors do
-    ("Failing row contains (...)"): Temporal records it as the activity's last failure.
+    """Fails the first four flushes of turns with a message that echoes turn text, like some
+    driver errors do ("Failing row contains (...)"). The flush is a local activity tried three
+    times: its last failure is recorded in its marker; the fourth failure is the first attempt
+    of the ordinary activity it falls back to, recorded as that activity's last failure.
 
     An ``EncryptedStore`` itself, so ``create_worker`` does not wrap it once more."""
+
+    FAILURES = 4
 
     def __init__(self, store: SessionStore) -> None:
         assert isinstance(store, EncryptedStore)
         super().__init__(store.inner, store.cipher)
-        self.failed = False
+        self.failed = 0
 
     async def persist(self, batch: PersistBatch) -> None:
-        if batch.turns and not self.failed:
-            self.failed = True
+        if batch.turns and self.failed < self.FAILURES:
+            self.failed += 1
             raise RuntimeError(f"could not store row ({batch.turns[0].content})")
         await super().persist(batch)
 
@@ -136,8 +140,9 @@ async def test_history_holds_no_plaintext_and_decodes_with_the_codec(
     assert len(payloads) > 10
     assert all(p.metadata["encoding"] == ENCODING for p in payloads)
     assert {p.metadata[METADATA_KEY_ID] for p in payloads} == {f"session/{sid}".encode()}
-    # The echoing activity failure and the failed restore: both sealed.
-    assert len(failures) >= 2
+    # The echoing failures (the local flush's, the fallback activity's last) and the failed
+    # restore: all sealed.
+    assert len(failures) >= 3
     for failure in failures:
         assert failure.message == "Encoded failure" and failure.stack_trace == ""
         assert failure.HasField("encoded_attributes")

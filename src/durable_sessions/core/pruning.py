@@ -50,8 +50,8 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from durable_sessions.core.tokens import count_tokens
 from durable_sessions.models import SessionTurn
@@ -260,6 +260,22 @@ class _Groups:
                 kept.append(g)
         return kept
 
+    def take_recent(
+        self, budget: _Budget, candidates: Iterable[int], selected: list[int], *, contiguous: bool
+    ) -> None:
+        """Take the unpinned ``candidates`` in the order given while they fit, appending them
+        to ``selected``; at the first that does not fit, stop if ``contiguous``, else skip it.
+        Stops once the turn budget is full."""
+        for g in candidates:
+            if budget.full:
+                break
+            if self.pinned(g):
+                continue
+            if self.take(budget, g):
+                selected.append(g)
+            elif contiguous:
+                break
+
     def turns_of(self, selected: list[int]) -> list[SessionTurn]:
         """The turns of the selected groups, in chronological order."""
         out: list[SessionTurn] = []
@@ -316,7 +332,36 @@ class ContextPruner(abc.ABC):
         """
 
 
-class SlidingWindowPruner(ContextPruner):
+class _RecencyPruner(ContextPruner):
+    """What the recency pruners share: system groups first, then the other groups newest first.
+
+    ``_contiguous`` says what happens at the first group that does not fit: stop there (a
+    window without holes), or skip it and go on with older groups.
+    """
+
+    _contiguous: ClassVar[bool]
+
+    def prune_sync(
+        self,
+        history: list[SessionTurn],
+        query: str = "",
+        max_turns: int | None = None,
+        max_tokens: int | None = None,
+    ) -> list[SessionTurn]:
+        """See :meth:`ContextPruner.prune_sync`; ``query`` is ignored."""
+        _check_budget("max_turns", max_turns)
+        _check_budget("max_tokens", max_tokens)
+        if max_turns is None and max_tokens is None:
+            return list(history)
+        groups = _Groups(history, _group_starts(history))
+        budget = _Budget(max_turns, max_tokens)
+        selected = groups.select_pinned(budget)
+        newest_first = range(len(groups) - 1, -1, -1)
+        groups.take_recent(budget, newest_first, selected, contiguous=self._contiguous)
+        return groups.turns_of(selected)
+
+
+class SlidingWindowPruner(_RecencyPruner):
     """Keeps the longest run of most recent turns that fits, plus the system turns.
 
     The window is contiguous: it grows backwards one group at a time and stops at the first
@@ -325,60 +370,17 @@ class SlidingWindowPruner(ContextPruner):
     use :class:`TokenBudgetPruner` to skip such a group and fill the budget with older turns.
     """
 
-    def prune_sync(
-        self,
-        history: list[SessionTurn],
-        query: str = "",
-        max_turns: int | None = None,
-        max_tokens: int | None = None,
-    ) -> list[SessionTurn]:
-        """See :meth:`ContextPruner.prune_sync`; ``query`` is ignored."""
-        _check_budget("max_turns", max_turns)
-        _check_budget("max_tokens", max_tokens)
-        if max_turns is None and max_tokens is None:
-            return list(history)
-        groups = _Groups(history, _group_starts(history))
-        budget = _Budget(max_turns, max_tokens)
-        selected = groups.select_pinned(budget)
-        for g in range(len(groups) - 1, -1, -1):
-            if budget.full:
-                break
-            if groups.pinned(g):
-                continue
-            if not groups.take(budget, g):
-                break
-            selected.append(g)
-        return groups.turns_of(selected)
+    _contiguous = True
 
 
-class TokenBudgetPruner(ContextPruner):
+class TokenBudgetPruner(_RecencyPruner):
     """Keeps the most recent turns that fit the token budget (and the turn budget).
 
     Groups are visited newest first; one that does not fit is skipped and older, smaller groups
     are still considered, so the budget is filled greedily as far as it goes.
     """
 
-    def prune_sync(
-        self,
-        history: list[SessionTurn],
-        query: str = "",
-        max_turns: int | None = None,
-        max_tokens: int | None = None,
-    ) -> list[SessionTurn]:
-        """See :meth:`ContextPruner.prune_sync`; ``query`` is ignored."""
-        _check_budget("max_turns", max_turns)
-        _check_budget("max_tokens", max_tokens)
-        if max_turns is None and max_tokens is None:
-            return list(history)
-        groups = _Groups(history, _group_starts(history))
-        budget = _Budget(max_turns, max_tokens)
-        selected = groups.select_pinned(budget)
-        for g in range(len(groups) - 1, -1, -1):
-            if budget.full:
-                break
-            if not groups.pinned(g) and groups.take(budget, g):
-                selected.append(g)
-        return groups.turns_of(selected)
+    _contiguous = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -824,11 +826,7 @@ class RelevanceContextPruner(ContextPruner):
         relevance = self._relevance(index, history, query)
         if relevance is None:
             # No signal: most recent first, exactly like TokenBudgetPruner.
-            for g in free[::-1].tolist():
-                if budget.full:
-                    break
-                if groups.take(budget, g):
-                    selected.append(g)
+            groups.take_recent(budget, free[::-1].tolist(), selected, contiguous=False)
             return groups.turns_of(selected)
 
         weights = np.ones(len(_ROLE_CODES), dtype=np.float64)

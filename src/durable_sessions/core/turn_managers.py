@@ -188,21 +188,21 @@ def _check_kind(spec: TurnManagerSpec, kind: str, allowed: frozenset[str]) -> No
         raise ValueError(f"unknown options for {kind!r}: {unknown}")
 
 
-@dataclass(frozen=True)
-class RoundRobinTurnManager:
-    """Every agent in roster order, then again from the top.
+class _RoundTurnManager:
+    """What the round-robin and priority managers share: everything but the choice itself.
 
-    The next speaker is the agent after the previous speaker in the *current* roster, so an agent
-    inserted right after the previous speaker speaks next, and any other newcomer when its
-    position comes. If the previous speaker has left the roster, the agent that followed it in
-    the previous roster (``state.order``; the first one still present, wrapping around) speaks
-    next, so nobody is skipped or repeated because someone left. Before the first tick, or when
-    none of the previous roster is left, it starts at the top of the roster.
-
-    Options: none.
+    Each tick the roster is checked, an empty roster yields ``None``, :meth:`_choose` picks the
+    speaker (knowing who has already spoken in the current round), and the state advances.
+    Neither reads the turns, and neither takes options.
     """
 
-    kind: ClassVar[str] = "round_robin"
+    kind: ClassVar[str]
+
+    def _choose(
+        self, roster: list[AgentSlot], names: list[str], state: TurnManagerState, done: set[str]
+    ) -> str:
+        """The next speaker; ``done`` holds who has spoken in the current round."""
+        raise NotImplementedError
 
     def next_agent(
         self,
@@ -210,7 +210,7 @@ class RoundRobinTurnManager:
         recent_turns: list[SessionTurn],
         state: TurnManagerState,
     ) -> tuple[str | None, TurnManagerState]:
-        """Choose the agent after the previous speaker, in roster order.
+        """Choose the next speaker by the manager's rule (see the class docstring).
 
         Args:
             roster: The agents, in roster order. Names must be unique.
@@ -227,11 +227,12 @@ class RoundRobinTurnManager:
         names = _roster_names(roster)
         if not names:
             return None, state
-        chosen = names[_round_robin_index(names, state)]
-        return chosen, _advance(state, names, chosen, _round_base(state, names))
+        base = _round_base(state, names)
+        chosen = self._choose(roster, names, state, set(base))
+        return chosen, _advance(state, names, chosen, base)
 
     def to_spec(self) -> TurnManagerSpec:
-        """Return ``TurnManagerSpec(kind="round_robin")``."""
+        """Return ``TurnManagerSpec(kind=self.kind)``: the manager has no options."""
         return TurnManagerSpec(kind=self.kind)
 
     @classmethod
@@ -239,7 +240,7 @@ class RoundRobinTurnManager:
         """Rebuild the manager from :meth:`to_spec`'s output.
 
         Args:
-            spec: A spec of kind ``"round_robin"`` with no options.
+            spec: A spec of the manager's kind with no options.
 
         Returns:
             The manager.
@@ -249,6 +250,29 @@ class RoundRobinTurnManager:
         """
         _check_kind(spec, cls.kind, frozenset())
         return cls()
+
+
+@dataclass(frozen=True)
+class RoundRobinTurnManager(_RoundTurnManager):
+    """Every agent in roster order, then again from the top.
+
+    The next speaker is the agent after the previous speaker in the *current* roster, so an agent
+    inserted right after the previous speaker speaks next, and any other newcomer when its
+    position comes. If the previous speaker has left the roster, the agent that followed it in
+    the previous roster (``state.order``; the first one still present, wrapping around) speaks
+    next, so nobody is skipped or repeated because someone left. Before the first tick, or when
+    none of the previous roster is left, it starts at the top of the roster.
+
+    Options: none.
+    """
+
+    kind: ClassVar[str] = "round_robin"
+
+    def _choose(
+        self, roster: list[AgentSlot], names: list[str], state: TurnManagerState, done: set[str]
+    ) -> str:
+        """The agent after the previous speaker, in roster order."""
+        return names[_round_robin_index(names, state)]
 
 
 def _round_robin_index(names: list[str], state: TurnManagerState) -> int:
@@ -270,7 +294,7 @@ def _round_robin_index(names: list[str], state: TurnManagerState) -> int:
 
 
 @dataclass(frozen=True)
-class PriorityTurnManager:
+class PriorityTurnManager(_RoundTurnManager):
     """Rounds in which every agent speaks once, highest ``priority`` first.
 
     The order of a round is the roster sorted by ``priority`` descending; equal priorities keep
@@ -285,55 +309,13 @@ class PriorityTurnManager:
 
     kind: ClassVar[str] = "priority"
 
-    def next_agent(
-        self,
-        roster: list[AgentSlot],
-        recent_turns: list[SessionTurn],
-        state: TurnManagerState,
-    ) -> tuple[str | None, TurnManagerState]:
-        """Choose the highest-priority agent that has not spoken in the current round.
-
-        Args:
-            roster: The agents, in roster order. Names must be unique.
-            recent_turns: Ignored.
-            state: The state returned by the previous call.
-
-        Returns:
-            The chosen agent's name and the new state; ``(None, state)`` for an empty roster.
-
-        Raises:
-            ValueError: If two roster entries share a name.
-        """
-        del recent_turns
-        names = _roster_names(roster)
-        if not names:
-            return None, state
-        base = _round_base(state, names)
-        done = set(base)
+    def _choose(
+        self, roster: list[AgentSlot], names: list[str], state: TurnManagerState, done: set[str]
+    ) -> str:
+        """The highest-priority agent that has not spoken in the current round."""
         # sorted() is stable, so equal priorities keep roster order.
         ranked = sorted(roster, key=lambda slot: -slot.priority)
-        chosen = next(slot.name for slot in ranked if slot.name not in done)
-        return chosen, _advance(state, names, chosen, base)
-
-    def to_spec(self) -> TurnManagerSpec:
-        """Return ``TurnManagerSpec(kind="priority")``."""
-        return TurnManagerSpec(kind=self.kind)
-
-    @classmethod
-    def from_spec(cls, spec: TurnManagerSpec) -> Self:
-        """Rebuild the manager from :meth:`to_spec`'s output.
-
-        Args:
-            spec: A spec of kind ``"priority"`` with no options.
-
-        Returns:
-            The manager.
-
-        Raises:
-            ValueError: For another kind or any option.
-        """
-        _check_kind(spec, cls.kind, frozenset())
-        return cls()
+        return next(slot.name for slot in ranked if slot.name not in done)
 
 
 _WORDS = re.compile(r"\w+")

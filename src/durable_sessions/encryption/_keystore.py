@@ -29,18 +29,14 @@ erasure is as strong as the master key's secrecy; to make it final, rotate the m
 
 from __future__ import annotations
 
-import asyncio
-import re
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
-
-import asyncpg
+from typing import Any, Protocol, runtime_checkable
 
 from durable_sessions.core.clock import utcnow
+from durable_sessions.stores._pg import PgPoolOwner
+from durable_sessions.stores._sqlite_thread import SQLiteThread
 
 __all__ = [
     "InMemoryKeyStore",
@@ -50,10 +46,6 @@ __all__ = [
     "WrappedKey",
     "keystore_for",
 ]
-
-T = TypeVar("T")
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -154,7 +146,7 @@ def _row_key(row: Any) -> WrappedKey:
     return WrappedKey(key_id=row["key_id"], wrapped=wrapped)
 
 
-class PostgresKeyStore:
+class PostgresKeyStore(PgPoolOwner):
     """A ``KeyStore`` on PostgreSQL: table ``<schema>.session_keys``.
 
     It may share the sessions' database and schema (``PostgresKeyStore.for_store(store)``) or
@@ -173,14 +165,7 @@ class PostgresKeyStore:
     def __init__(
         self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 4
     ) -> None:
-        if not _IDENT.match(schema):
-            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
-        self.dsn = dsn
-        self.schema = schema
-        self._min_size = min_size
-        self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
+        super().__init__(dsn, schema=schema, min_size=min_size, max_size=max_size)
         self._t = f'"{schema}".session_keys'
 
     @classmethod
@@ -188,24 +173,9 @@ class PostgresKeyStore:
         """A key store in the same database and schema as a ``PostgresSessionStore``."""
         return cls(store.dsn, schema=store.schema)
 
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self.dsn, min_size=self._min_size, max_size=self._max_size
-                    )
-        return self._pool
-
     async def setup(self) -> None:
-        pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            # Serialised like the session store's migrations: concurrent CREATE ... IF NOT
-            # EXISTS can still collide in the catalog.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))",
-                f"durable_sessions.session_keys:{self.schema}",
-            )
+        # Serialised like the session store's migrations.
+        async with self._locked("session_keys") as conn:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._t} ("
@@ -216,11 +186,6 @@ class PostgresKeyStore:
                 " destroyed_at timestamptz,"
                 " CHECK ((wrapped IS NULL) = (destroyed_at IS NOT NULL)))"
             )
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
 
     async def get_wrapped(self, session_id: str) -> WrappedKey | None:
         pool = await self._get_pool()
@@ -293,32 +258,22 @@ class PostgresKeyStore:
         return [(r["session_id"], _row_key(r)) for r in rows]
 
 
-class SQLiteKeyStore:
+class SQLiteKeyStore(SQLiteThread):
     """A ``KeyStore`` in a SQLite file (one machine: the ``dev`` stack, single-host deployments).
 
     Every call runs on one dedicated thread owning the connection, as in the SQLite session
     store: ``sqlite3`` blocks, and one thread serialises the writes.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+    _thread_name = "ds-keys"
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ds-keys")
-
-        def call() -> T:
-            if self._conn is None:
-                self._conn = sqlite3.connect(self.path, isolation_level=None)
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA busy_timeout=5000")
-                # Freed space is zeroed, so a destroyed key's old row does not linger in pages.
-                self._conn.execute("PRAGMA secure_delete=ON")
-            return fn(self._conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        # Freed space is zeroed, so a destroyed key's old row does not linger in pages.
+        conn.execute("PRAGMA secure_delete=ON")
+        return conn
 
     async def setup(self) -> None:
         def create(conn: sqlite3.Connection) -> None:
@@ -332,19 +287,6 @@ class SQLiteKeyStore:
             )
 
         await self._run(create)
-
-    async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-
-        def shut() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
-
-        await asyncio.get_running_loop().run_in_executor(executor, shut)
-        executor.shutdown(wait=True)
 
     async def get_wrapped(self, session_id: str) -> WrappedKey | None:
         def get(conn: sqlite3.Connection) -> WrappedKey | None:

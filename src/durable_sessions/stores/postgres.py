@@ -30,10 +30,8 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import re
 from typing import Any
 
 import asyncpg
@@ -45,11 +43,19 @@ from durable_sessions.models import (
     SessionStatus,
     SessionTurn,
 )
+from durable_sessions.stores._pg import PgPoolOwner
+from durable_sessions.stores._rows import (
+    CHECKPOINT_COLS,
+    SESSION_COLS,
+    RowCodec,
+    list_sessions_sql,
+    require_seqs,
+    stats_from,
+    update_all,
+)
 from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "PostgresSessionStore"]
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 # Numbered migrations, applied in order. Never edit a released migration: append a new one.
 # ``{s}`` is replaced by the quoted schema name.
@@ -155,14 +161,6 @@ def _decode_text(value: str) -> str:
     return value
 
 
-def _encode_opt(value: str | None) -> str | None:
-    return None if value is None else _encode_text(value)
-
-
-def _decode_opt(value: str | None) -> str | None:
-    return None if value is None else _decode_text(value)
-
-
 def _jsonb_unsafe(obj: Any) -> bool:
     """True when jsonb would refuse (NUL in a string) or alter (NaN, infinities) the value."""
     if isinstance(obj, str):
@@ -207,105 +205,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 # --- row mapping ------------------------------------------------------------------------------
 
-_SESSION_COLS = (
-    "session_id, user_id, status, created_at, updated_at, expires_at, total_cost, total_tokens,"
-    " turn_count, generation, fork_seq, parent_generation, parent_session_id, branch_name,"
-    " last_checkpoint_id, metadata"
-)
+# Datetimes travel as timestamptz, metadata through the jsonb codec above (empty is NULL).
+_ROWS = RowCodec(meta_in=_meta_in, meta_out=_meta_out, text_in=_encode_text, text_out=_decode_text)
 _TURN_COLS = 'seq, turn_id, role, content, "timestamp", tokens, cost, agent, metadata'
-_CHECKPOINT_COLS = (
-    "checkpoint_id, session_id, created_at, total_cost, total_tokens, generation, turn_count,"
-    " reason, status, metadata"
-)
 
 
-def _session_args(s: SessionState) -> tuple[Any, ...]:
-    return (
-        s.session_id,
-        s.user_id,
-        s.status.value,
-        s.created_at,
-        s.updated_at,
-        s.expires_at,
-        s.total_cost,
-        s.total_tokens,
-        s.turn_count,
-        s.generation,
-        s.fork_seq,
-        s.parent_generation,
-        s.parent_session_id,
-        _encode_opt(s.branch_name),
-        s.last_checkpoint_id,
-        _meta_in(s.metadata),
-    )
-
-
-def _checkpoint_args(c: Checkpoint) -> tuple[Any, ...]:
-    return (
-        c.checkpoint_id,
-        c.session_id,
-        c.created_at,
-        c.total_cost,
-        c.total_tokens,
-        c.generation,
-        c.turn_count,
-        c.reason,
-        c.status.value,
-        _meta_in(c.metadata),
-    )
-
-
-def _session_from(r: asyncpg.Record) -> SessionState:
-    return SessionState(
-        session_id=r["session_id"],
-        user_id=r["user_id"],
-        status=SessionStatus(r["status"]),
-        metadata=_meta_out(r["metadata"]),
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        turn_count=r["turn_count"],
-        total_tokens=r["total_tokens"],
-        total_cost=r["total_cost"],
-        parent_session_id=r["parent_session_id"],
-        branch_name=_decode_opt(r["branch_name"]),
-        fork_seq=r["fork_seq"],
-        last_checkpoint_id=r["last_checkpoint_id"],
-        expires_at=r["expires_at"],
-        generation=r["generation"],
-        parent_generation=r["parent_generation"],
-    )
-
-
-def _turn_from(r: asyncpg.Record) -> SessionTurn:
-    return SessionTurn(
-        turn_id=r["turn_id"],
-        role=r["role"],
-        content=_decode_text(r["content"]),
-        timestamp=r["timestamp"],
-        tokens=r["tokens"],
-        cost=r["cost"],
-        agent=_decode_opt(r["agent"]),
-        metadata=_meta_out(r["metadata"]),
-        seq=r["seq"],
-    )
-
-
-def _checkpoint_from(r: asyncpg.Record) -> Checkpoint:
-    return Checkpoint(
-        checkpoint_id=r["checkpoint_id"],
-        session_id=r["session_id"],
-        turn_count=r["turn_count"],
-        created_at=r["created_at"],
-        reason=r["reason"],
-        generation=r["generation"],
-        status=SessionStatus(r["status"]),
-        metadata=_meta_out(r["metadata"]),
-        total_tokens=r["total_tokens"],
-        total_cost=r["total_cost"],
-    )
-
-
-class PostgresSessionStore:
+class PostgresSessionStore(PgPoolOwner):
     """A ``SessionStore`` on PostgreSQL through an asyncpg connection pool.
 
     The pool is created on first use (normally by ``setup()``) and closed by ``close()``.
@@ -323,29 +228,15 @@ class PostgresSessionStore:
     def __init__(
         self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 10
     ) -> None:
-        if not _IDENT.match(schema):
-            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
-        self.dsn = dsn
-        self.schema = schema
-        self._min_size = min_size
-        self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
+        super().__init__(
+            dsn, schema=schema, min_size=min_size, max_size=max_size, init=_init_connection
+        )
         s = '"' + schema + '"'
         self._s = s
         self._sql_upsert_session = (
-            f"INSERT INTO {s}.sessions ({_SESSION_COLS}) VALUES"
+            f"INSERT INTO {s}.sessions ({SESSION_COLS}) VALUES"
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-            " ON CONFLICT (session_id) DO UPDATE SET"
-            " user_id = EXCLUDED.user_id, status = EXCLUDED.status,"
-            " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
-            " expires_at = EXCLUDED.expires_at, total_cost = EXCLUDED.total_cost,"
-            " total_tokens = EXCLUDED.total_tokens, turn_count = EXCLUDED.turn_count,"
-            " generation = EXCLUDED.generation, fork_seq = EXCLUDED.fork_seq,"
-            " parent_generation = EXCLUDED.parent_generation,"
-            " parent_session_id = EXCLUDED.parent_session_id,"
-            " branch_name = EXCLUDED.branch_name,"
-            " last_checkpoint_id = EXCLUDED.last_checkpoint_id, metadata = EXCLUDED.metadata"
+            f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
         )
         # Header and turns in one statement: the upsert hands the session's sid to the turns.
         # A retried batch rewrites no turn: the WHERE skips rows that are already identical.
@@ -355,10 +246,7 @@ class PostgresSessionStore:
             " SELECT h.sid, $10, u.* FROM h, unnest($17::int[], $18::text[], $19::text[],"
             " $20::text[], $21::timestamptz[], $22::int[], $23::float8[], $24::text[],"
             " $25::jsonb[]) AS u"
-            " ON CONFLICT (sid, generation, seq) DO UPDATE SET"
-            " turn_id = EXCLUDED.turn_id, role = EXCLUDED.role, content = EXCLUDED.content,"
-            ' "timestamp" = EXCLUDED."timestamp", tokens = EXCLUDED.tokens,'
-            " cost = EXCLUDED.cost, agent = EXCLUDED.agent, metadata = EXCLUDED.metadata"
+            f" ON CONFLICT (sid, generation, seq) DO UPDATE SET {update_all(_TURN_COLS, 'seq')}"
             ' WHERE (turns.turn_id, turns.role, turns.content, turns."timestamp",'
             " turns.tokens, turns.cost, turns.agent, turns.metadata)"
             " IS DISTINCT FROM (EXCLUDED.turn_id, EXCLUDED.role, EXCLUDED.content,"
@@ -366,37 +254,17 @@ class PostgresSessionStore:
             " EXCLUDED.metadata)"
         )
         self._sql_upsert_checkpoint = (
-            f"INSERT INTO {s}.checkpoints ({_CHECKPOINT_COLS}) VALUES"
+            f"INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS}) VALUES"
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             " ON CONFLICT (checkpoint_id) DO UPDATE SET"
-            " session_id = EXCLUDED.session_id, created_at = EXCLUDED.created_at,"
-            " total_cost = EXCLUDED.total_cost, total_tokens = EXCLUDED.total_tokens,"
-            " generation = EXCLUDED.generation, turn_count = EXCLUDED.turn_count,"
-            " reason = EXCLUDED.reason, status = EXCLUDED.status, metadata = EXCLUDED.metadata"
+            f" {update_all(CHECKPOINT_COLS, 'checkpoint_id')}"
         )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self.dsn,
-                        min_size=self._min_size,
-                        max_size=self._max_size,
-                        init=_init_connection,
-                    )
-        return self._pool
-
     async def setup(self) -> None:
         """Create the schema if needed and apply every missing migration. Idempotent."""
-        pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))",
-                f"durable_sessions.migrate:{self.schema}",
-            )
+        async with self._locked("migrate") as conn:
             exists = await conn.fetchval(
                 "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.schema
             )
@@ -418,12 +286,6 @@ class PostgresSessionStore:
                 await conn.execute(
                     f"INSERT INTO {self._s}.schema_migrations (version) VALUES ($1)", version
                 )
-
-    async def close(self) -> None:
-        """Close the pool. The store may be used again: a new pool is made on demand."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
 
     async def schema_version(self) -> int:
         """The highest migration applied to the store's schema, 0 when none is."""
@@ -464,39 +326,28 @@ class PostgresSessionStore:
     # --- writes -------------------------------------------------------------------------------
 
     async def persist(self, batch: PersistBatch) -> None:
-        state = batch.state
         turns = batch.turns
-        for turn in turns:
-            if turn.seq is None:
-                raise ValueError("turn.seq must be set before it is persisted")
-        header = _session_args(state)
+        require_seqs(turns)
+        header = _ROWS.session_args(batch.state)
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
             if turns:
+                # One array per turn column ($17..$25), in _TURN_COLS order.
+                columns = zip(*(_ROWS.turn_args(t) for t in turns), strict=True)
                 await conn.execute(
-                    self._sql_upsert_session_and_turns,
-                    *header,
-                    [t.seq for t in turns],
-                    [t.turn_id for t in turns],
-                    [t.role for t in turns],
-                    [_encode_text(t.content) for t in turns],
-                    [t.timestamp for t in turns],
-                    [t.tokens for t in turns],
-                    [t.cost for t in turns],
-                    [_encode_opt(t.agent) for t in turns],
-                    [_meta_in(t.metadata) for t in turns],
+                    self._sql_upsert_session_and_turns, *header, *(list(c) for c in columns)
                 )
             else:
                 await conn.execute(self._sql_upsert_session, *header)
             if batch.checkpoints:
                 await conn.executemany(
                     self._sql_upsert_checkpoint,
-                    [_checkpoint_args(c) for c in batch.checkpoints],
+                    [_ROWS.checkpoint_args(c) for c in batch.checkpoints],
                 )
 
     async def upsert_session(self, state: SessionState) -> None:
         pool = await self._get_pool()
-        await pool.execute(self._sql_upsert_session, *_session_args(state))
+        await pool.execute(self._sql_upsert_session, *_ROWS.session_args(state))
 
     async def add_generation(
         self, session_id: str, generation: int, parent_generation: int, fork_seq: int
@@ -534,9 +385,9 @@ class PostgresSessionStore:
     async def get_session(self, session_id: str) -> SessionState | None:
         pool = await self._get_pool()
         row = await pool.fetchrow(
-            f"SELECT {_SESSION_COLS} FROM {self._s}.sessions WHERE session_id = $1", session_id
+            f"SELECT {SESSION_COLS} FROM {self._s}.sessions WHERE session_id = $1", session_id
         )
-        return _session_from(row) if row is not None else None
+        return _ROWS.session_from(row) if row is not None else None
 
     async def list_sessions(
         self,
@@ -545,23 +396,11 @@ class PostgresSessionStore:
         *,
         limit: int | None = None,
     ) -> list[SessionState]:
-        where: list[str] = []
-        args: list[Any] = []
-        if user_id is not None:
-            args.append(user_id)
-            where.append(f"user_id = ${len(args)}")
-        if status is not None:
-            args.append(SessionStatus(status).value)
-            where.append(f"status = ${len(args)}")
-        sql = f"SELECT {_SESSION_COLS} FROM {self._s}.sessions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, session_id"
-        if limit is not None:
-            args.append(limit)
-            sql += f" LIMIT ${len(args)}"
+        sql, args = list_sessions_sql(
+            f"{self._s}.sessions", lambda n: f"${n}", user_id, status, limit
+        )
         pool = await self._get_pool()
-        return [_session_from(r) for r in await pool.fetch(sql, *args)]
+        return [_ROWS.session_from(r) for r in await pool.fetch(sql, *args)]
 
     async def count_live_sessions(self, user_id: str) -> int:
         pool = await self._get_pool()
@@ -576,11 +415,11 @@ class PostgresSessionStore:
     async def list_branches(self, parent_session_id: str) -> list[SessionState]:
         pool = await self._get_pool()
         rows = await pool.fetch(
-            f"SELECT {_SESSION_COLS} FROM {self._s}.sessions WHERE parent_session_id = $1"
+            f"SELECT {SESSION_COLS} FROM {self._s}.sessions WHERE parent_session_id = $1"
             " ORDER BY created_at, session_id",
             parent_session_id,
         )
-        return [_session_from(r) for r in rows]
+        return [_ROWS.session_from(r) for r in rows]
 
     async def get_generation_parent(
         self, session_id: str, generation: int
@@ -607,24 +446,24 @@ class PostgresSessionStore:
             lo,
             hi,
         )
-        return [_turn_from(r) for r in rows]
+        return [_ROWS.turn_from(r) for r in rows]
 
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         pool = await self._get_pool()
         row = await pool.fetchrow(
-            f"SELECT {_CHECKPOINT_COLS} FROM {self._s}.checkpoints WHERE checkpoint_id = $1",
+            f"SELECT {CHECKPOINT_COLS} FROM {self._s}.checkpoints WHERE checkpoint_id = $1",
             checkpoint_id,
         )
-        return _checkpoint_from(row) if row is not None else None
+        return _ROWS.checkpoint_from(row) if row is not None else None
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         pool = await self._get_pool()
         rows = await pool.fetch(
-            f"SELECT {_CHECKPOINT_COLS} FROM {self._s}.checkpoints WHERE session_id = $1"
+            f"SELECT {CHECKPOINT_COLS} FROM {self._s}.checkpoints WHERE session_id = $1"
             " ORDER BY created_at, turn_count, checkpoint_id",
             session_id,
         )
-        return [_checkpoint_from(r) for r in rows]
+        return [_ROWS.checkpoint_from(r) for r in rows]
 
     async def get_stats(self, user_id: str | None = None) -> SessionStats:
         pool = await self._get_pool()
@@ -646,14 +485,4 @@ class PostgresSessionStore:
             user_id,
         )
         assert row is not None
-        n = int(row["n"])
-        return SessionStats(
-            active=row["active"],
-            suspended=row["suspended"],
-            closed=row["closed"],
-            expired=row["expired"],
-            avg_turns=(int(row["turns"]) / n) if n else 0.0,
-            checkpoints_per_session=(int(row["checkpoints"]) / n) if n else 0.0,
-            total_tokens=int(row["tokens"]),
-            total_cost=float(row["cost"]),
-        )
+        return stats_from(row)

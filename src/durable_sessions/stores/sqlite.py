@@ -20,12 +20,10 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +37,16 @@ from durable_sessions.models import (
     SessionStatus,
     SessionTurn,
 )
+from durable_sessions.stores._rows import (
+    CHECKPOINT_COLS,
+    SESSION_COLS,
+    RowCodec,
+    list_sessions_sql,
+    require_seqs,
+    stats_from,
+    update_all,
+)
+from durable_sessions.stores._sqlite_thread import SQLiteThread
 from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "SQLiteSessionStore"]
@@ -136,16 +144,8 @@ def _ts_in(dt: datetime) -> int:
     return (dt - _EPOCH) // _MICRO
 
 
-def _ts_in_opt(dt: datetime | None) -> int | None:
-    return None if dt is None else _ts_in(dt)
-
-
 def _ts_out(value: int) -> datetime:
     return _EPOCH + value * _MICRO
-
-
-def _ts_out_opt(value: int | None) -> datetime | None:
-    return None if value is None else _ts_out(value)
 
 
 def _meta_in(metadata: dict[str, Any]) -> str | None:
@@ -161,147 +161,24 @@ def _meta_out(value: str | None) -> dict[str, Any]:
     return decoded
 
 
-_SESSION_COLS = (
-    "session_id, user_id, status, created_at, updated_at, expires_at, total_cost, total_tokens,"
-    " turn_count, generation, fork_seq, parent_generation, parent_session_id, branch_name,"
-    " last_checkpoint_id, metadata"
-)
+# Datetimes are integer microseconds, metadata JSON text (empty is NULL), text as is.
+_ROWS = RowCodec(meta_in=_meta_in, meta_out=_meta_out, ts_in=_ts_in, ts_out=_ts_out)
 _TURN_COLS = "seq, turn_id, role, content, timestamp, tokens, cost, agent, metadata"
-_CHECKPOINT_COLS = (
-    "checkpoint_id, session_id, created_at, total_cost, total_tokens, generation, turn_count,"
-    " reason, status, metadata"
-)
 
 _UPSERT_SESSION = (
-    f"INSERT INTO sessions ({_SESSION_COLS}) VALUES"
+    f"INSERT INTO sessions ({SESSION_COLS}) VALUES"
     " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (session_id) DO UPDATE SET"
-    " user_id = excluded.user_id, status = excluded.status,"
-    " created_at = excluded.created_at, updated_at = excluded.updated_at,"
-    " expires_at = excluded.expires_at, total_cost = excluded.total_cost,"
-    " total_tokens = excluded.total_tokens, turn_count = excluded.turn_count,"
-    " generation = excluded.generation, fork_seq = excluded.fork_seq,"
-    " parent_generation = excluded.parent_generation,"
-    " parent_session_id = excluded.parent_session_id, branch_name = excluded.branch_name,"
-    " last_checkpoint_id = excluded.last_checkpoint_id, metadata = excluded.metadata"
+    f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
 )
 _UPSERT_TURN = (
     f"INSERT INTO turns (sid, generation, {_TURN_COLS})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (sid, generation, seq) DO UPDATE SET"
-    " turn_id = excluded.turn_id, role = excluded.role, content = excluded.content,"
-    " timestamp = excluded.timestamp, tokens = excluded.tokens, cost = excluded.cost,"
-    " agent = excluded.agent, metadata = excluded.metadata"
+    f" ON CONFLICT (sid, generation, seq) DO UPDATE SET {update_all(_TURN_COLS, 'seq')}"
 )
 _UPSERT_CHECKPOINT = (
-    f"INSERT INTO checkpoints ({_CHECKPOINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (checkpoint_id) DO UPDATE SET"
-    " session_id = excluded.session_id, created_at = excluded.created_at,"
-    " total_cost = excluded.total_cost, total_tokens = excluded.total_tokens,"
-    " generation = excluded.generation, turn_count = excluded.turn_count,"
-    " reason = excluded.reason, status = excluded.status, metadata = excluded.metadata"
+    f"INSERT INTO checkpoints ({CHECKPOINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f" ON CONFLICT (checkpoint_id) DO UPDATE SET {update_all(CHECKPOINT_COLS, 'checkpoint_id')}"
 )
-
-
-def _session_args(s: SessionState) -> tuple[Any, ...]:
-    return (
-        s.session_id,
-        s.user_id,
-        s.status.value,
-        _ts_in(s.created_at),
-        _ts_in(s.updated_at),
-        _ts_in_opt(s.expires_at),
-        s.total_cost,
-        s.total_tokens,
-        s.turn_count,
-        s.generation,
-        s.fork_seq,
-        s.parent_generation,
-        s.parent_session_id,
-        s.branch_name,
-        s.last_checkpoint_id,
-        _meta_in(s.metadata),
-    )
-
-
-def _turn_args(t: SessionTurn) -> tuple[Any, ...]:
-    """A turn's columns after ``(sid, generation)``."""
-    return (
-        t.seq,
-        t.turn_id,
-        t.role,
-        t.content,
-        _ts_in(t.timestamp),
-        t.tokens,
-        t.cost,
-        t.agent,
-        _meta_in(t.metadata),
-    )
-
-
-def _checkpoint_args(c: Checkpoint) -> tuple[Any, ...]:
-    return (
-        c.checkpoint_id,
-        c.session_id,
-        _ts_in(c.created_at),
-        c.total_cost,
-        c.total_tokens,
-        c.generation,
-        c.turn_count,
-        c.reason,
-        c.status.value,
-        _meta_in(c.metadata),
-    )
-
-
-def _session_from(r: sqlite3.Row) -> SessionState:
-    return SessionState(
-        session_id=r["session_id"],
-        user_id=r["user_id"],
-        status=SessionStatus(r["status"]),
-        metadata=_meta_out(r["metadata"]),
-        created_at=_ts_out(r["created_at"]),
-        updated_at=_ts_out(r["updated_at"]),
-        turn_count=r["turn_count"],
-        total_tokens=r["total_tokens"],
-        total_cost=r["total_cost"],
-        parent_session_id=r["parent_session_id"],
-        branch_name=r["branch_name"],
-        fork_seq=r["fork_seq"],
-        last_checkpoint_id=r["last_checkpoint_id"],
-        expires_at=_ts_out_opt(r["expires_at"]),
-        generation=r["generation"],
-        parent_generation=r["parent_generation"],
-    )
-
-
-def _turn_from(r: sqlite3.Row) -> SessionTurn:
-    return SessionTurn(
-        turn_id=r["turn_id"],
-        role=r["role"],
-        content=r["content"],
-        timestamp=_ts_out(r["timestamp"]),
-        tokens=r["tokens"],
-        cost=r["cost"],
-        agent=r["agent"],
-        metadata=_meta_out(r["metadata"]),
-        seq=r["seq"],
-    )
-
-
-def _checkpoint_from(r: sqlite3.Row) -> Checkpoint:
-    return Checkpoint(
-        checkpoint_id=r["checkpoint_id"],
-        session_id=r["session_id"],
-        turn_count=r["turn_count"],
-        created_at=_ts_out(r["created_at"]),
-        reason=r["reason"],
-        generation=r["generation"],
-        status=SessionStatus(r["status"]),
-        metadata=_meta_out(r["metadata"]),
-        total_tokens=r["total_tokens"],
-        total_cost=r["total_cost"],
-    )
 
 
 @contextmanager
@@ -339,7 +216,7 @@ def _retry_locked(fn: Callable[[], T], *, attempts: int = 40) -> T:
     raise AssertionError("unreachable")
 
 
-class SQLiteSessionStore:
+class SQLiteSessionStore(SQLiteThread):
     """A ``SessionStore`` in one SQLite database file (or ``":memory:"``).
 
     The connection is opened on first use (normally by ``setup()``) on a dedicated worker thread
@@ -349,32 +226,21 @@ class SQLiteSessionStore:
         path: The database file, created if missing, or ``":memory:"``.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._conn: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+    _thread_name = "ds-sqlite"
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA page_size=16384")  # only takes effect on a new database
-            # Switching to WAL needs the database to itself; SQLite can answer "locked" at once,
-            # without waiting on the busy handler, while another process creates it.
-            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn = conn
-        return self._conn
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ds-sqlite")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(self._connect()))
+    def _open(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA page_size=16384")  # only takes effect on a new database
+        # Switching to WAL needs the database to itself; SQLite can answer "locked" at once,
+        # without waiting on the busy handler, while another process creates it.
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -399,21 +265,6 @@ class SQLiteSessionStore:
                     )
 
         await self._run(lambda conn: _retry_locked(lambda: migrate(conn)))
-
-    async def close(self) -> None:
-        """Close the connection and stop the worker thread."""
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-
-        def shut() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, shut)
-        executor.shutdown(wait=True)
 
     async def schema_version(self) -> int:
         """The highest migration applied to the database, 0 when none is."""
@@ -457,12 +308,10 @@ class SQLiteSessionStore:
 
     async def persist(self, batch: PersistBatch) -> None:
         state = batch.state
-        for turn in batch.turns:
-            if turn.seq is None:
-                raise ValueError("turn.seq must be set before it is persisted")
-        turn_rows = [_turn_args(t) for t in batch.turns]
-        checkpoint_rows = [_checkpoint_args(c) for c in batch.checkpoints]
-        session_row = _session_args(state)
+        require_seqs(batch.turns)
+        turn_rows = [_ROWS.turn_args(t) for t in batch.turns]
+        checkpoint_rows = [_ROWS.checkpoint_args(c) for c in batch.checkpoints]
+        session_row = _ROWS.session_args(state)
 
         def write(conn: sqlite3.Connection) -> None:
             with _write(conn):
@@ -480,7 +329,7 @@ class SQLiteSessionStore:
         await self._run(write)
 
     async def upsert_session(self, state: SessionState) -> None:
-        row = _session_args(state)
+        row = _ROWS.session_args(state)
 
         def write(conn: sqlite3.Connection) -> None:
             with _write(conn):
@@ -534,9 +383,9 @@ class SQLiteSessionStore:
 
     async def get_session(self, session_id: str) -> SessionState | None:
         rows = await self._fetchall(
-            f"SELECT {_SESSION_COLS} FROM sessions WHERE session_id = ?", (session_id,)
+            f"SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?", (session_id,)
         )
-        return _session_from(rows[0]) if rows else None
+        return _ROWS.session_from(rows[0]) if rows else None
 
     async def list_sessions(
         self,
@@ -545,22 +394,8 @@ class SQLiteSessionStore:
         *,
         limit: int | None = None,
     ) -> list[SessionState]:
-        where: list[str] = []
-        args: list[Any] = []
-        if user_id is not None:
-            where.append("user_id = ?")
-            args.append(user_id)
-        if status is not None:
-            where.append("status = ?")
-            args.append(SessionStatus(status).value)
-        sql = f"SELECT {_SESSION_COLS} FROM sessions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, session_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [_session_from(r) for r in await self._fetchall(sql, tuple(args))]
+        sql, args = list_sessions_sql("sessions", lambda n: "?", user_id, status, limit)
+        return [_ROWS.session_from(r) for r in await self._fetchall(sql, tuple(args))]
 
     async def count_live_sessions(self, user_id: str) -> int:
         rows = await self._fetchall(
@@ -571,11 +406,11 @@ class SQLiteSessionStore:
 
     async def list_branches(self, parent_session_id: str) -> list[SessionState]:
         rows = await self._fetchall(
-            f"SELECT {_SESSION_COLS} FROM sessions WHERE parent_session_id = ?"
+            f"SELECT {SESSION_COLS} FROM sessions WHERE parent_session_id = ?"
             " ORDER BY created_at, session_id",
             (parent_session_id,),
         )
-        return [_session_from(r) for r in rows]
+        return [_ROWS.session_from(r) for r in rows]
 
     async def get_generation_parent(
         self, session_id: str, generation: int
@@ -596,22 +431,22 @@ class SQLiteSessionStore:
             " AND generation = ? AND seq >= ? AND seq < ? ORDER BY seq",
             (session_id, generation, lo, hi),
         )
-        return [_turn_from(r) for r in rows]
+        return [_ROWS.turn_from(r) for r in rows]
 
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         rows = await self._fetchall(
-            f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE checkpoint_id = ?",
+            f"SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE checkpoint_id = ?",
             (checkpoint_id,),
         )
-        return _checkpoint_from(rows[0]) if rows else None
+        return _ROWS.checkpoint_from(rows[0]) if rows else None
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         rows = await self._fetchall(
-            f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE session_id = ?"
+            f"SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE session_id = ?"
             " ORDER BY created_at, turn_count, checkpoint_id",
             (session_id,),
         )
-        return [_checkpoint_from(r) for r in rows]
+        return [_ROWS.checkpoint_from(r) for r in rows]
 
     async def get_stats(self, user_id: str | None = None) -> SessionStats:
         rows = await self._fetchall(
@@ -630,15 +465,4 @@ class SQLiteSessionStore:
             " FROM sel",
             (user_id,),
         )
-        row = rows[0]
-        n = int(row["n"])
-        return SessionStats(
-            active=row["active"],
-            suspended=row["suspended"],
-            closed=row["closed"],
-            expired=row["expired"],
-            avg_turns=(int(row["turns"]) / n) if n else 0.0,
-            checkpoints_per_session=(int(row["checkpoints"]) / n) if n else 0.0,
-            total_tokens=int(row["tokens"]),
-            total_cost=float(row["cost"]),
-        )
+        return stats_from(rows[0])

@@ -1,0 +1,81 @@
+"""The asyncpg pool behind the PostgreSQL stores (sessions and encryption keys).
+
+Both confine themselves to one schema named by the caller and open their pool lazily, on first
+use, so constructing a store never touches the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class PgPoolOwner:
+    """Holds ``dsn``, ``schema`` and an asyncpg pool created on first use.
+
+    Args:
+        dsn: A libpq connection URL.
+        schema: The schema the owner confines itself to.
+        min_size: Minimum number of pooled connections.
+        max_size: Maximum number of pooled connections.
+        init: Run on every new connection (e.g. to register type codecs).
+
+    Raises:
+        ValueError: If ``schema`` is not a plain SQL identifier.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str,
+        min_size: int,
+        max_size: int,
+        init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    ) -> None:
+        if not _IDENT.match(schema):
+            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._init = init
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=self._min_size,
+                        max_size=self._max_size,
+                        init=self._init,
+                    )
+        return self._pool
+
+    @asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in a transaction holding the advisory lock
+        ``durable_sessions.<name>:<schema>``: DDL from several processes at once is serialised
+        (concurrent ``CREATE ... IF NOT EXISTS`` can still collide in the catalog)."""
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                f"durable_sessions.{name}:{self.schema}",
+            )
+            yield conn
+
+    async def close(self) -> None:
+        """Close the pool. The store may be used again: a new pool is made on demand."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
