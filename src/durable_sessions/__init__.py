@@ -1,5 +1,7 @@
 """durable-sessions: AI conversation sessions that never lose a turn, on Temporal."""
 
+from typing import TYPE_CHECKING, Any
+
 from durable_sessions.analytics import SessionAnalytics
 from durable_sessions.branches import BranchManager
 from durable_sessions.client import SessionManager, connect
@@ -33,7 +35,6 @@ from durable_sessions.stores import (
     SessionStore,
     SQLiteSessionStore,
 )
-from durable_sessions.worker import create_worker
 
 __all__ = [
     "BranchExistsError",
@@ -66,3 +67,17 @@ __all__ = [
     "connect",
     "create_worker",
 ]
+
+
+if TYPE_CHECKING:
+    from durable_sessions.worker import create_worker
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so ``python -m durable_sessions.worker`` does not find its own
+    # module already imported by the package (runpy's RuntimeWarning).
+    if name == "create_worker":
+        from durable_sessions.worker import create_worker
+
+        return create_worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

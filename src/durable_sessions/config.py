@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=1)
     max_concurrent_activities: int | None = Field(default=None, ge=1)
     max_cached_workflows: int = Field(default=1000, ge=0)
+    """Sessions a worker keeps in memory; memory is ~115 MB + ~0.15-0.2 MB per slot (measured
+    by ``bench/bench_scale.py``), however many sessions are live."""
     redis_url: str | None = None
     """``redis://...``: a read-through cache of headers and recent turns in front of the store."""
     tracing: bool = False

@@ -100,7 +100,14 @@ async def run_worker(settings: Settings | None = None) -> None:
     if settings.metrics_port:
         connect_kwargs["runtime"] = runtime_with_metrics(settings.metrics_port)
     keystore = keystore_from_settings(settings, store)
-    client = await client_from_settings(settings, keystore=keystore, **connect_kwargs)
+    try:
+        client = await client_from_settings(settings, keystore=keystore, **connect_kwargs)
+    except RuntimeError as exc:
+        await store.close()
+        raise SystemExit(
+            f"error: cannot reach Temporal at {settings.temporal_address} ({exc}); start a "
+            "server (`durable-sessions dev` runs one) or set DURABLE_SESSIONS_TEMPORAL_ADDRESS"
+        ) from None
     kwargs: dict[str, Any] = {"max_cached_workflows": settings.max_cached_workflows}
     if settings.max_concurrent_workflow_tasks:
         kwargs["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks
