@@ -1,10 +1,12 @@
-"""Reproduce a nondeterminism error after a worker crash (an SDK issue, see the README).
+"""Reproduce, or show fixed, a nondeterminism error after a worker crash (an SDK issue).
 
 A worker is killed (-9) and restarted while a session's flush timer is pending; the next
-update arrives in the same (cold, full-history) workflow task as the timer's firing. The
-history then records the flush activity before the update's acceptance, and replaying it fails
-with "Update machine does not handle this event: ActivityTaskScheduled". Seen in about 2 of 3
-runs of this script; compare temporalio/sdk-python#1591 (open) and sdk-rust#943.
+update arrives in the same (cold, full-history) workflow task as the timer's firing, and the SDK
+can order the two differently live and on replay (compare temporalio/sdk-python#1591). Sessions
+now produce the same commands in both orders (a flush takes only the turns pending when its timer
+was armed): this script prints "replay ok" where earlier code failed with "Update machine does
+not handle this event" or "No command scheduled for event ... TimerStarted". The regression test
+is ``tests/faults/test_cold_update_replay.py``.
 
     python scripts/repro_cold_update_nde.py
 """

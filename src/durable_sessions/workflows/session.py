@@ -10,7 +10,10 @@ Why it looks the way it does:
   server no activity task and no extra workflow task) that falls back to an ordinary, durably
   retried activity when the store is slow or down. While turns keep arriving, a turn that finds
   the oldest unflushed turn half a flush interval old flushes in its own workflow task; the flush
-  timer only fires for the tail of a burst.
+  timer only fires for the tail of a burst. A flush takes the turns that were pending when its
+  wait began, never one that arrived in the same workflow task: the SDK can hand a timer's firing
+  and an update over in either order (live vs replay after a worker crash), and both must give
+  the same commands.
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself when it
   fires early. No timer is cancelled and restarted per turn.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
@@ -176,6 +179,7 @@ class SessionWorkflow(GroupHandlers):
         while True:
             armed = self._has_unflushed()
             armed_at = workflow.now()
+            armed_turns = len(self._pending)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     functools.partial(self._must_act_now, armed, armed_at),
@@ -186,7 +190,11 @@ class SessionWorkflow(GroupHandlers):
                 self._transition("expire")
                 self._add_checkpoint("expire")
             if self._flush_needed(armed):
-                await self._flush()
+                # Only the turns that were pending when this wait began: a turn that arrives in
+                # the workflow task in which the flush timer fires is left for the next flush,
+                # whichever of the two the SDK hands to the workflow first (after a worker
+                # restart it can hand them over in one order live and in the other on replay).
+                await self._flush(limit=armed_turns if self._fast_flush else None)
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -268,27 +276,36 @@ class SessionWorkflow(GroupHandlers):
 
     # ------------------------------------------------------------------ persistence
 
-    async def _flush(self) -> None:
-        """Write every pending turn and checkpoint, and the header.
+    async def _flush(self, limit: int | None = None) -> None:
+        """Write the pending turns (the oldest ``limit`` of them, or all), the checkpoints and
+        header as of the last of them.
 
         One activity call per batch of at most ``FLUSH_BATCH_BYTES`` of turn text, so no
         payload in history comes near Temporal's limits however large the turns are.
         """
         async with self._flush_lock:
-            # Flush what is pending now; turns arriving meanwhile wait for the next flush (a
-            # loop chasing them would never end under steady load).
-            target = len(self._pending)
+            if limit is None:
+                # Flush what is pending now; turns arriving meanwhile wait for the next flush
+                # (a loop chasing them would never end under steady load).
+                target = len(self._pending)
+                while self._has_unflushed():
+                    flushed = await self._flush_batch(None)
+                    target -= flushed
+                    if flushed and target <= 0:
+                        break
+                return
+            target = min(limit, len(self._pending))
             while self._has_unflushed():
-                flushed = await self._flush_batch()
-                target -= flushed
-                if flushed and target <= 0:
+                target -= await self._flush_batch(target)
+                if target <= 0:
                     break
 
-    async def _flush_batch(self) -> int:
-        """Flush the oldest pending turns (one activity); returns how many."""
+    async def _flush_batch(self, max_turns: int | None) -> int:
+        """Flush the oldest pending turns, at most ``max_turns`` (one activity); returns how
+        many."""
         turns: list[SessionTurn] = []
         size = 0
-        for turn in self._pending:
+        for turn in self._pending[:max_turns]:
             size += len(turn.content) + 256
             if turns and size > FLUSH_BATCH_BYTES:
                 break
@@ -298,9 +315,9 @@ class SessionWorkflow(GroupHandlers):
             header = self._state.model_copy(deep=True)
             checkpoints = list(self._pending_checkpoints)
         else:  # a partial batch: the header and checkpoints must not point past its turns
-            assert last_seq is not None
             header = self._header_as_of(turns)
-            checkpoints = [c for c in self._pending_checkpoints if c.turn_count <= last_seq + 1]
+            upto = header.turn_count if last_seq is None else last_seq + 1
+            checkpoints = [c for c in self._pending_checkpoints if c.turn_count <= upto]
         complete = len(turns) == len(self._pending)
         if complete:
             self._header_dirty = False
