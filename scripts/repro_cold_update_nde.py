@@ -3,10 +3,10 @@
 A worker is killed (-9) and restarted while a session's flush timer is pending; the next
 update arrives in the same (cold, full-history) workflow task as the timer's firing, and the SDK
 can order the two differently live and on replay (compare temporalio/sdk-python#1591). Sessions
-now produce the same commands in both orders (a flush takes only the turns pending when its timer
-was armed): this script prints "replay ok" where earlier code failed with "Update machine does
-not handle this event" or "No command scheduled for event ... TimerStarted". The regression test
-is ``tests/faults/test_cold_update_replay.py``.
+now produce the same commands in both orders (a flush leaves out the turns that arrived in the
+current workflow task): this script prints "replay ok" where earlier code failed with "Update
+machine does not handle this event" or "No command scheduled for event ... TimerStarted". The
+regression test is ``tests/faults/test_cold_update_replay.py``.
 
     python scripts/repro_cold_update_nde.py
 """

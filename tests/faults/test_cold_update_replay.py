@@ -2,10 +2,10 @@
 restarted worker in the same workflow task as the timer's firing.
 
 The SDK can hand those two to the workflow in one order live and in the other on replay
-(temporalio/sdk-python#1591). Before the flush took only the turns pending when its timer was
-armed, the history written here did not replay (2 of 3 runs, 3 of 3 with local flushes) and the
-session's workflow task then failed on every retry. Here it must keep answering, and its history
-must replay.
+(temporalio/sdk-python#1591). Before a flush left out the turns that arrived in the current
+workflow task, the history written here did not replay (2 of 3 runs, 3 of 3 with local
+flushes) and the session's workflow task then failed on every retry. Here it must keep
+answering, and its history must replay.
 """
 
 from __future__ import annotations

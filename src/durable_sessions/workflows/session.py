@@ -10,10 +10,9 @@ Why it looks the way it does:
   server no activity task and no extra workflow task) that falls back to an ordinary, durably
   retried activity when the store is slow or down. While turns keep arriving, a turn that finds
   the oldest unflushed turn half a flush interval old flushes in its own workflow task; the flush
-  timer only fires for the tail of a burst. A flush takes the turns that were pending when its
-  wait began, never one that arrived in the same workflow task: the SDK can hand a timer's firing
-  and an update over in either order (live vs replay after a worker crash), and both must give
-  the same commands.
+  timer only fires for the tail of a burst. A flush never takes a turn that arrived in the
+  current workflow task: the SDK can hand a timer's firing and an update over in either order
+  (live vs replay after a worker crash), and both must give the same commands.
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself when it
   fires early. No timer is cancelled and restarted per turn.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
@@ -149,6 +148,10 @@ class SessionWorkflow(GroupHandlers):
         self._ticking = False
         self._tick_turns: dict[int, SessionTurn] = {}
         self._fast_flush = False
+        self._arrived_task = -1
+        """The workflow task (by its history length) the latest pending turns arrived in ..."""
+        self._arrived_in_task = 0
+        """... and how many arrived in it."""
 
     # ------------------------------------------------------------------ main loop
 
@@ -179,7 +182,6 @@ class SessionWorkflow(GroupHandlers):
         while True:
             armed = self._has_unflushed()
             armed_at = workflow.now()
-            armed_turns = len(self._pending)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     functools.partial(self._must_act_now, armed, armed_at),
@@ -190,11 +192,11 @@ class SessionWorkflow(GroupHandlers):
                 self._transition("expire")
                 self._add_checkpoint("expire")
             if self._flush_needed(armed):
-                # Only the turns that were pending when this wait began: a turn that arrives in
-                # the workflow task in which the flush timer fires is left for the next flush,
-                # whichever of the two the SDK hands to the workflow first (after a worker
-                # restart it can hand them over in one order live and in the other on replay).
-                await self._flush(limit=armed_turns if self._fast_flush else None)
+                # Not the turns that arrived in this workflow task: when the flush timer fires
+                # in the task that also brings a turn, the turn waits for the next flush, in
+                # whichever order the SDK hands the two over (after a worker restart it can be
+                # one order live and the other on replay).
+                await self._flush(limit=self._flushable() if self._fast_flush else None)
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -211,9 +213,17 @@ class SessionWorkflow(GroupHandlers):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_input())
 
+    def _flushable(self) -> int:
+        """Pending turns that arrived before the current workflow task (all, before the patch)."""
+        if not self._fast_flush:
+            return len(self._pending)
+        if self._arrived_task != workflow.info().get_current_history_length():
+            return len(self._pending)
+        return max(0, len(self._pending) - self._arrived_in_task)
+
     def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
-            len(self._pending) >= self._config.flush_batch_size
+            self._flushable() >= self._config.flush_batch_size
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
@@ -225,7 +235,7 @@ class SessionWorkflow(GroupHandlers):
         """A turn arriving half a flush interval after the batch began flushes it there and then:
         under steady traffic the flush rides on a turn's workflow task and the timer never
         fires."""
-        if not (self._fast_flush and self._pending):
+        if not (self._fast_flush and self._flushable()):
             return False
         age = (workflow.now() - armed_at).total_seconds()
         return age >= self._config.flush_interval / 2
@@ -234,7 +244,7 @@ class SessionWorkflow(GroupHandlers):
         return bool(self._pending or self._pending_checkpoints or self._header_dirty)
 
     def _flush_needed(self, armed: bool) -> bool:
-        if len(self._pending) >= self._config.flush_batch_size:
+        if self._flushable() >= self._config.flush_batch_size:
             return True
         if self._state.status.is_terminal or self._should_continue_as_new():
             return True
@@ -471,6 +481,11 @@ class SessionWorkflow(GroupHandlers):
         self._state.total_cost += stored.cost
         self._touch()
         self._pending.append(stored)
+        if self._fast_flush:
+            task = workflow.info().get_current_history_length()
+            if task != self._arrived_task:
+                self._arrived_task, self._arrived_in_task = task, 0
+            self._arrived_in_task += 1
         self._recent.append(stored)
         del self._recent[: max(0, len(self._recent) - self._config.recent_window)]
         while len(self._recent) > 1 and _text_bytes(self._recent) > RECENT_WINDOW_BYTES:
