@@ -209,7 +209,9 @@ class SessionManager:
         return WorkerUnavailableError(
             f"no worker answered within {self.call_timeout.total_seconds():g} s on task queue "
             f"'{self.task_queue}'; start one with `durable-sessions worker` (or `durable-sessions "
-            "dev`) and check the task queue and namespace match",
+            "dev`) and check the task queue and namespace match. If workers run, the call may "
+            "wait on the session store (checkpoint, restore, branch, context): check the "
+            "database; the call is not lost and completes when the store is back",
             session_id=session_id,
         )
 

@@ -13,6 +13,7 @@ import importlib
 import logging
 import signal
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -40,6 +41,9 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=3)
+
+
 def create_worker(
     client: Client,
     store: SessionStore | None = None,
@@ -62,6 +66,9 @@ def create_worker(
             "temporalio.worker.Worker(client, task_queue=...) instead of create_worker"
         )
     store = encrypt_store(client, store or InMemorySessionStore())
+    # A workflow task routed to a worker that died waits this long on that worker's own (sticky)
+    # queue before any worker may take it: the SDK's 10 s is 10 s of a session not answering.
+    worker_kwargs.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_QUEUE_TIMEOUT)
     plugin = DurableSessionsPlugin(store, agents, setup_store=False)
     plugins = [plugin, *worker_kwargs.pop("plugins", ())]
     return Worker(client, task_queue=task_queue, plugins=plugins, **worker_kwargs)

@@ -46,7 +46,7 @@ async def test_turn_after_kill_9_shares_a_task_with_the_flush_timer_and_replays(
             await manager.add_turn(sid, SessionTurn(role="user", content=texts[-1]))
             worker.kill9()
             worker.start()
-            # A read waits out the dead worker's sticky queue (~10 s), and the flush timer fires
+            # A read waits out the dead worker's sticky queue (3 s), and the flush timer fires
             # meanwhile; the next turn joins it in the restarted worker's first workflow task.
             assert (await manager.get(sid)).turn_count == len(texts)
             texts.append(f"after restart {i}")

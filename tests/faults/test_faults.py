@@ -97,19 +97,25 @@ async def verify(
 
 
 async def chaos(
-    every: float,
+    stream: Stream,
+    every: int,
     until: Callable[[], bool],
     act: Callable[[], Awaitable[None]],
     max_times: int = 1000,
 ) -> int:
-    """Every ``every`` seconds, ``act`` (break something), until ``until()`` or ``max_times``."""
+    """``act`` (break something) each time ``every`` more turns have been acknowledged since the
+    last break, until ``until()`` or ``max_times``. Paced by progress, not by the clock, so a
+    fast machine cannot finish the stream before anything broke."""
     count = 0
+    next_at = every
     while not until() and count < max_times:
-        await asyncio.sleep(every)
+        await asyncio.sleep(0.02)
         if until():
             break
-        await act()
-        count += 1
+        if len(stream.acked) >= next_at:
+            next_at = len(stream.acked) + every
+            await act()
+            count += 1
     return count
 
 
@@ -141,7 +147,9 @@ async def test_a_kill_9_worker_repeatedly_during_1000_turns(
             finally:
                 done = True
 
-        _, kills = await asyncio.gather(run_stream(), chaos(1.5, lambda: done, kill_and_restart))
+        _, kills = await asyncio.gather(
+            run_stream(), chaos(stream, 100, lambda: done, kill_and_restart)
+        )
         assert kills >= 2
         await verify(
             store, s.session_id, stream.acked, f"a: kill -9 worker x{kills}", stream.longest_wait
@@ -235,8 +243,9 @@ async def test_b_restart_temporal_server_mid_stream(
                     done = True
 
             _, restarts = await asyncio.gather(
-                run_stream(), chaos(2.0, lambda: done, restart_server, max_times=2)
+                run_stream(), chaos(stream, 100, lambda: done, restart_server, max_times=2)
             )
+            assert restarts >= 1
             await verify(
                 store,
                 s.session_id,
@@ -282,14 +291,14 @@ async def test_c_restart_postgresql_during_flushes(
                 nonlocal done
                 try:
                     await stream.run(deadline=time.monotonic() + 180)
-                    await manager.checkpoint(s.session_id)  # a checkpoint after the outages
                 finally:
                     done = True
 
             _, restarts = await asyncio.gather(
-                run_stream(), chaos(0.7, lambda: done, restart_postgres, max_times=2)
+                run_stream(), chaos(stream, 250, lambda: done, restart_postgres, max_times=2)
             )
             assert restarts >= 1
+            await manager.checkpoint(s.session_id)  # a checkpoint after the outages
             await verify(
                 store,
                 s.session_id,
