@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 # Imported before any Temporal runtime starts: on CPython 3.11 a late first import from the
 # hypothesis pytest plugin (at terminal summary) can hit "AST constructor recursion depth
@@ -16,9 +17,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from durable_sessions.stores.postgres import PostgresSessionStore
 from durable_sessions.workflows.session import SESSION_STATUS, SESSION_USER_ID
 from tests.helpers import bundled_binary
 from tests.pg import postgres_dsn_or_skip, temporary_schema
+from tests.processes import PgWorker, WorkerProcess
 
 SEARCH_ATTRIBUTES = [SESSION_USER_ID, SESSION_STATUS]
 
@@ -46,6 +49,27 @@ async def pg_url() -> AsyncIterator[tuple[str, str]]:
     dsn = await postgres_dsn_or_skip()
     async with temporary_schema(dsn) as schema:
         yield dsn, schema
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pg_worker(
+    temporal_env: WorkflowEnvironment,
+    pg_url: tuple[str, str],
+    task_queue: str,
+    tmp_path: Path,
+) -> AsyncIterator[PgWorker]:
+    """A worker process (``python -m durable_sessions.worker``) on ``task_queue`` and the test's
+    PostgreSQL schema, with a store on the same schema; stopped and closed afterwards."""
+    dsn, schema = pg_url
+    store = PostgresSessionStore(dsn, schema=schema)
+    await store.setup()
+    worker = WorkerProcess(temporal_env, task_queue, f"{dsn}?schema={schema}", tmp_path)
+    worker.start()
+    try:
+        yield PgWorker(store, worker)
+    finally:
+        worker.stop()
+        await store.close()
 
 
 @pytest.fixture

@@ -7,9 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
+
+from durable_sessions.stores.postgres import PostgresSessionStore
 
 
 class WorkerProcess:
@@ -63,3 +66,11 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@dataclass
+class PgWorker:
+    """A PostgreSQL store (set up, in the test's own schema) and a worker process on it."""
+
+    store: PostgresSessionStore
+    worker: WorkerProcess

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,9 +33,8 @@ from durable_sessions.adapters.openai_agents import ITEM_KEY, item_to_turn, turn
 from durable_sessions.client import SessionManager
 from durable_sessions.models import SessionConfig
 from durable_sessions.stores.base import read_transcript
-from durable_sessions.stores.postgres import PostgresSessionStore
 from tests.helpers import assert_eventually
-from tests.processes import WorkerProcess
+from tests.processes import PgWorker
 
 RUN_CONFIG = RunConfig(tracing_disabled=True)
 
@@ -91,105 +89,95 @@ def get_weather(city: str) -> str:
 
 
 async def test_runner_keeps_its_history_across_a_worker_crash(
-    temporal_env: WorkflowEnvironment, pg_url: tuple[str, str], task_queue: str, tmp_path: Path
+    temporal_env: WorkflowEnvironment, pg_worker: PgWorker, task_queue: str
 ) -> None:
-    dsn, schema = pg_url
-    store = PostgresSessionStore(dsn, schema=schema)
-    await store.setup()
-    worker = WorkerProcess(temporal_env, task_queue, f"{dsn}?schema={schema}", tmp_path)
-    worker.start()
-    # 30 s, not 10: the first read after a kill -9 waits for the dead worker's sticky queue to
-    # time out (temporalio's default sticky_queue_schedule_to_start_timeout, 10 s).
+    store, worker = pg_worker.store, pg_worker.worker
+    # A generous call timeout: the first read after a kill -9 waits for the dead worker's sticky
+    # queue to time out (3 s with create_worker's setting) on a machine that may be loaded.
     manager = SessionManager(
         temporal_env.client, store, SessionConfig(flush_interval=0.2), task_queue, call_timeout=30
     )
-    try:
-        model = FakeModel(
+    model = FakeModel(
+        [
             [
-                [
-                    ResponseFunctionToolCall(
-                        id="fc_1",
-                        type="function_call",
-                        call_id="call_1",
-                        name="get_weather",
-                        arguments=json.dumps({"city": "Paris"}),
-                        status="completed",
-                    )
-                ],
-                [_message("It is sunny in Paris.", 1)],
-                [_message("Still sunny tomorrow, in Paris.", 2)],
-            ]
-        )
-        agent = Agent(
-            name="weather", instructions="Answer briefly.", model=model, tools=[get_weather]
-        )
-        session = await DurableAgentsSession.create(manager, "agents-user", {"app": "weather"})
-        assert isinstance(session, Session)  # the SDK's runtime-checkable protocol
-
-        first = await Runner.run(agent, "Weather in Paris?", session=session, run_config=RUN_CONFIG)
-        assert first.final_output == "It is sunny in Paris."
-        items = await session.get_items()
-        kinds = [(i.get("role"), i.get("type")) for i in items]
-        assert kinds == [
-            ("user", None),
-            (None, "function_call"),
-            (None, "function_call_output"),
-            ("assistant", "message"),
+                ResponseFunctionToolCall(
+                    id="fc_1",
+                    type="function_call",
+                    call_id="call_1",
+                    name="get_weather",
+                    arguments=json.dumps({"city": "Paris"}),
+                    status="completed",
+                )
+            ],
+            [_message("It is sunny in Paris.", 1)],
+            [_message("Still sunny tomorrow, in Paris.", 2)],
         ]
+    )
+    agent = Agent(name="weather", instructions="Answer briefly.", model=model, tools=[get_weather])
+    session = await DurableAgentsSession.create(manager, "agents-user", {"app": "weather"})
+    assert isinstance(session, Session)  # the SDK's runtime-checkable protocol
 
-        turns = await manager.history(session.session_id)
-        assert [t.role for t in turns] == ["user", "assistant", "tool", "assistant"]
-        assert [t.metadata[ITEM_KEY] for t in turns] == items
-        assert turns[0].content == "Weather in Paris?"
-        assert turns[1].metadata["tool_calls"] == ["call_1"]
-        assert turns[2].metadata["tool_call_id"] == "call_1"
-        assert turns[2].content == "sunny in Paris"
-        assert turns[3].content == "It is sunny in Paris."
+    first = await Runner.run(agent, "Weather in Paris?", session=session, run_config=RUN_CONFIG)
+    assert first.final_output == "It is sunny in Paris."
+    items = await session.get_items()
+    kinds = [(i.get("role"), i.get("type")) for i in items]
+    assert kinds == [
+        ("user", None),
+        (None, "function_call"),
+        (None, "function_call_output"),
+        ("assistant", "message"),
+    ]
 
-        worker.kill9()
-        worker.start()
+    turns = await manager.history(session.session_id)
+    assert [t.role for t in turns] == ["user", "assistant", "tool", "assistant"]
+    assert [t.metadata[ITEM_KEY] for t in turns] == items
+    assert turns[0].content == "Weather in Paris?"
+    assert turns[1].metadata["tool_calls"] == ["call_1"]
+    assert turns[2].metadata["tool_call_id"] == "call_1"
+    assert turns[2].content == "sunny in Paris"
+    assert turns[3].content == "It is sunny in Paris."
 
-        second = await Runner.run(agent, "And tomorrow?", session=session, run_config=RUN_CONFIG)
-        assert second.final_output == "Still sunny tomorrow, in Paris."
-        seen = model.inputs[-1]
-        assert len(seen) == len(items) + 1
-        assert seen[0].get("content") == "Weather in Paris?"
-        assert seen[2].get("type") == "function_call_output"
-        assert seen[-1].get("content") == "And tomorrow?"
+    worker.kill9()
+    worker.start()
 
-        everything = await session.get_items()
-        assert everything[:4] == items
-        assert len(everything) == 6
-        assert await session.get_items(limit=2) == everything[-2:]
-        assert await session.get_items(limit=0) == []
+    second = await Runner.run(agent, "And tomorrow?", session=session, run_config=RUN_CONFIG)
+    assert second.final_output == "Still sunny tomorrow, in Paris."
+    seen = model.inputs[-1]
+    assert len(seen) == len(items) + 1
+    assert seen[0].get("content") == "Weather in Paris?"
+    assert seen[2].get("type") == "function_call_output"
+    assert seen[-1].get("content") == "And tomorrow?"
 
-        # pop_item / clear_session move the head; the log stays append-only.
-        popped = await session.pop_item()
-        assert popped == everything[-1]
-        assert await session.get_items() == everything[:-1]
-        await session.clear_session()
-        assert await session.get_items() == []
-        assert await session.pop_item() is None
-        assert (await session.state()).turn_count == 0
+    everything = await session.get_items()
+    assert everything[:4] == items
+    assert len(everything) == 6
+    assert await session.get_items(limit=2) == everything[-2:]
+    assert await session.get_items(limit=0) == []
 
-        await Runner.run(
-            Agent(name="again", model=FakeModel([[_message("fresh start", 3)]])),
-            "hello again",
-            session=session,
-            run_config=RUN_CONFIG,
-        )
-        assert (await session.get_items())[0].get("content") == "hello again"
+    # pop_item / clear_session move the head; the log stays append-only.
+    popped = await session.pop_item()
+    assert popped == everything[-1]
+    assert await session.get_items() == everything[:-1]
+    await session.clear_session()
+    assert await session.get_items() == []
+    assert await session.pop_item() is None
+    assert (await session.state()).turn_count == 0
 
-        async def log_kept() -> None:
-            assert len(await read_transcript(store, session.session_id)) == 2
-            # The first six turns are still in the log, under the first generation.
-            old = await read_transcript(store, session.session_id, generation=0, turn_count=6)
-            assert [t.metadata[ITEM_KEY] for t in old] == everything
+    await Runner.run(
+        Agent(name="again", model=FakeModel([[_message("fresh start", 3)]])),
+        "hello again",
+        session=session,
+        run_config=RUN_CONFIG,
+    )
+    assert (await session.get_items())[0].get("content") == "hello again"
 
-        await assert_eventually(log_kept)
-    finally:
-        worker.stop()
-        await store.close()
+    async def log_kept() -> None:
+        assert len(await read_transcript(store, session.session_id)) == 2
+        # The first six turns are still in the log, under the first generation.
+        old = await read_transcript(store, session.session_id, generation=0, turn_count=6)
+        assert [t.metadata[ITEM_KEY] for t in old] == everything
+
+    await assert_eventually(log_kept)
 
 
 async def test_session_settings_limit_caps_reads(

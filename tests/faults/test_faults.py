@@ -34,7 +34,7 @@ from durable_sessions.stores.postgres import PostgresSessionStore
 from durable_sessions.worker import create_worker
 from tests.helpers import assert_eventually, bundled_binary
 from tests.pg import LocalCluster
-from tests.processes import WorkerProcess
+from tests.processes import PgWorker
 
 RESULTS: list[dict[str, object]] = []
 
@@ -120,43 +120,35 @@ async def chaos(
 
 
 async def test_a_kill_9_worker_repeatedly_during_1000_turns(
-    temporal_env: WorkflowEnvironment, pg_url: tuple[str, str], task_queue: str, tmp_path: Path
+    temporal_env: WorkflowEnvironment, pg_worker: PgWorker, task_queue: str
 ) -> None:
-    dsn, schema = pg_url
-    store = PostgresSessionStore(dsn, schema=schema)
-    await store.setup()
-    worker = WorkerProcess(temporal_env, task_queue, f"{dsn}?schema={schema}", tmp_path)
-    worker.start()
+    store, worker = pg_worker.store, pg_worker.worker
     manager = SessionManager(
         temporal_env.client, store, SessionConfig(flush_interval=0.3), task_queue, call_timeout=3
     )
-    try:
-        s = await manager.create("fault-a")
-        stream = Stream(manager, s.session_id, clients=10, turns_per_client=100)
-        done = False
+    s = await manager.create("fault-a")
+    stream = Stream(manager, s.session_id, clients=10, turns_per_client=100)
+    done = False
 
-        async def kill_and_restart() -> None:
-            worker.kill9()
-            await asyncio.sleep(0.5)
-            worker.start()
+    async def kill_and_restart() -> None:
+        worker.kill9()
+        await asyncio.sleep(0.5)
+        worker.start()
 
-        async def run_stream() -> None:
-            nonlocal done
-            try:
-                await stream.run(deadline=time.monotonic() + 240)
-            finally:
-                done = True
+    async def run_stream() -> None:
+        nonlocal done
+        try:
+            await stream.run(deadline=time.monotonic() + 240)
+        finally:
+            done = True
 
-        _, kills = await asyncio.gather(
-            run_stream(), chaos(stream, 100, lambda: done, kill_and_restart)
-        )
-        assert kills >= 2
-        await verify(
-            store, s.session_id, stream.acked, f"a: kill -9 worker x{kills}", stream.longest_wait
-        )
-    finally:
-        worker.stop()
-        await store.close()
+    _, kills = await asyncio.gather(
+        run_stream(), chaos(stream, 100, lambda: done, kill_and_restart)
+    )
+    assert kills >= 2
+    await verify(
+        store, s.session_id, stream.acked, f"a: kill -9 worker x{kills}", stream.longest_wait
+    )
 
 
 def free_port() -> int:
