@@ -31,10 +31,8 @@ from temporalio.worker import Worker
 
 from bench.bare import BareCounterWorkflow
 from bench.common import (
-    EXIT_GOAL_MISSED,
-    EXIT_OK,
     TextGenerator,
-    goal_line,
+    finish,
     log,
     md_table,
     median,
@@ -364,13 +362,8 @@ async def main() -> int:
         f"{(small.stored_bytes - small.raw_bytes) / small.turns:.0f} B per turn on top of the "
         "text (tuple header, ids, timestamp, tokens, index entry, header and checkpoint rows).",
         "",
-        "### Goals",
-        "",
     ]
-    out += [goal_line(ok, label) for ok, label in checks]
-    out += ["", f"Benchmark wall time: {time.perf_counter() - started:.0f} s"]
-    print("\n".join(out))
-    return EXIT_OK if all(ok for ok, _ in checks) else EXIT_GOAL_MISSED
+    return finish(out, checks, started)
 
 
 if __name__ == "__main__":

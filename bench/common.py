@@ -288,3 +288,12 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: st
 def goal_line(ok: bool, label: str) -> str:
     """A Markdown checklist item: ``- [x] label`` when met, ``- [ ] label **(missed)**`` if not."""
     return f"- [x] {label}" if ok else f"- [ ] {label} **(missed)**"
+
+
+def finish(out: list[str], checks: list[tuple[bool, str]], started: float) -> int:
+    """Print ``out`` followed by the goals and the wall time since ``started``
+    (``time.perf_counter()``); the exit status: EXIT_GOAL_MISSED when a goal was missed."""
+    out = [*out, "### Goals", "", *(goal_line(ok, label) for ok, label in checks)]
+    out += ["", f"Benchmark wall time: {time.perf_counter() - started:.0f} s"]
+    print("\n".join(out))
+    return EXIT_OK if all(ok for ok, _ in checks) else EXIT_GOAL_MISSED
