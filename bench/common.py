@@ -40,7 +40,8 @@ import asyncpg  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from tests.helpers import bundled_binary  # noqa: E402
-from tests.pg import _redact, database_url, unique_schema_name  # noqa: E402
+from tests.pg import _redact, database_url  # noqa: E402
+from tests.pg import temporary_schema as fresh_schema  # noqa: E402
 
 from durable_sessions.stores.postgres import PostgresSessionStore  # noqa: E402
 from durable_sessions.workflows.session import SESSION_STATUS, SESSION_USER_ID  # noqa: E402
@@ -121,21 +122,6 @@ async def postgres_dsn() -> str:
         raise CannotRun(f"PostgreSQL at {_redact(dsn)} is not reachable: {exc}") from None
     await conn.close()
     return dsn
-
-
-@asynccontextmanager
-async def fresh_schema(dsn: str, prefix: str = "bench") -> AsyncIterator[str]:
-    """An empty, uniquely named schema, dropped with everything in it afterwards."""
-    name = unique_schema_name(prefix)
-    conn = await asyncpg.connect(dsn, timeout=3.0)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{name}"')
-        try:
-            yield name
-        finally:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager
