@@ -16,6 +16,10 @@ from durable_sessions.models import Checkpoint, SessionConfig, SessionState, Ses
 
 WORKFLOW_TYPE = "Session"
 DEFAULT_TASK_QUEUE = "durable-sessions"
+MAX_BATCH_TURNS = 500
+"""Most turns one ``add_turns`` update carries (clients split larger batches)."""
+MAX_BATCH_BYTES = 200_000
+"""Most turn text (UTF-8 bytes of ``content``) one ``add_turns`` update carries."""
 
 
 class SessionWorkflowInput(BaseModel):
@@ -68,6 +72,43 @@ class TurnReceipt(BaseModel):
     timestamp: datetime
 
 
+class TurnBatch(BaseModel):
+    """What ``add_turns`` accepts: turns applied together, in order, all or none."""
+
+    turns: list[TurnInput] = Field(min_length=1)
+
+
+class TurnBatchReceipt(BaseModel):
+    """Where each turn of a batch was stored, in the batch's order."""
+
+    receipts: list[TurnReceipt]
+
+
+class PopResult(BaseModel):
+    """What ``pop_turn`` answers: the turn taken off the head (None when empty) and the header."""
+
+    turn: SessionTurn | None = None
+    state: SessionState
+
+
+class EditRequest(BaseModel):
+    """Rewind the head to ``seq`` and add an edited copy of turn ``seq`` there."""
+
+    seq: int = Field(ge=0)
+    content: str
+    turn_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class RegenerateRequest(BaseModel):
+    """Drop the head's last ``role`` turn (if it ends with one) and ask ``agent`` again."""
+
+    agent: str = Field(min_length=1, max_length=200)
+    role: str = "assistant"
+    max_turns: int | None = Field(default=40, ge=1)
+    timeout: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+
 class RestoreRequest(BaseModel):
     checkpoint_id: str
 
@@ -104,6 +145,9 @@ class BranchRequest(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     from_checkpoint_id: str | None = None
+    at_seq: int | None = Field(default=None, ge=0)
+    """Fork after the first ``at_seq`` turns of the transcript (any turn, not only a
+    checkpoint); at most one of ``from_checkpoint_id`` and ``at_seq``."""
 
 
 class BranchResult(BaseModel):
