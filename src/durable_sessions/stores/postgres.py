@@ -30,12 +30,6 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
-
-import asyncpg
-
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -44,10 +38,14 @@ from durable_sessions.models import (
     SessionTurn,
 )
 from durable_sessions.stores._pg import PgPoolOwner
+from durable_sessions.stores._pg_codec import ROWS as _ROWS
+from durable_sessions.stores._pg_codec import TURN_COLS as _TURN_COLS
+from durable_sessions.stores._pg_codec import init_connection as _init_connection
+from durable_sessions.stores._pg_schema import LATEST_SCHEMA_VERSION, MIGRATIONS
+from durable_sessions.stores._pg_schema import TABLES as _TABLES
 from durable_sessions.stores._rows import (
     CHECKPOINT_COLS,
     SESSION_COLS,
-    RowCodec,
     list_sessions_sql,
     require_seqs,
     stats_from,
@@ -56,158 +54,6 @@ from durable_sessions.stores._rows import (
 from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "PostgresSessionStore"]
-
-# Numbered migrations, applied in order. Never edit a released migration: append a new one.
-# ``{s}`` is replaced by the quoted schema name.
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE {s}.sessions (
-            session_id         text PRIMARY KEY,
-            sid                bigint GENERATED ALWAYS AS IDENTITY,
-            user_id            text NOT NULL,
-            status             text NOT NULL,
-            created_at         timestamptz NOT NULL,
-            updated_at         timestamptz NOT NULL,
-            expires_at         timestamptz,
-            total_cost         double precision NOT NULL DEFAULT 0,
-            total_tokens       bigint NOT NULL DEFAULT 0,
-            turn_count         integer NOT NULL DEFAULT 0,
-            generation         integer NOT NULL DEFAULT 0,
-            fork_seq           integer,
-            parent_generation  integer,
-            parent_session_id  text,
-            branch_name        text,
-            last_checkpoint_id text,
-            metadata           jsonb
-        );
-        CREATE INDEX sessions_user_status_idx ON {s}.sessions (user_id, status);
-        CREATE INDEX sessions_parent_idx ON {s}.sessions (parent_session_id)
-            WHERE parent_session_id IS NOT NULL;
-        CREATE INDEX sessions_status_idx ON {s}.sessions (status);
-
-        -- The turn log. sid is sessions.sid: the logical key is (session_id, generation, seq).
-        -- Fixed-width columns first: no alignment padding between them.
-        CREATE TABLE {s}.turns (
-            "timestamp" timestamptz NOT NULL,
-            cost        double precision NOT NULL DEFAULT 0,
-            sid         bigint NOT NULL,
-            generation  integer NOT NULL,
-            seq         integer NOT NULL,
-            tokens      integer,
-            turn_id     text NOT NULL,
-            role        text NOT NULL,
-            agent       text,
-            content     text NOT NULL,
-            metadata    jsonb,
-            PRIMARY KEY (sid, generation, seq)
-        );
-        DO $$
-        BEGIN
-            IF EXISTS (SELECT FROM pg_settings
-                       WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))
-            THEN
-                ALTER TABLE {s}.turns ALTER COLUMN content SET COMPRESSION lz4;
-            END IF;
-        END $$;
-
-        CREATE TABLE {s}.generations (
-            session_id        text NOT NULL,
-            generation        integer NOT NULL,
-            parent_generation integer NOT NULL,
-            fork_seq          integer NOT NULL,
-            PRIMARY KEY (session_id, generation)
-        );
-
-        CREATE TABLE {s}.checkpoints (
-            checkpoint_id text PRIMARY KEY,
-            session_id    text NOT NULL,
-            created_at    timestamptz NOT NULL,
-            total_cost    double precision NOT NULL DEFAULT 0,
-            total_tokens  bigint NOT NULL DEFAULT 0,
-            generation    integer NOT NULL DEFAULT 0,
-            turn_count    integer NOT NULL,
-            reason        text NOT NULL,
-            status        text NOT NULL,
-            metadata      jsonb
-        );
-        CREATE INDEX checkpoints_session_idx ON {s}.checkpoints (session_id, created_at);
-        """,
-    ),
-]
-
-LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]
-"""The schema version this code needs; ``check_schema()`` compares the database against it."""
-
-_TABLES = ("sessions", "turns", "generations", "checkpoints", "schema_migrations")
-
-# --- faithful strings -------------------------------------------------------------------------
-
-_ESC = "\ue000"
-"""Marks a value stored in escaped form (it held a NUL, or itself started with the marker)."""
-
-
-def _encode_text(value: str) -> str:
-    if "\x00" in value or value.startswith(_ESC):
-        return _ESC + json.dumps(value, ensure_ascii=False)
-    return value
-
-
-def _decode_text(value: str) -> str:
-    if value.startswith(_ESC):
-        decoded: str = json.loads(value[1:])
-        return decoded
-    return value
-
-
-def _jsonb_unsafe(obj: Any) -> bool:
-    """True when jsonb would refuse (NUL in a string) or alter (NaN, infinities) the value."""
-    if isinstance(obj, str):
-        return "\x00" in obj
-    if isinstance(obj, float):
-        return not math.isfinite(obj)
-    if isinstance(obj, dict):
-        return any(_jsonb_unsafe(k) or _jsonb_unsafe(v) for k, v in obj.items())
-    if isinstance(obj, list | tuple):
-        return any(_jsonb_unsafe(v) for v in obj)
-    return False
-
-
-def _encode_json(obj: Any) -> str:
-    """jsonb codec encoder. A document jsonb cannot hold as is travels as a JSON string inside
-    a one-key object marked with ``_ESC`` (so do documents that merely look like that)."""
-    if _jsonb_unsafe(obj) or (isinstance(obj, dict) and len(obj) == 1 and _ESC in obj):
-        obj = {_ESC: json.dumps(obj, ensure_ascii=False)}
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def _decode_json(text: str) -> Any:
-    obj = json.loads(text)
-    if isinstance(obj, dict) and len(obj) == 1 and isinstance(obj.get(_ESC), str):
-        return json.loads(obj[_ESC])
-    return obj
-
-
-def _meta_in(metadata: dict[str, Any]) -> dict[str, Any] | None:
-    return metadata or None
-
-
-def _meta_out(value: Any) -> dict[str, Any]:
-    return dict(value) if value else {}
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec(
-        "jsonb", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog", format="text"
-    )
-
-
-# --- row mapping ------------------------------------------------------------------------------
-
-# Datetimes travel as timestamptz, metadata through the jsonb codec above (empty is NULL).
-_ROWS = RowCodec(meta_in=_meta_in, meta_out=_meta_out, text_in=_encode_text, text_out=_decode_text)
-_TURN_COLS = 'seq, turn_id, role, content, "timestamp", tokens, cost, agent, metadata'
 
 
 class PostgresSessionStore(PgPoolOwner):

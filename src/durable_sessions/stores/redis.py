@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import pydantic_core
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -49,6 +47,11 @@ from durable_sessions.models import (
     SessionStatus,
     SessionTurn,
 )
+from durable_sessions.stores import _redis_scripts as _lua
+from durable_sessions.stores._redis_codec import dump as _dump
+from durable_sessions.stores._redis_codec import load_all as _load_all
+from durable_sessions.stores._redis_codec import sort_key as _sort_key
+from durable_sessions.stores._redis_codec import text as _text
 from durable_sessions.stores.base import PersistBatch, SessionStore
 
 __all__ = ["RedisSessionStore"]
@@ -59,186 +62,6 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 _CACHE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
-
-# --- Lua scripts ------------------------------------------------------------------------------
-# Versions: a missing version key reads as ''. A populate runs only if the version it read
-# before asking the wrapped store is still current.
-
-_READ_HEADER = """
-local v = redis.call('GET', KEYS[1])
-if v then return {1, v} end
-return {0, redis.call('GET', KEYS[2]) or ''}
-"""
-
-_POPULATE_HEADER = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX')
-return 1
-"""
-
-# KEYS: 1 turns hash, 2 session version. ARGV: 1 lo, 2 hi.
-# The hash holds fields 'lo', 'hi' (the window [lo, hi) it knows exactly) and one field per seq.
-_READ_TURNS = """
-local c = redis.call('HMGET', KEYS[1], 'lo', 'hi')
-local clo, chi = tonumber(c[1]), tonumber(c[2])
-local lo, hi = tonumber(ARGV[1]), tonumber(ARGV[2])
-if clo and chi and clo <= lo and hi <= chi then
-  local out = {1}
-  for s = lo, hi - 1 do
-    local v = redis.call('HGET', KEYS[1], tostring(s))
-    if v then table.insert(out, v) end
-  end
-  return out
-end
-return {0, redis.call('GET', KEYS[2]) or ''}
-"""
-
-# KEYS: 1 turns hash, 2 session version, 3 generations set.
-# ARGV: 1 version, 2 ttl ms, 3 lo, 4 hi, 5 generation, 6.. seq, json pairs.
-_POPULATE_TURNS = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'lo', ARGV[3], 'hi', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[5])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
-return 1
-"""
-
-# KEYS: 1 header, 2 session version, 3 turns hash, 4 generations set, 5 user listing,
-#       6 user version, 7 parent's branch listing, 8 parent's branch version.
-# ARGV: 1 header json ('' for none), 2 ttl ms, 3 recent, 4 generation, 5 session id,
-#       6 '1' when the session has a parent, 7 number of turns, 8.. seq, json pairs
-#       (sorted by seq, unique).
-_WRITE = """
-local ttl = tonumber(ARGV[2])
-local function bump(k)
-  redis.call('INCR', k)
-  redis.call('PEXPIRE', k, ttl)
-end
-local function join(listing, member)
-  if redis.call('EXISTS', listing) == 1 then
-    redis.call('HSET', listing, member, '1')
-    redis.call('PEXPIRE', listing, ttl)
-  end
-end
-bump(KEYS[2])
-if ARGV[1] ~= '' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-  bump(KEYS[6])
-  join(KEYS[5], 's:' .. ARGV[5])
-  if ARGV[6] == '1' then
-    bump(KEYS[8])
-    join(KEYS[7], 's:' .. ARGV[5])
-  end
-end
-local n = tonumber(ARGV[7])
-if n == 0 then return 0 end
-local recent = tonumber(ARGV[3])
-local first = tonumber(ARGV[8])
-local last = tonumber(ARGV[8 + 2 * (n - 1)])
-local c = redis.call('HMGET', KEYS[3], 'lo', 'hi')
-local lo, hi = tonumber(c[1]), tonumber(c[2])
-if last - first + 1 == n then
-  if lo == nil or hi == nil or first > hi then
-    redis.call('DEL', KEYS[3])
-    lo, hi = first, last + 1
-  elseif last + 1 < lo then
-    return 0
-  else
-    lo, hi = math.min(lo, first), math.max(hi, last + 1)
-  end
-  for i = 0, n - 1 do redis.call('HSET', KEYS[3], ARGV[8 + 2 * i], ARGV[9 + 2 * i]) end
-else
-  if lo == nil or hi == nil then return 0 end
-  for i = 0, n - 1 do
-    local s = tonumber(ARGV[8 + 2 * i])
-    if s >= lo and s < hi then redis.call('HSET', KEYS[3], ARGV[8 + 2 * i], ARGV[9 + 2 * i]) end
-  end
-end
-local newlo = math.max(lo, hi - recent)
-for s = lo, newlo - 1 do redis.call('HDEL', KEYS[3], tostring(s)) end
-redis.call('HSET', KEYS[3], 'lo', tostring(newlo), 'hi', tostring(hi))
-redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('PEXPIRE', KEYS[4], ttl)
-return 1
-"""
-
-# KEYS: 1 listing hash, 2 listing version, 3.. header keys.
-# ARGV: 1 version, 2 ttl ms, then n session ids, then n header jsons.
-# A listing is a hash: field 'complete' plus 's:<session id>' per member (so an empty listing
-# still exists).
-_POPULATE_LISTING = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
-local n = #KEYS - 2
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'complete', '1')
-for i = 1, n do
-  redis.call('HSET', KEYS[1], 's:' .. ARGV[2 + i], '1')
-  redis.call('SET', KEYS[2 + i], ARGV[2 + n + i], 'PX', ARGV[2], 'NX')
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-# KEYS: 1 generation parents hash, 2 session version. ARGV: 1 version, 2 ttl ms, 3 gen, 4 value.
-_POPULATE_FIELD = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-# KEYS: 1 header, 2 session version, 3 generations set, 4 generation parents, 5 user listing,
-#       6 user version, 7 parent's branch listing, 8 parent's branch version, 9.. turn hashes.
-# ARGV: 1 ttl ms, 2 session id.
-_FORGET = """
-local ttl = tonumber(ARGV[1])
-for _, k in ipairs({KEYS[2], KEYS[6], KEYS[8]}) do
-  redis.call('INCR', k)
-  redis.call('PEXPIRE', k, ttl)
-end
-redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
-for i = 9, #KEYS do redis.call('DEL', KEYS[i]) end
-redis.call('HDEL', KEYS[5], 's:' .. ARGV[2])
-redis.call('HDEL', KEYS[7], 's:' .. ARGV[2])
-return 1
-"""
-
-
-# --- serialisation ----------------------------------------------------------------------------
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value
-
-
-def _dump(model: BaseModel) -> bytes:
-    """JSON that round-trips every field, NaN and infinities included, datetimes in UTC."""
-    data = {key: _utc(value) for key, value in model.model_dump(mode="python").items()}
-    return pydantic_core.to_json(data, inf_nan_mode="constants")
-
-
-def _load_all(cls: type[M], raws: Sequence[bytes | str]) -> list[M] | None:
-    """Parse cached values; None when one does not fit the model (written by another version
-    of the code during a rolling upgrade, say): the caller then reads the store instead."""
-    try:
-        return [cls.model_validate_json(raw) for raw in raws]
-    except ValidationError as exc:
-        log.warning("ignoring a cached %s that does not parse: %s", cls.__name__, exc)
-        return None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _sort_key(state: SessionState) -> tuple[datetime, str]:
-    return (state.created_at, state.session_id)
 
 
 class RedisSessionStore:
@@ -414,7 +237,7 @@ class RedisSessionStore:
             len(by_seq),
             *pairs,
         ]
-        await self._mirror(sid, lambda: self._script(_WRITE, keys, args), state)
+        await self._mirror(sid, lambda: self._script(_lua.WRITE, keys, args), state)
 
     async def _mirror(
         self,
@@ -456,7 +279,7 @@ class RedisSessionStore:
             self._k_branches_version(parent),
             *turn_keys,
         ]
-        await self._script(_FORGET, keys, [self._ttl_ms, session_id])
+        await self._script(_lua.FORGET, keys, [self._ttl_ms, session_id])
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -469,7 +292,7 @@ class RedisSessionStore:
 
     async def get_session(self, session_id: str) -> SessionState | None:
         hkey, vkey = self._k_header(session_id), self._k_version(session_id)
-        hit = await self._try("read", lambda: self._script(_READ_HEADER, [hkey, vkey], []))
+        hit = await self._try("read", lambda: self._script(_lua.READ_HEADER, [hkey, vkey], []))
         if hit is not None and int(hit[0]) == 1:
             cached = _load_all(SessionState, [hit[1]])
             if cached:
@@ -481,7 +304,7 @@ class RedisSessionStore:
             await self._try(
                 "populate",
                 lambda: self._script(
-                    _POPULATE_HEADER, [hkey, vkey], [version, _dump(state), self._ttl_ms]
+                    _lua.POPULATE_HEADER, [hkey, vkey], [version, _dump(state), self._ttl_ms]
                 ),
             )
         return state
@@ -492,7 +315,7 @@ class RedisSessionStore:
         if hi <= lo:
             return await self.inner.get_own_turns(session_id, generation, lo, hi)
         tkey, vkey = self._k_turns(session_id, generation), self._k_version(session_id)
-        hit = await self._try("read", lambda: self._script(_READ_TURNS, [tkey, vkey], [lo, hi]))
+        hit = await self._try("read", lambda: self._script(_lua.READ_TURNS, [tkey, vkey], [lo, hi]))
         if hit is not None and int(hit[0]) == 1:
             cached_turns = _load_all(SessionTurn, hit[1:])
             if cached_turns is not None:
@@ -509,7 +332,7 @@ class RedisSessionStore:
                     pairs += [str(t.seq), _dump(t)]
             args = [version, self._ttl_ms, start, top, str(generation), *pairs]
             keys = [tkey, vkey, self._k_generations(session_id)]
-            await self._try("populate", lambda: self._script(_POPULATE_TURNS, keys, args))
+            await self._try("populate", lambda: self._script(_lua.POPULATE_TURNS, keys, args))
         return found
 
     async def get_generation_parent(
@@ -535,7 +358,7 @@ class RedisSessionStore:
             await self._try(
                 "populate",
                 lambda: self._script(
-                    _POPULATE_FIELD,
+                    _lua.POPULATE_FIELD,
                     [gkey, vkey],
                     [version, self._ttl_ms, str(generation), value],
                 ),
@@ -584,7 +407,7 @@ class RedisSessionStore:
             *(s.session_id for s in states),
             *(_dump(s) for s in states),
         ]
-        await self._try("populate", lambda: self._script(_POPULATE_LISTING, keys, args))
+        await self._try("populate", lambda: self._script(_lua.POPULATE_LISTING, keys, args))
 
     async def list_sessions(
         self,

@@ -20,14 +20,9 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from durable_sessions.core.clock import utcnow
 from durable_sessions.models import (
@@ -40,180 +35,23 @@ from durable_sessions.models import (
 from durable_sessions.stores._rows import (
     CHECKPOINT_COLS,
     SESSION_COLS,
-    RowCodec,
     list_sessions_sql,
     require_seqs,
     stats_from,
-    update_all,
 )
+from durable_sessions.stores._sqlite_codec import BUSY_TIMEOUT_S as _BUSY_TIMEOUT_S
+from durable_sessions.stores._sqlite_codec import ROWS as _ROWS
+from durable_sessions.stores._sqlite_codec import TURN_COLS as _TURN_COLS
+from durable_sessions.stores._sqlite_codec import UPSERT_CHECKPOINT as _UPSERT_CHECKPOINT
+from durable_sessions.stores._sqlite_codec import UPSERT_SESSION as _UPSERT_SESSION
+from durable_sessions.stores._sqlite_codec import UPSERT_TURN as _UPSERT_TURN
+from durable_sessions.stores._sqlite_codec import retry_locked as _retry_locked
+from durable_sessions.stores._sqlite_codec import write as _write
+from durable_sessions.stores._sqlite_schema import LATEST_SCHEMA_VERSION, MIGRATIONS
 from durable_sessions.stores._sqlite_thread import SQLiteThread
 from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "SQLiteSessionStore"]
-
-T = TypeVar("T")
-
-# Numbered migrations, applied in order; each is a list of statements. Never edit a released
-# migration: append a new one.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """
-            CREATE TABLE sessions (
-                sid                INTEGER PRIMARY KEY,
-                session_id         TEXT NOT NULL UNIQUE,
-                user_id            TEXT NOT NULL,
-                status             TEXT NOT NULL,
-                created_at         INTEGER NOT NULL,
-                updated_at         INTEGER NOT NULL,
-                expires_at         INTEGER,
-                total_cost         REAL NOT NULL DEFAULT 0,
-                total_tokens       INTEGER NOT NULL DEFAULT 0,
-                turn_count         INTEGER NOT NULL DEFAULT 0,
-                generation         INTEGER NOT NULL DEFAULT 0,
-                fork_seq           INTEGER,
-                parent_generation  INTEGER,
-                parent_session_id  TEXT,
-                branch_name        TEXT,
-                last_checkpoint_id TEXT,
-                metadata           TEXT
-            )
-            """,
-            "CREATE INDEX sessions_user_status_idx ON sessions (user_id, status)",
-            "CREATE INDEX sessions_parent_idx ON sessions (parent_session_id)"
-            " WHERE parent_session_id IS NOT NULL",
-            "CREATE INDEX sessions_status_idx ON sessions (status)",
-            # sid is sessions.sid: the logical key is (session_id, generation, seq). A rowid
-            # table (not WITHOUT ROWID), so turns up to 16 KB stay on their leaf page instead of
-            # spilling to overflow pages.
-            """
-            CREATE TABLE turns (
-                sid         INTEGER NOT NULL,
-                generation  INTEGER NOT NULL,
-                seq         INTEGER NOT NULL,
-                turn_id     TEXT NOT NULL,
-                role        TEXT NOT NULL,
-                content     TEXT NOT NULL,
-                timestamp   INTEGER NOT NULL,
-                tokens      INTEGER,
-                cost        REAL NOT NULL DEFAULT 0,
-                agent       TEXT,
-                metadata    TEXT,
-                PRIMARY KEY (sid, generation, seq)
-            )
-            """,
-            """
-            CREATE TABLE generations (
-                session_id        TEXT NOT NULL,
-                generation        INTEGER NOT NULL,
-                parent_generation INTEGER NOT NULL,
-                fork_seq          INTEGER NOT NULL,
-                PRIMARY KEY (session_id, generation)
-            ) WITHOUT ROWID
-            """,
-            """
-            CREATE TABLE checkpoints (
-                checkpoint_id TEXT PRIMARY KEY,
-                session_id    TEXT NOT NULL,
-                created_at    INTEGER NOT NULL,
-                total_cost    REAL NOT NULL DEFAULT 0,
-                total_tokens  INTEGER NOT NULL DEFAULT 0,
-                generation    INTEGER NOT NULL DEFAULT 0,
-                turn_count    INTEGER NOT NULL,
-                reason        TEXT NOT NULL,
-                status        TEXT NOT NULL,
-                metadata      TEXT
-            )
-            """,
-            "CREATE INDEX checkpoints_session_idx ON checkpoints (session_id, created_at)",
-        ],
-    ),
-]
-
-LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]
-"""The schema version this code needs; ``check_schema()`` compares the database against it."""
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
-
-
-def _ts_in(dt: datetime) -> int:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _MICRO
-
-
-def _ts_out(value: int) -> datetime:
-    return _EPOCH + value * _MICRO
-
-
-def _meta_in(metadata: dict[str, Any]) -> str | None:
-    if not metadata:
-        return None
-    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
-
-
-def _meta_out(value: str | None) -> dict[str, Any]:
-    if not value:
-        return {}
-    decoded: dict[str, Any] = json.loads(value)
-    return decoded
-
-
-# Datetimes are integer microseconds, metadata JSON text (empty is NULL), text as is.
-_ROWS = RowCodec(meta_in=_meta_in, meta_out=_meta_out, ts_in=_ts_in, ts_out=_ts_out)
-_TURN_COLS = "seq, turn_id, role, content, timestamp, tokens, cost, agent, metadata"
-
-_UPSERT_SESSION = (
-    f"INSERT INTO sessions ({SESSION_COLS}) VALUES"
-    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
-)
-_UPSERT_TURN = (
-    f"INSERT INTO turns (sid, generation, {_TURN_COLS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    f" ON CONFLICT (sid, generation, seq) DO UPDATE SET {update_all(_TURN_COLS, 'seq')}"
-)
-_UPSERT_CHECKPOINT = (
-    f"INSERT INTO checkpoints ({CHECKPOINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    f" ON CONFLICT (checkpoint_id) DO UPDATE SET {update_all(CHECKPOINT_COLS, 'checkpoint_id')}"
-)
-
-
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction: takes the database write lock at once, commits or rolls back."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-_BUSY_TIMEOUT_S = 5.0
-
-
-def _retry_locked(fn: Callable[[], T], *, attempts: int = 40) -> T:
-    """Run ``fn``, retrying with a growing pause while SQLite reports the database locked.
-
-    The busy handler covers ordinary lock waits; this covers the cases SQLite reports at once
-    (changing the journal mode, a write lock upgrade that would deadlock) when several processes
-    open and migrate one new database together.
-    """
-    delay = 0.01
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-    raise AssertionError("unreachable")
 
 
 class SQLiteSessionStore(SQLiteThread):
