@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from durable_sessions.core.clock import utcnow
 
@@ -107,6 +107,38 @@ class Checkpoint(BaseModel):
     total_cost: float = 0.0
 
 
+class CompactionConfig(BaseModel):
+    """Compaction that keeps the log: old turns are summarized, never deleted.
+
+    Once a session's transcript holds more than ``budget_tokens`` tokens, ``context()`` returns
+    the system turns, summaries of the old turns and the relevant and recent turns, all within
+    ``budget_tokens`` (or the call's ``max_tokens`` when smaller). Summaries cover fixed ranges
+    ``[k * chunk_turns, (k + 1) * chunk_turns)`` and, ``fanout`` of those at a time, coarser
+    ranges of summaries; they are computed in the context activity, stored once per range and
+    shared by every branch and restore that has the same turns. ``history()`` is unchanged.
+    """
+
+    budget_tokens: int = Field(default=8_000, ge=64, le=10_000_000)
+    """Context budget in tokens; compaction starts when the transcript holds more."""
+    chunk_turns: int = Field(default=50, ge=2, le=100_000)
+    """Turns per first-level summary."""
+    fanout: int = Field(default=4, ge=2, le=64)
+    """Summaries per summary one level up."""
+    keep_recent_turns: int = Field(default=20, ge=0)
+    """The latest turns never summarized (the context's pruner still chooses among them)."""
+    summary_tokens: int = Field(default=200, ge=16, le=100_000)
+    """Longest summary in tokens (a longer one from an agent is cut at a word)."""
+    summarizer: str | None = Field(default=None, min_length=1, max_length=200)
+    """Name of an ``Agent`` registered on the workers that writes the summaries (any LLM,
+    e.g. ``examples/openai_agent.py``); ``None`` is the built-in offline extractive summarizer."""
+
+    @model_validator(mode="after")
+    def _summary_fits(self) -> CompactionConfig:
+        if self.summary_tokens * 2 > self.budget_tokens:
+            raise ValueError("summary_tokens must be at most half of budget_tokens")
+        return self
+
+
 class SessionConfig(BaseModel):
     """Per-session limits and tuning. Carried in the workflow input, so it survives
     continue-as-new and a session keeps the config it was created with."""
@@ -130,6 +162,8 @@ class SessionConfig(BaseModel):
     max_updates_per_run: int = Field(default=1000, ge=10, le=1900)
     """Continue-as-new after this many updates and signals in one run (Temporal caps a run at
     2,000 updates), or earlier when the server suggests it."""
+    compaction: CompactionConfig | None = None
+    """Summarize old turns once the transcript passes a token budget (off when ``None``)."""
     cookie_name: str = "durable_session_id"
     header_name: str = "X-Session-Id"
 

@@ -6,6 +6,8 @@ reads in one place.
 
 from __future__ import annotations
 
+from durable_sessions.stores._summaries import PG_SUMMARIES_MIGRATION
+
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "TABLES"]
 
 # Numbered migrations, applied in order. Never edit a released migration: append a new one.
@@ -86,11 +88,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX checkpoints_session_idx ON {s}.checkpoints (session_id, created_at);
         """,
     ),
+    (2, PG_SUMMARIES_MIGRATION),  # compaction summaries (stores/_summaries.py)
 ]
 
 LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]
 """The schema version this code needs; ``check_schema()`` compares the database against it."""
 
 
-TABLES = ("sessions", "turns", "generations", "checkpoints", "schema_migrations")
+TABLES = ("sessions", "turns", "generations", "checkpoints", "summaries", "schema_migrations")
 """The store's tables, as ``storage_bytes()`` counts them."""

@@ -5,6 +5,8 @@ Never edit a released migration: append a new one.
 
 from __future__ import annotations
 
+from durable_sessions.stores._summaries import SQLITE_SUMMARIES_MIGRATION
+
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS"]
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -81,6 +83,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX checkpoints_session_idx ON checkpoints (session_id, created_at)",
         ],
     ),
+    (2, SQLITE_SUMMARIES_MIGRATION),  # compaction summaries (stores/_summaries.py)
 ]
 
 LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]

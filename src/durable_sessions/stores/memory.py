@@ -5,6 +5,7 @@ It is the reference implementation of the contract: small enough to read in one 
 
 from __future__ import annotations
 
+from durable_sessions.core.compaction import Summary
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -23,6 +24,7 @@ class InMemorySessionStore:
         self._turns: dict[tuple[str, int], dict[int, SessionTurn]] = {}
         self._generations: dict[tuple[str, int], tuple[int, int]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._summaries: dict[tuple[str, int], dict[tuple[int, int], Summary]] = {}
 
     async def setup(self) -> None:
         return None
@@ -94,6 +96,20 @@ class InMemorySessionStore:
         log = self._turns.get((session_id, generation), {})
         return [log[s].model_copy(deep=True) for s in sorted(log) if lo <= s < hi]
 
+    async def put_summary(self, summary: Summary) -> bool:
+        rows = self._summaries.setdefault((summary.session_id, summary.generation), {})
+        if (summary.lo, summary.hi) in rows:
+            return False
+        rows[(summary.lo, summary.hi)] = summary.model_copy(deep=True)
+        return True
+
+    async def list_summaries(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[Summary]:
+        rows = self._summaries.get((session_id, generation), {})
+        keys = sorted((k for k in rows if lo < k[1] <= hi), key=lambda k: (k[1], k[0]))
+        return [rows[k].model_copy(deep=True) for k in keys]
+
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         cp = self._checkpoints.get(checkpoint_id)
         return cp.model_copy(deep=True) if cp else None
@@ -110,6 +126,8 @@ class InMemorySessionStore:
             existed = True
         for gkey in [k for k in self._generations if k[0] == session_id]:
             del self._generations[gkey]
+        for skey in [k for k in self._summaries if k[0] == session_id]:
+            del self._summaries[skey]
         for cid in [c for c, cp in self._checkpoints.items() if cp.session_id == session_id]:
             del self._checkpoints[cid]
             existed = True

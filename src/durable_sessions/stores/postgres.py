@@ -30,6 +30,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+from durable_sessions.core.compaction import Summary
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -51,6 +52,7 @@ from durable_sessions.stores._rows import (
     stats_from,
     update_all,
 )
+from durable_sessions.stores._summaries import pg_list_summaries, pg_put_summary
 from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "PostgresSessionStore"]
@@ -220,11 +222,21 @@ class PostgresSessionStore(PgPoolOwner):
             f"WITH d_s AS (DELETE FROM {s}.sessions WHERE session_id = $1 RETURNING sid),"
             f" d_t AS (DELETE FROM {s}.turns WHERE sid IN (SELECT sid FROM d_s)),"
             f" d_g AS (DELETE FROM {s}.generations WHERE session_id = $1),"
-            f" d_c AS (DELETE FROM {s}.checkpoints WHERE session_id = $1 RETURNING 1)"
+            f" d_c AS (DELETE FROM {s}.checkpoints WHERE session_id = $1 RETURNING 1),"
+            f" d_y AS (DELETE FROM {s}.summaries WHERE session_id = $1)"
             " SELECT EXISTS (SELECT FROM d_s) OR EXISTS (SELECT FROM d_c)",
             session_id,
         )
         return bool(deleted)
+
+    async def put_summary(self, summary: Summary) -> bool:
+        return await pg_put_summary(await self._get_pool(), self._s, summary)
+
+    async def list_summaries(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[Summary]:
+        pool = await self._get_pool()
+        return await pg_list_summaries(pool, self._s, session_id, generation, lo, hi)
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from durable_sessions.core.clock import utcnow
+from durable_sessions.core.compaction import Summary
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -49,6 +50,7 @@ from durable_sessions.stores._sqlite_codec import retry_locked as _retry_locked
 from durable_sessions.stores._sqlite_codec import write as _write
 from durable_sessions.stores._sqlite_schema import LATEST_SCHEMA_VERSION, MIGRATIONS
 from durable_sessions.stores._sqlite_thread import SQLiteThread
+from durable_sessions.stores._summaries import sqlite_list_summaries, sqlite_put_summary
 from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "SQLiteSessionStore"]
@@ -207,9 +209,20 @@ class SQLiteSessionStore(SQLiteThread):
                     "DELETE FROM checkpoints WHERE session_id = ?", (session_id,)
                 ).rowcount
                 conn.execute("DELETE FROM generations WHERE session_id = ?", (session_id,))
+                conn.execute("DELETE FROM summaries WHERE session_id = ?", (session_id,))
             return n > 0
 
         return await self._run(write)
+
+    async def put_summary(self, summary: Summary) -> bool:
+        return await self._run(lambda conn: sqlite_put_summary(conn, summary))
+
+    async def list_summaries(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[Summary]:
+        return await self._run(
+            lambda conn: sqlite_list_summaries(conn, session_id, generation, lo, hi)
+        )
 
     # --- reads --------------------------------------------------------------------------------
 
