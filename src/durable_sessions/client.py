@@ -1,54 +1,52 @@
 """The client side: ``connect()`` and ``SessionManager``.
 
 Writes go to the session's workflow (updates and signals); live reads are queries; persisted
-reads (history, listings, checkpoints, sessions long closed) go to the store directly. Temporal
-failures are mapped to our typed errors in one place, ``_translate``.
+reads (history, listings, checkpoints, sessions long closed) go to the store directly
+(``_reads``). How one Temporal call is made (typed errors, retries while the session is busy,
+the per-session limiter for bursts, cancellation that never hides a write's outcome) is in
+``_calls``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowExecutionStatus,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode, TLSConfig
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from durable_sessions.activities.context import ContextActivities, ContextResult
+from durable_sessions._calls import (
+    MAX_IN_FLIGHT,
+    SessionLimiter,
+    WriteProgress,
+    retry_busy,
+    shielded_write,
+    split_batch,
+    translate,
+    turn_bytes,
+)
+from durable_sessions._connect import connect
+from durable_sessions._reads import SessionReads
 from durable_sessions.core.clock import utcnow
 from durable_sessions.core.tokens import count_tokens
-from durable_sessions.encryption import (
-    EncryptionConfig,
-    KeyStore,
-    data_converter,
-    destroy_session_key,
-    encrypt_store,
-)
+from durable_sessions.encryption import destroy_session_key, encrypt_store
 from durable_sessions.errors import (
     CheckpointNotFoundError,
-    SessionBusyError,
     SessionCapacityError,
     SessionClosedError,
     SessionError,
     SessionNotFoundError,
+    TemporalUnavailableError,
     WorkerUnavailableError,
-    error_from_type,
 )
 from durable_sessions.models import (
     Checkpoint,
@@ -58,17 +56,24 @@ from durable_sessions.models import (
     SessionTurn,
     new_id,
 )
-from durable_sessions.stores.base import SessionStore, read_transcript
+from durable_sessions.stores.base import SessionStore
 from durable_sessions.workflows.messages import (
     DEFAULT_TASK_QUEUE,
+    MAX_BATCH_BYTES,
     WORKFLOW_TYPE,
-    ContextQuery,
+    PopResult,
     RestoreRequest,
-    SessionSnapshot,
     SessionWorkflowInput,
+    TurnBatch,
+    TurnBatchReceipt,
     TurnReceipt,
 )
 from durable_sessions.workflows.session import SESSION_STATUS, SESSION_USER_ID
+
+if TYPE_CHECKING:
+    from durable_sessions.streaming import SessionEvent
+
+__all__ = ["SessionManager", "connect"]
 
 T = TypeVar("T")
 
@@ -76,41 +81,7 @@ WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 """Short workflow task timeout: after a worker crash, a new worker takes over in ~2 s, not 10."""
 
 
-async def connect(
-    target: str = "localhost:7233",
-    *,
-    namespace: str = "default",
-    tls: TLSConfig | bool = False,
-    api_key: str | None = None,
-    encryption: EncryptionConfig | None = None,
-    keystore: KeyStore | None = None,
-    **kwargs: Any,
-) -> Client:
-    """A Temporal client with our data converter; ``SessionManager`` and workers take it.
-
-    With ``encryption`` every payload is AES-256-GCM encrypted before it leaves the process
-    (``durable_sessions.encryption``), failure messages included; workers built from the client
-    and stores used with it encrypt too. With a ``keystore`` as well (shared by every client and
-    worker), each session gets its own data key, and ``SessionManager.delete`` crypto-erases it.
-    """
-    if keystore is not None and encryption is None:
-        raise ValueError("keystore= needs encryption=EncryptionConfig(...)")
-    converter = pydantic_data_converter
-    if encryption is not None:
-        if keystore is not None:
-            await keystore.setup()
-        converter = data_converter(encryption, keystore)
-    return await Client.connect(
-        target,
-        namespace=namespace,
-        data_converter=converter,
-        tls=tls if api_key is None else (tls or True),
-        api_key=api_key,
-        **kwargs,
-    )
-
-
-class SessionManager:
+class SessionManager(SessionReads):
     """Create, talk to and manage durable sessions.
 
     Args:
@@ -119,6 +90,15 @@ class SessionManager:
         config: defaults for new sessions.
         task_queue: where the workers poll.
         call_timeout: seconds a call waits for a worker before ``WorkerUnavailableError``.
+        max_in_flight: updates this manager sends to one session at once; more wait their
+            turn in order (Temporal admits at most 10 in flight per session).
+
+    Cancellation and timeouts mean what they mean in asyncio: a cancelled caller gets
+    ``CancelledError`` and ``asyncio.wait_for`` a ``TimeoutError``. A write (an update) that
+    was sent is never reported as failed while its outcome is unknown: a cancelled caller
+    first waits, at most ``call_timeout``, for the session's answer. ``WorkerUnavailableError``
+    means that no worker answered within ``call_timeout``. Every call may be retried with the
+    same turn ids.
     """
 
     def __init__(
@@ -129,6 +109,7 @@ class SessionManager:
         task_queue: str = DEFAULT_TASK_QUEUE,
         *,
         call_timeout: float = 10.0,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.client = client
         # Encrypted exactly when the client encrypts, with the same per-session keys.
@@ -136,6 +117,7 @@ class SessionManager:
         self.config = config or SessionConfig()
         self.task_queue = task_queue
         self.call_timeout = timedelta(seconds=call_timeout)
+        self._limiter = SessionLimiter(max_in_flight)
 
     @classmethod
     async def connect(
@@ -162,48 +144,16 @@ class SessionManager:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # ------------------------------------------------------------------ error mapping
+    # ------------------------------------------------------------------ calls (see _calls)
 
     async def _translate(self, session_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run a Temporal call; map its failures to our typed errors."""
-        try:
-            return await call()
-        except WorkflowUpdateFailedError as exc:
-            raise self._from_failure(session_id, exc.cause) from None
-        except WorkflowQueryFailedError as exc:
-            raise SessionError(f"query failed: {exc.message}", session_id=session_id) from None
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            raise self._unavailable(session_id) from None
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND and "aborted by closing" in exc.message:
-                # The update reached the run's last workflow task (continue-as-new, or a close)
-                # and was not applied: retried, it reaches the next run or reads as closed.
-                raise SessionBusyError(
-                    "the session's run was ending; retry in a moment", session_id=session_id
-                ) from None
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise await self._missing(session_id, exc.message) from None
-            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
-                raise self._unavailable(session_id) from None
-            if exc.status == RPCStatusCode.FAILED_PRECONDITION and "workflow task" in exc.message:
-                # The server could not hand the update to the run (e.g. its last task before
-                # continue-as-new failed or was aborted): nothing was applied; retry shortly.
-                raise SessionBusyError(
-                    "the session's run was not ready; retry in a moment", session_id=session_id
-                ) from None
-            raise
-
-    def _from_failure(self, session_id: str, cause: BaseException | None) -> SessionError:
-        while cause is not None:
-            if isinstance(cause, ApplicationError):
-                details = cause.details[0] if cause.details else None
-                err = error_from_type(
-                    cause.type, cause.message, details if isinstance(details, dict) else None
-                )
-                if err is not None:
-                    return err
-            cause = cause.__cause__
-        return SessionError("the session rejected the call", session_id=session_id)
+        """Run a Temporal call; map its failures to our typed errors (``_calls.translate``)."""
+        return await translate(
+            session_id,
+            call,
+            unavailable=lambda: self._unavailable(session_id),
+            missing=lambda message: self._missing(session_id, message),
+        )
 
     def _unavailable(self, session_id: str) -> WorkerUnavailableError:
         return WorkerUnavailableError(
@@ -214,33 +164,6 @@ class SessionManager:
             "database; the call is not lost and completes when the store is back",
             session_id=session_id,
         )
-
-    async def _missing(self, session_id: str, message: str) -> SessionError:
-        # A call aimed at a run that has just continued as new reads "already completed": the
-        # session's latest run is what counts, and Temporal answers that even while the store is
-        # down.
-        try:
-            latest = await self.client.get_workflow_handle(session_id).describe(
-                rpc_timeout=self.call_timeout
-            )
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-        else:
-            if latest.status == WorkflowExecutionStatus.RUNNING:
-                return SessionBusyError(
-                    "the session's run was ending; retry in a moment", session_id=session_id
-                )
-        # Every session's header is stored before ``create`` returns, so no header means no
-        # session (never created, or deleted), whatever Temporal still remembers.
-        header = await self.store.get_session(session_id)
-        if header is None:
-            return SessionNotFoundError("no such session", session_id=session_id)
-        if "completed" in message or header.status.is_terminal:
-            return SessionClosedError(
-                f"session is {header.status.value}", session_id=session_id, field="status"
-            )
-        return SessionNotFoundError("no such session", session_id=session_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -299,16 +222,21 @@ class SessionManager:
                 ]
             ),
         )
+
+        async def start(progress: WriteProgress) -> SessionState:
+            async with progress.sending():
+                return await self._translate(
+                    state.session_id,
+                    lambda: self.client.execute_update_with_start_workflow(
+                        "ready",
+                        start_workflow_operation=op,
+                        result_type=SessionState,
+                        rpc_timeout=self.call_timeout,
+                    ),
+                )
+
         try:
-            result: SessionState = await self._translate(
-                state.session_id,
-                lambda: self.client.execute_update_with_start_workflow(
-                    "ready",
-                    start_workflow_operation=op,
-                    result_type=SessionState,
-                    rpc_timeout=self.call_timeout,
-                ),
-            )
+            result = await shielded_write(start, settle_timeout=self.call_timeout.total_seconds())
         except WorkflowAlreadyStartedError:
             raise SessionError(
                 "a session with this id already exists", session_id=state.session_id
@@ -318,25 +246,40 @@ class SessionManager:
     async def _update(
         self, session_id: str, name: str, arg: Any = None, result_type: type[T] | None = None
     ) -> T:
+        """An update: queued behind this manager's other updates to the session (at most
+        ``MAX_IN_FLIGHT`` at once), retried while the session is busy, and never reported as
+        failed while its outcome is unknown (``_calls.shielded_write``)."""
+        return await shielded_write(
+            lambda progress: self._send_update(session_id, name, arg, result_type, progress),
+            settle_timeout=self.call_timeout.total_seconds(),
+        )
+
+    async def _send_update(
+        self,
+        session_id: str,
+        name: str,
+        arg: Any,
+        result_type: type[T] | None,
+        progress: WriteProgress,
+    ) -> T:
         handle = self.client.get_workflow_handle(session_id)
         args = [] if arg is None else [arg]
-        deadline = asyncio.get_running_loop().time() + self.call_timeout.total_seconds()
-        delay = 0.02
-        while True:
-            try:
+        loop = asyncio.get_running_loop()
+        timeout = self.call_timeout.total_seconds()
+
+        async def attempt() -> T:
+            async with progress.sending():
                 result: T = await self._translate(
                     session_id,
                     lambda: handle.execute_update(
                         name, args=args, result_type=result_type, rpc_timeout=self.call_timeout
                     ),
                 )
-                return result
-            except SessionBusyError:
-                # The session is between two runs (continue-as-new): a moment's wait.
-                if asyncio.get_running_loop().time() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+            progress.applied += 1
+            return result
+
+        async with self._limiter.slot(session_id):
+            return await retry_busy(attempt, timeout=timeout, loop=loop)
 
     async def _signal(self, session_id: str, name: str, arg: Any = None) -> None:
         handle = self.client.get_workflow_handle(session_id)
@@ -359,16 +302,66 @@ class SessionManager:
             return turn.model_copy(update={"tokens": count_tokens(turn.content)})
         return turn
 
+    @staticmethod
+    def _stored(turn: SessionTurn, receipt: TurnReceipt) -> SessionTurn:
+        return turn.model_copy(
+            update={"turn_id": receipt.turn_id, "seq": receipt.seq, "timestamp": receipt.timestamp}
+        )
+
     async def add_turn(self, session_id: str, turn: SessionTurn) -> SessionTurn:
         """Add a turn and wait for it to be stored; returns it with its ``seq``.
 
         Retrying with the same ``turn_id`` is safe: the original is returned, nothing is added.
+        Cancelled while the update is in flight, the call waits for the session's answer (at
+        most ``call_timeout``) and then raises ``CancelledError``: the turn may be stored.
         """
         prepared = self._prepare(turn)
         receipt = await self._update(session_id, "add_turn", prepared, TurnReceipt)
-        return prepared.model_copy(
-            update={"turn_id": receipt.turn_id, "seq": receipt.seq, "timestamp": receipt.timestamp}
-        )
+        return self._stored(prepared, receipt)
+
+    async def add_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> list[SessionTurn]:
+        """Add turns in order, in one update (one round trip) per ``MAX_BATCH_TURNS`` turns or
+        ``MAX_BATCH_BYTES`` of text; returns them stored, with their ``seq``.
+
+        Each update is all-or-nothing. Turn ids are fixed before anything is sent, so retrying
+        the call with the same turns is safe: turns already stored are answered, not added
+        again. A batch split into several updates is sent one update after the other; once one
+        is sent, a cancelled caller waits (at most ``call_timeout``) for the rest to be stored
+        too, then gets ``CancelledError``.
+        """
+        prepared = [self._prepare(t) for t in turns]
+        if not prepared:
+            return []
+
+        async def send(progress: WriteProgress) -> list[SessionTurn]:
+            stored: list[SessionTurn] = []
+            for batch in split_batch(prepared):
+                if len(batch) == 1 and turn_bytes(batch[0]) > MAX_BATCH_BYTES:
+                    # Too large for a batch: the single-turn update applies the turn size rule.
+                    receipt = await self._send_update(
+                        session_id, "add_turn", batch[0], TurnReceipt, progress
+                    )
+                    stored.append(self._stored(batch[0], receipt))
+                    continue
+                receipts = await self._send_update(
+                    session_id,
+                    "add_turns",
+                    TurnBatch.model_validate({"turns": [t.model_dump() for t in batch]}),
+                    TurnBatchReceipt,
+                    progress,
+                )
+                stored.extend(
+                    self._stored(t, r) for t, r in zip(batch, receipts.receipts, strict=True)
+                )
+            return stored
+
+        return await shielded_write(send, settle_timeout=self.call_timeout.total_seconds())
+
+    async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        """Take the transcript's last turn off (atomically, in the session's workflow) and
+        return it; None when the transcript is empty. The turn stays in the session's log."""
+        result = await self._update(session_id, "pop_turn", None, PopResult)
+        return result.turn
 
     async def send_turn(self, session_id: str, turn: SessionTurn) -> None:
         """Fire-and-forget ``add_turn`` (a signal); same dedup by ``turn_id``."""
@@ -428,7 +421,10 @@ class SessionManager:
             await handle.terminate(reason="deleted", rpc_timeout=self.call_timeout)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
+                raise TemporalUnavailableError(
+                    f"the Temporal service did not complete the call ({exc.status.name})",
+                    session_id=session_id,
+                ) from None
             terminated = False
         # Crypto-erase before removing rows: the session's history (kept by Temporal until
         # retention ends) and any row a failed delete leaves behind are unreadable from here
@@ -438,126 +434,41 @@ class SessionManager:
         if not (terminated or deleted):
             raise SessionNotFoundError("no such session", session_id=session_id)
 
-    # ------------------------------------------------------------------ reads
+    # ------------------------------------------------------------------ edit, regenerate, stream
+    # (the logic lives in ``_editing`` and ``streaming``; these only delegate)
 
-    async def _live_snapshot(self, session_id: str) -> SessionSnapshot | None:
-        """The workflow's snapshot if the session is running, else None (read the store)."""
-        header = await self.store.get_session(session_id)
-        if header is None:
-            raise SessionNotFoundError("no such session", session_id=session_id)
-        if header.status.is_terminal:
-            return None
-        try:
-            return await self._query(session_id, "snapshot", SessionSnapshot)
-        except (SessionClosedError, SessionNotFoundError):
-            return None
-
-    async def get(self, session_id: str) -> SessionState:
-        """The session's header: live from its workflow, or from the store once it has ended."""
-        snap = await self._live_snapshot(session_id)
-        if snap is not None:
-            return snap.state
-        header = await self.store.get_session(session_id)
-        if header is None:
-            raise SessionNotFoundError("no such session", session_id=session_id)
-        return header
-
-    async def history(
-        self, session_id: str, offset: int = 0, limit: int | None = None
-    ) -> list[SessionTurn]:
-        """The whole transcript in order (a page of it with offset/limit), flushed or not."""
-        if offset < 0 or (limit is not None and limit < 0):
-            raise SessionError("offset and limit must be >= 0", field="offset")
-        snap = await self._live_snapshot(session_id)
-        if snap is None:
-            header = await self.store.get_session(session_id)
-            if header is None:
-                raise SessionNotFoundError("no such session", session_id=session_id)
-            return await read_transcript(self.store, session_id, offset=offset, limit=limit)
-        state = snap.state
-        first_pending = snap.pending[0].seq if snap.pending else state.turn_count
-        assert first_pending is not None
-        end = state.turn_count if limit is None else min(state.turn_count, offset + limit)
-        turns = await read_transcript(
-            self.store,
-            session_id,
-            generation=state.generation,
-            turn_count=first_pending,
-            offset=offset,
-            limit=None if limit is None else max(0, min(end, first_pending) - offset),
-        )
-        turns.extend(t for t in snap.pending if t.seq is not None and offset <= t.seq < end)
-        return turns
-
-    async def recent_turns(self, session_id: str) -> list[SessionTurn]:
-        """The workflow's bounded window of latest turns (a query)."""
-        return await self._query(session_id, "recent_turns", list[SessionTurn])
-
-    async def list_sessions(
-        self, user_id: str, status: SessionStatus | None = None
-    ) -> list[SessionState]:
-        """A user's sessions from the store (headers are at most one flush interval behind)."""
-        return await self.store.list_sessions(user_id, status)
-
-    async def context(
+    async def edit(
         self,
         session_id: str,
-        query: str = "",
-        max_turns: int | None = 20,
-        max_tokens: int | None = None,
+        seq: int,
+        new_content: str,
         *,
-        pruner: str = "relevance",
-    ) -> list[SessionTurn]:
-        """The turns an agent should see for ``query``, in order, within the budgets.
+        mode: Literal["branch", "rewind"] = "branch",
+        name: str | None = None,
+    ) -> SessionState:
+        """Edit turn ``seq``. ``mode="branch"``: a new branch forked before it, with the edited
+        turn added (the session is untouched; returns the branch). ``mode="rewind"``: the
+        session's head goes back to ``seq`` and the edited turn is added there (the old turns
+        stay in the log under the previous generation; returns the session)."""
+        from durable_sessions._editing import edit_turn
 
-        Computed by the ``compute_context`` activity on a worker (which caches the transcript
-        and its relevance index); only the chosen turn numbers cross Temporal. A session that
-        has ended is pruned here, from the store.
-        """
-        header = await self.store.get_session(session_id)
-        if header is None:
-            raise SessionNotFoundError("no such session", session_id=session_id)
-        if not header.status.is_terminal:
-            try:
-                result = await self._update(
-                    session_id,
-                    "context",
-                    ContextQuery(
-                        query=query, max_turns=max_turns, max_tokens=max_tokens, pruner=pruner
-                    ),
-                    ContextResult,
-                )
-                return await self._turns_by_seq(
-                    session_id, result.generation, result.turn_count, result.seqs
-                )
-            except SessionClosedError:
-                header = await self.store.get_session(session_id) or header
-        history = await read_transcript(self.store, session_id)
-        local = ContextActivities(self.store).pruner(pruner)
-        return await local.prune(history, query, max_turns=max_turns, max_tokens=max_tokens)
+        return await edit_turn(self, session_id, seq, new_content, mode=mode, name=name)
 
-    async def _turns_by_seq(
-        self, session_id: str, generation: int, turn_count: int, seqs: list[int]
-    ) -> list[SessionTurn]:
-        """Read the given turns, one store range per run of consecutive seqs."""
-        out: list[SessionTurn] = []
-        i = 0
-        while i < len(seqs):
-            j = i
-            while j + 1 < len(seqs) and seqs[j + 1] == seqs[j] + 1:
-                j += 1
-            out.extend(
-                await read_transcript(
-                    self.store,
-                    session_id,
-                    generation=generation,
-                    turn_count=turn_count,
-                    offset=seqs[i],
-                    limit=seqs[j] - seqs[i] + 1,
-                )
-            )
-            i = j + 1
-        return out
+    async def regenerate(
+        self, session_id: str, *, agent: str, role: str = "assistant", timeout: float = 60.0
+    ) -> SessionTurn:
+        """Drop the session's last assistant turn and run ``agent`` (registered on the
+        workers) again; returns the new stored turn. A streaming agent's chunks reach
+        ``stream()`` subscribers while it writes."""
+        from durable_sessions._editing import regenerate_turn
 
-    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
-        return await self.store.list_checkpoints(session_id)
+        return await regenerate_turn(self, session_id, agent, role, timeout=timeout)
+
+    def stream(
+        self, session_id: str, *, after_seq: int = -1, poll_interval: float = 0.25
+    ) -> AsyncIterator[SessionEvent]:
+        """The session's live events: stored turns, status changes, rewinds, new branches and
+        the chunks of agent turns as they are written (``durable_sessions.streaming``)."""
+        from durable_sessions.streaming._watch import watch
+
+        return watch(self, session_id, after_seq=after_seq, poll_interval=poll_interval)

@@ -10,7 +10,10 @@ The whole tree::
     ├── CheckpointNotFoundError     unknown checkpoint id
     ├── BranchExistsError           a branch name reused under one parent
     ├── InvalidTurnError            a turn the session refuses (role, size, ...); names the field
+    ├── AgentFailedError            an agent asked for a turn (regenerate) failed after its retries
+    ├── RecallUnavailableError      the store cannot search transcripts (``manager.recall``)
     ├── WorkerUnavailableError      no worker answered on the task queue in time
+    │   └── TemporalUnavailableError    the Temporal service itself did not complete the call
     └── SessionBusyError            transient: the session is moving to a new run (retried by
                                     SessionManager; other clients should retry it too)
 
@@ -67,8 +70,20 @@ class InvalidTurnError(SessionError, ValueError):
     code = "invalid_turn"
 
 
+class AgentFailedError(SessionError):
+    code = "agent_failed"
+
+
+class RecallUnavailableError(SessionError):
+    code = "recall_unavailable"
+
+
 class WorkerUnavailableError(SessionError):
     code = "worker_unavailable"
+
+
+class TemporalUnavailableError(WorkerUnavailableError):
+    code = "temporal_unavailable"
 
 
 class SessionBusyError(SessionError):
@@ -86,7 +101,10 @@ ERROR_TYPES: dict[str, type[SessionError]] = {
         CheckpointNotFoundError,
         BranchExistsError,
         InvalidTurnError,
+        AgentFailedError,
+        RecallUnavailableError,
         WorkerUnavailableError,
+        TemporalUnavailableError,
         SessionBusyError,
     )
 }

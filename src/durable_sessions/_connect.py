@@ -1,0 +1,50 @@
+"""``connect()``: a Temporal client with durable-sessions' data converter (and encryption).
+
+Private; re-exported by ``durable_sessions.client`` and the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from durable_sessions.encryption import EncryptionConfig, KeyStore, data_converter
+
+__all__ = ["connect"]
+
+
+async def connect(
+    target: str = "localhost:7233",
+    *,
+    namespace: str = "default",
+    tls: TLSConfig | bool = False,
+    api_key: str | None = None,
+    encryption: EncryptionConfig | None = None,
+    keystore: KeyStore | None = None,
+    **kwargs: Any,
+) -> Client:
+    """A Temporal client with our data converter; ``SessionManager`` and workers take it.
+
+    With ``encryption`` every payload is AES-256-GCM encrypted before it leaves the process
+    (``durable_sessions.encryption``), failure messages included; workers built from the client
+    and stores used with it encrypt too. With a ``keystore`` as well (shared by every client and
+    worker), each session gets its own data key, and ``SessionManager.delete`` crypto-erases it.
+    """
+    if keystore is not None and encryption is None:
+        raise ValueError("keystore= needs encryption=EncryptionConfig(...)")
+    converter = pydantic_data_converter
+    if encryption is not None:
+        if keystore is not None:
+            await keystore.setup()
+        converter = data_converter(encryption, keystore)
+    return await Client.connect(
+        target,
+        namespace=namespace,
+        data_converter=converter,
+        tls=tls if api_key is None else (tls or True),
+        api_key=api_key,
+        **kwargs,
+    )
