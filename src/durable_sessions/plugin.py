@@ -52,7 +52,18 @@ from durable_sessions.activities.agents import AgentActivities
 from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
 from durable_sessions.agents import Agent
+from durable_sessions.models import CompactionConfig
 from durable_sessions.stores.base import SessionStore
+from durable_sessions.workflows.session import SessionWorkflow
+
+__all__ = [
+    "PASSTHROUGH_MODULES",
+    "PLUGIN_NAME",
+    "WORKFLOWS",
+    "DurableSessionsPlugin",
+    "with_passthrough",
+    "with_pydantic_payloads",
+]
 
 PLUGIN_NAME = "durable_sessions.DurableSessionsPlugin"
 
@@ -64,6 +75,10 @@ PASSTHROUGH_MODULES: tuple[str, ...] = (
 )
 """Modules the workflow sandbox imports once instead of per run: ours (models, messages, the
 pure core) are deterministic, and pydantic is expensive to re-import for every workflow."""
+
+WORKFLOWS: list[type] = [SessionWorkflow]
+"""Our workflow classes, registered by the plugin (and so by ``create_worker``). Defined here,
+not in ``durable_sessions.worker``: the worker imports the plugin, never the other way round."""
 
 
 def with_pydantic_payloads(existing: DataConverter | None) -> DataConverter:
@@ -100,9 +115,12 @@ class DurableSessionsPlugin(SimplePlugin):
     Args:
         store: Where the workers persist sessions. The ``SessionManager`` that talks to these
             workers must be given the same store (it reads history from it directly).
-        agents: Agents the workers can run in group sessions, by name.
+        agents: Agents the workers can run in group sessions, by name (and as compaction
+            summarizers, ``CompactionConfig.summarizer``).
         setup_store: Run ``await store.setup()`` (idempotent) before each worker starts
             polling, so a plain ``Worker`` never runs activities against an unmigrated store.
+        compaction: Compaction for every session whose own ``SessionConfig.compaction`` is
+            None (default None: only sessions that ask are compacted).
     """
 
     def __init__(
@@ -111,18 +129,16 @@ class DurableSessionsPlugin(SimplePlugin):
         agents: Sequence[Agent] = (),
         *,
         setup_store: bool = True,
+        compaction: CompactionConfig | None = None,
     ) -> None:
-        # Imported here, not at module level: ``durable_sessions.worker`` builds its workers
-        # with this plugin, so a top-level import would be circular. ``WORKFLOWS`` stays the
-        # single list of our workflow classes.
-        from durable_sessions.worker import WORKFLOWS
-
         self.store = store
         self.agents: list[Agent] = list(agents)
         self.setup_store = setup_store
         activities: list[Callable[..., Any]] = [
             *PersistenceActivities(store).all(),
-            *ContextActivities(store, on_prune=metrics.record_prune).all(),
+            *ContextActivities(
+                store, on_prune=metrics.record_prune, agents=self.agents, compaction=compaction
+            ).all(),
             *AgentActivities(store, self.agents).all(),
         ]
         super().__init__(

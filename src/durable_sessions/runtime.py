@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,30 @@ from durable_sessions.client import connect
 from durable_sessions.config import Settings
 from durable_sessions.encryption import EncryptionConfig, KeyStore, keystore_for
 from durable_sessions.stores.base import SessionStore
+
+__all__ = [
+    "client_from_settings",
+    "data_dir",
+    "default_database_url",
+    "encryption_from_settings",
+    "keystore_from_settings",
+    "store_from_settings",
+    "tls_from_settings",
+]
+
+
+def data_dir() -> Path:
+    """Where ``dev`` keeps its files: ``$DURABLE_SESSIONS_HOME`` or the XDG data directory."""
+    home = os.environ.get("DURABLE_SESSIONS_HOME")
+    if home:
+        return Path(home)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "durable-sessions"
+
+
+def default_database_url() -> str:
+    """The embedded SQLite file of ``durable-sessions dev``: the store when none is configured."""
+    return f"sqlite:///{data_dir() / 'sessions.db'}"
 
 
 def tls_from_settings(settings: Settings) -> TLSConfig | bool:
@@ -64,7 +89,6 @@ async def client_from_settings(
 
 def store_from_settings(settings: Settings) -> SessionStore:
     """The configured store; without a database URL, the embedded SQLite file of ``dev``."""
-    from durable_sessions.dev import default_database_url
     from durable_sessions.stores.factory import store_from_url
 
     url = settings.database_url or default_database_url()

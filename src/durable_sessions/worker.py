@@ -23,15 +23,22 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from durable_sessions.agents import Agent
 from durable_sessions.config import Settings
 from durable_sessions.encryption import encrypt_store
-from durable_sessions.plugin import PASSTHROUGH_MODULES, DurableSessionsPlugin
+from durable_sessions.plugin import PASSTHROUGH_MODULES, WORKFLOWS, DurableSessionsPlugin
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.workflows.messages import DEFAULT_TASK_QUEUE
-from durable_sessions.workflows.session import SessionWorkflow
+
+__all__ = [
+    "STICKY_QUEUE_TIMEOUT",
+    "WORKFLOWS",
+    "create_worker",
+    "load_agents",
+    "main",
+    "run_worker",
+    "workflow_runner",
+]
 
 log = logging.getLogger("durable_sessions.worker")
-
-WORKFLOWS: list[type] = [SessionWorkflow]
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
