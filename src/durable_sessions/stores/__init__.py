@@ -1,5 +1,6 @@
 """Session stores: one protocol, several backends, one contract test suite."""
 
+from durable_sessions.stores._search import TurnMatch, TurnSearch
 from durable_sessions.stores.base import PersistBatch, SessionStore, read_transcript
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.stores.postgres import PostgresSessionStore
@@ -11,6 +12,8 @@ __all__ = [
     "PostgresSessionStore",
     "SQLiteSessionStore",
     "SessionStore",
+    "TurnMatch",
+    "TurnSearch",
     "read_transcript",
 ]
 

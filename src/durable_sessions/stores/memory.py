@@ -5,6 +5,8 @@ It is the reference implementation of the contract: small enough to read in one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from durable_sessions.core.compaction import Summary
 from durable_sessions.models import (
     Checkpoint,
@@ -13,6 +15,7 @@ from durable_sessions.models import (
     SessionStatus,
     SessionTurn,
 )
+from durable_sessions.stores._search import TurnMatch, scan_search
 from durable_sessions.stores.base import PersistBatch
 
 
@@ -109,6 +112,17 @@ class InMemorySessionStore:
         rows = self._summaries.get((session_id, generation), {})
         keys = sorted((k for k in rows if lo < k[1] <= hi), key=lambda k: (k[1], k[0]))
         return [rows[k].model_copy(deep=True) for k in keys]
+
+    async def search_turns(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        limit: int,
+        session_ids: Sequence[str] | None = None,
+    ) -> list[TurnMatch]:
+        """BM25 over the user's transcripts, read in full (``stores._search.scan_search``)."""
+        return await scan_search(self, user_id, query, limit=limit, session_ids=session_ids)
 
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         cp = self._checkpoints.get(checkpoint_id)

@@ -30,7 +30,10 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from durable_sessions.core.compaction import Summary
+from durable_sessions.errors import RecallUnavailableError
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -44,6 +47,7 @@ from durable_sessions.stores._pg_codec import TURN_COLS as _TURN_COLS
 from durable_sessions.stores._pg_codec import init_connection as _init_connection
 from durable_sessions.stores._pg_schema import LATEST_SCHEMA_VERSION, MIGRATIONS
 from durable_sessions.stores._pg_schema import TABLES as _TABLES
+from durable_sessions.stores._pg_search import RECALL_DDL, has_recall_index, pg_search_turns
 from durable_sessions.stores._rows import (
     CHECKPOINT_COLS,
     SESSION_COLS,
@@ -52,6 +56,7 @@ from durable_sessions.stores._rows import (
     stats_from,
     update_all,
 )
+from durable_sessions.stores._search import TurnMatch
 from durable_sessions.stores._summaries import pg_list_summaries, pg_put_summary
 from durable_sessions.stores.base import PersistBatch
 
@@ -68,19 +73,30 @@ class PostgresSessionStore(PgPoolOwner):
         schema: The schema holding the store's tables; created by ``setup()`` if missing.
         min_size: Minimum number of pooled connections.
         max_size: Maximum number of pooled connections.
+        recall: Let ``setup()`` add the full-text index ``search_turns`` (``manager.recall``)
+            needs; see ``_pg_search`` for its cost. Searching works whenever the schema has
+            the index, whoever added it.
 
     Raises:
         ValueError: If ``schema`` is not a plain SQL identifier.
     """
 
     def __init__(
-        self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 10
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        min_size: int = 1,
+        max_size: int = 10,
+        recall: bool = False,
     ) -> None:
         super().__init__(
             dsn, schema=schema, min_size=min_size, max_size=max_size, init=_init_connection
         )
         s = '"' + schema + '"'
         self._s = s
+        self.recall = recall
+        self._recall_ready = False
         self._sql_upsert_session = (
             f"INSERT INTO {s}.sessions ({SESSION_COLS}) VALUES"
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
@@ -134,6 +150,8 @@ class PostgresSessionStore(PgPoolOwner):
                 await conn.execute(
                     f"INSERT INTO {self._s}.schema_migrations (version) VALUES ($1)", version
                 )
+            if self.recall and not await has_recall_index(conn, self._s):
+                await conn.execute(RECALL_DDL.replace("{s}", self._s))
 
     async def schema_version(self) -> int:
         """The highest migration applied to the store's schema, 0 when none is."""
@@ -239,6 +257,31 @@ class PostgresSessionStore(PgPoolOwner):
         return await pg_list_summaries(pool, self._s, session_id, generation, lo, hi)
 
     # --- reads --------------------------------------------------------------------------------
+
+    async def search_turns(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        limit: int,
+        session_ids: Sequence[str] | None = None,
+    ) -> list[TurnMatch]:
+        """Full-text search of the user's transcripts (``stores._search``, ``_pg_search``).
+
+        Raises:
+            RecallUnavailableError: If the schema has no full-text index (``recall=True``).
+        """
+        pool = await self._get_pool()
+        if not self._recall_ready:
+            if not await has_recall_index(pool, self._s):
+                raise RecallUnavailableError(
+                    "recall needs the full-text index: build the PostgreSQL store with "
+                    "recall=True (or ?recall=true in its URL) and run setup()"
+                )
+            self._recall_ready = True
+        return await pg_search_turns(
+            pool, self._s, user_id, query, limit=limit, session_ids=session_ids
+        )
 
     async def get_session(self, session_id: str) -> SessionState | None:
         pool = await self._get_pool()

@@ -40,6 +40,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from durable_sessions.core.compaction import Summary
+from durable_sessions.errors import RecallUnavailableError
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -52,6 +54,8 @@ from durable_sessions.stores._redis_codec import dump as _dump
 from durable_sessions.stores._redis_codec import load_all as _load_all
 from durable_sessions.stores._redis_codec import sort_key as _sort_key
 from durable_sessions.stores._redis_codec import text as _text
+from durable_sessions.stores._search import TurnMatch, TurnSearch
+from durable_sessions.stores._summaries import summaries_of
 from durable_sessions.stores.base import PersistBatch, SessionStore
 
 __all__ = ["RedisSessionStore"]
@@ -206,6 +210,15 @@ class RedisSessionStore:
         existed = await self.inner.delete_session(session_id)
         await self._mirror(session_id, lambda: self._forget(session_id, state), state)
         return existed
+
+    async def put_summary(self, summary: Summary) -> bool:
+        """Summaries are not cached: compaction reads a few per context call."""
+        return await summaries_of(self.inner).put_summary(summary)
+
+    async def list_summaries(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[Summary]:
+        return await summaries_of(self.inner).list_summaries(session_id, generation, lo, hi)
 
     async def _write_through(self, state: SessionState, new_turns: Sequence[SessionTurn]) -> None:
         by_seq: dict[int, SessionTurn] = {}
@@ -461,3 +474,16 @@ class RedisSessionStore:
 
     async def get_stats(self, user_id: str | None = None) -> SessionStats:
         return await self.inner.get_stats(user_id)
+
+    async def search_turns(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        limit: int,
+        session_ids: Sequence[str] | None = None,
+    ) -> list[TurnMatch]:
+        """Searched in the wrapped store (its full-text index); Redis holds no index."""
+        if not isinstance(self.inner, TurnSearch):
+            raise RecallUnavailableError("the store behind the Redis cache cannot search")
+        return await self.inner.search_turns(user_id, query, limit=limit, session_ids=session_ids)

@@ -21,11 +21,13 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from durable_sessions.core.clock import utcnow
 from durable_sessions.core.compaction import Summary
+from durable_sessions.errors import RecallUnavailableError
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -40,6 +42,7 @@ from durable_sessions.stores._rows import (
     require_seqs,
     stats_from,
 )
+from durable_sessions.stores._search import TurnMatch
 from durable_sessions.stores._sqlite_codec import BUSY_TIMEOUT_S as _BUSY_TIMEOUT_S
 from durable_sessions.stores._sqlite_codec import ROWS as _ROWS
 from durable_sessions.stores._sqlite_codec import TURN_COLS as _TURN_COLS
@@ -49,6 +52,11 @@ from durable_sessions.stores._sqlite_codec import UPSERT_TURN as _UPSERT_TURN
 from durable_sessions.stores._sqlite_codec import retry_locked as _retry_locked
 from durable_sessions.stores._sqlite_codec import write as _write
 from durable_sessions.stores._sqlite_schema import LATEST_SCHEMA_VERSION, MIGRATIONS
+from durable_sessions.stores._sqlite_search import (
+    RECALL_DDL,
+    has_recall_index,
+    sqlite_search_turns,
+)
 from durable_sessions.stores._sqlite_thread import SQLiteThread
 from durable_sessions.stores._summaries import sqlite_list_summaries, sqlite_put_summary
 from durable_sessions.stores.base import PersistBatch
@@ -64,9 +72,15 @@ class SQLiteSessionStore(SQLiteThread):
 
     Args:
         path: The database file, created if missing, or ``":memory:"``.
+        recall: Let ``setup()`` add the FTS5 index ``search_turns`` (``manager.recall``) needs
+            (see ``_sqlite_search``); searching works whenever the database has it.
     """
 
     _thread_name = "ds-sqlite"
+
+    def __init__(self, path: str | Path, *, recall: bool = True) -> None:
+        super().__init__(path)
+        self.recall = recall
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -103,6 +117,9 @@ class SQLiteSessionStore(SQLiteThread):
                         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                         (version, utcnow().isoformat()),
                     )
+                if self.recall and not has_recall_index(conn):
+                    for statement in RECALL_DDL:
+                        conn.execute(statement)
 
         await self._run(lambda conn: _retry_locked(lambda: migrate(conn)))
 
@@ -225,6 +242,30 @@ class SQLiteSessionStore(SQLiteThread):
         )
 
     # --- reads --------------------------------------------------------------------------------
+
+    async def search_turns(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        limit: int,
+        session_ids: Sequence[str] | None = None,
+    ) -> list[TurnMatch]:
+        """Full-text search of the user's transcripts (``stores._search``, ``_sqlite_search``).
+
+        Raises:
+            RecallUnavailableError: If the database has no FTS5 index (``recall=False``).
+        """
+
+        def read(conn: sqlite3.Connection) -> list[TurnMatch]:
+            if not has_recall_index(conn):
+                raise RecallUnavailableError(
+                    "recall needs the full-text index: build the SQLite store with recall=True "
+                    "(the default) and run setup()"
+                )
+            return sqlite_search_turns(conn, user_id, query, limit=limit, session_ids=session_ids)
+
+        return await self._run(read)
 
     async def _fetchall(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
         def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
