@@ -1,12 +1,17 @@
 """Agents that take turns in group sessions.
 
 An agent is anything with a ``name`` and ``async respond(context) -> str`` (or an
-``AgentReply``). It runs inside an activity on a worker that registered it by name
+``AgentReply``). A ``StreamingAgent`` also has ``stream(context)``, an async iterator of text
+chunks: the worker then calls ``stream`` instead of ``respond``, sends each chunk to the
+session's subscribers as it comes, and stores the joined text as the turn.
+
+An agent runs inside an activity on a worker that registered it by name
 (``create_worker(..., agents=[...])``), so it may do I/O: call a model, a tool, a human.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -40,3 +45,16 @@ class Agent(Protocol):
     name: str
 
     async def respond(self, context: AgentContext) -> str | AgentReply: ...
+
+
+@runtime_checkable
+class StreamingAgent(Protocol):
+    """An agent that writes its turn chunk by chunk (``respond`` stays for non-streaming use)."""
+
+    name: str
+
+    async def respond(self, context: AgentContext) -> str | AgentReply: ...
+
+    def stream(self, context: AgentContext) -> AsyncIterator[str]:
+        """Text chunks, in order; their concatenation is the turn."""
+        ...

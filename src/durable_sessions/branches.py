@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from durable_sessions.client import SessionManager
 from durable_sessions.core.merging import AppendMerge, MergeSpec, MergeStrategy, SelectiveMerge
-from durable_sessions.errors import SessionError, SessionNotFoundError
+from durable_sessions.errors import InvalidTurnError, SessionError, SessionNotFoundError
 from durable_sessions.models import SessionState
 from durable_sessions.stores.base import read_transcript
 from durable_sessions.workflows.messages import BranchRequest, BranchResult, MergeRequest
@@ -60,18 +60,32 @@ class BranchManager:
         return header
 
     async def create_branch(
-        self, session_id: str, name: str, from_checkpoint: str | None = None
+        self,
+        session_id: str,
+        name: str,
+        from_checkpoint: str | None = None,
+        *,
+        at_seq: int | None = None,
     ) -> SessionState:
-        """Fork a branch of ``session_id`` from now, or from one of its checkpoints.
+        """Fork a branch of ``session_id`` from now, from one of its checkpoints, or after its
+        first ``at_seq`` turns (any turn: the branch shares turns ``0 .. at_seq - 1``).
 
         Raises:
             BranchExistsError: the session already has a branch called ``name``.
             CheckpointNotFoundError: ``from_checkpoint`` is not a checkpoint of this session.
+            InvalidTurnError: ``at_seq`` is past the end of the transcript, or given together
+                with ``from_checkpoint``.
         """
+        if at_seq is not None and (at_seq < 0 or from_checkpoint is not None):
+            raise InvalidTurnError(
+                "at_seq must be >= 0 and not given with from_checkpoint",
+                session_id=session_id,
+                field="at_seq",
+            )
         result = await self.manager._update(
             session_id,
             "branch",
-            BranchRequest(name=name, from_checkpoint_id=from_checkpoint),
+            BranchRequest(name=name, from_checkpoint_id=from_checkpoint, at_seq=at_seq),
             BranchResult,
         )
         return await self.manager._update(result.session_id, "ready", None, SessionState)

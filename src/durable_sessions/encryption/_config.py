@@ -47,13 +47,20 @@ class EncryptionConfig:
         keys: Key id -> 32-byte AES-256 key. Keep every key that encrypted something still
             readable (history of live sessions, wrapped session keys) until it was re-wrapped.
         active: The id of the key new payloads and new session keys are encrypted with.
+        key_cache_ttl: Seconds a process keeps using a session's unwrapped data key before
+            asking the key store again. It bounds crypto-erasure: the process that deletes a
+            session stops at once, every other process within ``key_cache_ttl``. ``0`` makes
+            erasure immediate everywhere, at the cost of one key-store read per payload
+            encoded or decoded.
 
     Raises:
-        ValueError: If a key is not 32 bytes, an id is malformed, or ``active`` is unknown.
+        ValueError: If a key is not 32 bytes, an id is malformed, ``active`` is unknown or
+            ``key_cache_ttl`` is negative.
     """
 
     keys: Mapping[str, bytes] = field(repr=False)
     active: str
+    key_cache_ttl: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -67,6 +74,8 @@ class EncryptionConfig:
                 raise ValueError(f"key {key_id!r} must be {KEY_BYTES} bytes (AES-256)")
         if self.active not in self.keys:
             raise ValueError(f"active key {self.active!r} is not one of the configured keys")
+        if not self.key_cache_ttl >= 0:
+            raise ValueError("key_cache_ttl must be >= 0 seconds")
         # Frozen copy: a caller mutating its dict later must not change a live codec's keys.
         object.__setattr__(
             self, "keys", MappingProxyType({k: bytes(v) for k, v in self.keys.items()})
@@ -85,14 +94,18 @@ class EncryptionConfig:
         """A config with ``key`` added under ``key_id`` and made active; old keys stay."""
         if key_id in self.keys:
             raise ValueError(f"key id {key_id!r} is already configured")
-        return EncryptionConfig(keys={**self.keys, key_id: key}, active=key_id)
+        return EncryptionConfig(
+            keys={**self.keys, key_id: key}, active=key_id, key_cache_ttl=self.key_cache_ttl
+        )
 
     def without(self, key_id: str) -> EncryptionConfig:
         """A config without a retired key (only once nothing needs it: see ``Keyring.rewrap``)."""
         if key_id == self.active:
             raise ValueError("the active key cannot be removed")
         return EncryptionConfig(
-            keys={k: v for k, v in self.keys.items() if k != key_id}, active=self.active
+            keys={k: v for k, v in self.keys.items() if k != key_id},
+            active=self.active,
+            key_cache_ttl=self.key_cache_ttl,
         )
 
     @classmethod

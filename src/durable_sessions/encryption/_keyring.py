@@ -15,7 +15,9 @@ Why it looks the way it does:
 * **A bounded cache with a TTL.** Every workflow task decodes payloads, so unwrapped keys are
   cached per process (LRU). The TTL bounds how long another process that cached a key keeps
   decrypting after ``destroy``: the process that destroys evicts at once, the others within
-  ``cache_ttl`` seconds. Tombstones are cached without expiry: erasure is permanent.
+  ``cache_ttl`` seconds (``EncryptionConfig.key_cache_ttl``, 60 s by default; ``0`` asks the key
+  store on every use, so erasure is immediate everywhere). Tombstones are cached without
+  expiry: erasure is permanent.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Keyring:
         cache_size: Most unwrapped session keys kept in memory.
         cache_ttl: Seconds an unwrapped key is used before the key store is asked again; the
             longest another process can still decrypt a session after its key was destroyed.
+            ``config.key_cache_ttl`` when None; ``0`` never reuses a key without asking.
     """
 
     def __init__(
@@ -96,10 +99,12 @@ class Keyring:
         keystore: KeyStore | None = None,
         *,
         cache_size: int = 10_000,
-        cache_ttl: float = 60.0,
+        cache_ttl: float | None = None,
     ) -> None:
         if cache_size < 1:
             raise ValueError("cache_size must be >= 1")
+        if cache_ttl is None:
+            cache_ttl = config.key_cache_ttl
         self.config = config
         self.keystore = keystore
         self.cache_size = cache_size
@@ -144,13 +149,15 @@ class Keyring:
         if entry is None:
             return None
         expires, key = entry
-        if key is not None and expires < time.monotonic():
+        if key is not None and expires <= time.monotonic():
             del self._cache[session_id]
             return None
         self._cache.move_to_end(session_id)
         return entry
 
     def _remember(self, session_id: str, key: AESGCM | None) -> None:
+        if key is not None and self.cache_ttl <= 0:
+            return  # asked again on every use: erasure is immediate everywhere
         expires = float("inf") if key is None else time.monotonic() + self.cache_ttl
         self._cache[session_id] = (expires, key)
         self._cache.move_to_end(session_id)
@@ -221,7 +228,8 @@ class Keyring:
 
         Everything encrypted with it (history payloads, stored turns) becomes unreadable;
         writing for the session id fails from now on. Other processes stop decrypting within
-        their ``cache_ttl``. Idempotent; returns True when a live key was destroyed.
+        their ``cache_ttl`` (at once with ``cache_ttl=0``). Idempotent; returns True when a
+        live key was destroyed.
         """
         destroyed = await self._require_keystore().destroy(session_id)
         self._remember(session_id, None)

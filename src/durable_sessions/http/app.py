@@ -5,55 +5,39 @@ Every route but ``/healthz``, the OpenAPI documents and the static ``/viewer`` p
 ``user_id``. A user sees and touches only their own sessions: another user's session (or
 checkpoint) answers 404, exactly like one that does not exist. Ownership is checked against the
 stored header before every per-session operation. Errors are JSON
-``{"error": {"code", "message"}}`` (see ``errors``).
+``{"error": {"code", "message"}}`` (see ``errors``). Branch, merge, edit and regenerate routes
+are in ``_branch_routes``; the ASGI layers (authentication, body limit) in ``_asgi``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from durable_sessions.analytics import SessionAnalytics
 from durable_sessions.client import SessionManager
 from durable_sessions.config import Settings
-from durable_sessions.context import SessionContext, plausible_session_id
-from durable_sessions.errors import (
-    CheckpointNotFoundError,
-    InvalidTurnError,
-    SessionError,
-    SessionNotFoundError,
-)
+from durable_sessions.context import SessionContext
+from durable_sessions.errors import InvalidTurnError
+from durable_sessions.http._asgi import AuthenticationMiddleware, BodyLimitMiddleware
+from durable_sessions.http._branch_routes import branch_routes
+from durable_sessions.http._deps import Ownership, UserId, check_content, check_metadata
 from durable_sessions.http.auth import ApiKeyAuth, parse_api_keys
 from durable_sessions.http.errors import (
-    ApiError,
-    ErrorBody,
-    error_response,
+    ERROR_RESPONSES,
     install_error_handlers,
     too_large,
     validation_response,
 )
 from durable_sessions.http.events import EventStreamOptions, session_events
 from durable_sessions.http.middleware import SessionMiddleware
-from durable_sessions.http.schemas import (
-    MAX_CONTENT_BYTES,
-    MAX_METADATA_BYTES,
-    AddTurnRequest,
-    BranchRequest,
-    ContextRequest,
-    CreateSessionRequest,
-    LineageResponse,
-    MergeRequest,
-)
-from durable_sessions.http.viewer import install_viewer, is_viewer_path, session_lineage
+from durable_sessions.http.schemas import AddTurnRequest, ContextRequest, CreateSessionRequest
+from durable_sessions.http.viewer import install_viewer, is_viewer_path
 from durable_sessions.models import (
     Checkpoint,
     SessionState,
@@ -68,112 +52,11 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 """Largest request body; bigger ones answer 413 before they are read."""
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 MAX_SEQ = 2**31 - 1
-_DIGITS = re.compile(r"[0-9]{1,20}")
 _SEQ = re.compile(r"-?[0-9]{1,10}")
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
-
-def current_user(
-    request: Request,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The caller's user id, set by the authentication layer from the bearer key."""
-    user_id = getattr(request.state, "user_id", None)
-    if not isinstance(user_id, str):
-        raise _unauthorized()
-    return user_id
-
-
-UserId = Annotated[str, Depends(current_user)]
-
-
-def _unauthorized() -> ApiError:
-    return ApiError(
-        401,
-        "unauthorized",
-        "a valid API key is required: Authorization: Bearer <key>",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-class _AuthenticationMiddleware:
-    """Resolves the bearer key before anything else (no body is read for a request without a
-    valid key) and puts the user in ``request.state.user_id``."""
-
-    def __init__(self, app: ASGIApp, *, auth: ApiKeyAuth) -> None:
-        self.app = app
-        self.auth = auth
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]  # mounted under a prefix
-        if scope["type"] != "http" or path in PUBLIC_PATHS or is_viewer_path(path):
-            await self.app(scope, receive, send)
-            return
-        user_id = self.auth.user_for_header(_header(scope, b"authorization"))
-        if user_id is None:
-            err = _unauthorized()
-            response = error_response(err.status, err.code, err.message, headers=err.headers)
-            await response(scope, receive, send)
-            return
-        state = dict(scope.get("state") or {})
-        state["user_id"] = user_id
-        await self.app({**scope, "state": state}, receive, send)
-
-
-class _BodyLimitMiddleware:
-    """413 for a request body over ``max_bytes``, declared or streamed."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        message = f"the request body is over the limit of {self.max_bytes} bytes"
-        declared = _header(scope, b"content-length")
-        if (
-            declared is not None
-            and _DIGITS.fullmatch(declared.strip())
-            and int(declared) > self.max_bytes
-        ):
-            response = error_response(413, "payload_too_large", message)
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            msg = await receive()
-            if msg["type"] == "http.request":
-                received += len(msg.get("body", b""))
-                if received > self.max_bytes:
-                    # FastAPI re-raises HTTPException from body reading: answered as 413.
-                    raise StarletteHTTPException(413, message)
-            return msg
-
-        await self.app(scope, limited_receive, send)
-
-
-def _json_bytes(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-
-
-def _check_metadata(metadata: Mapping[str, Any] | None, what: str) -> None:
-    if metadata and (size := _json_bytes(metadata)) > MAX_METADATA_BYTES:
-        raise too_large(f"{what} is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or is_viewer_path(path)
 
 
 def _parse_last_event_id(value: str | None) -> int:
@@ -190,20 +73,6 @@ class _InvalidHeader(Exception):
         super().__init__(message)
         self.name = name
         self.message = message
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in [
-        (401, "No or a bad API key"),
-        (404, "No such session or checkpoint (or not yours)"),
-        (409, "The session is closed, or the transition is invalid"),
-        (413, "A body, content or metadata over its size limit"),
-        (422, "Invalid input"),
-        (429, "A capacity limit is reached"),
-        (503, "No worker answered in time; retry"),
-    ]
-}
 
 
 def create_app(
@@ -249,25 +118,11 @@ def create_app(
 
     # Outermost first: authentication, body limit, session binding, then the routes.
     app.add_middleware(SessionMiddleware, manager=manager, secure_cookie=secure_cookie)
-    app.add_middleware(_BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(_AuthenticationMiddleware, auth=auth)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(AuthenticationMiddleware, auth=auth, is_public=_is_public)
 
-    async def own_session(user_id: str, session_id: str) -> SessionState:
-        """The stored header of the caller's session; 404 for unknown and not-yours alike."""
-        if plausible_session_id(session_id):
-            header = await store.get_session(session_id)
-            if header is not None and header.user_id == user_id:
-                return header
-        raise SessionNotFoundError("no such session", session_id=session_id)
-
-    async def own_checkpoint(user_id: str, checkpoint_id: str) -> Checkpoint:
-        if plausible_session_id(checkpoint_id):
-            cp = await store.get_checkpoint(checkpoint_id)
-            if cp is not None:
-                header = await store.get_session(cp.session_id)
-                if header is not None and header.user_id == user_id:
-                    return cp
-        raise CheckpointNotFoundError("no such checkpoint", field="checkpoint_id")
+    owner = Ownership(store)
+    own_session, own_checkpoint = owner.session, owner.checkpoint
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -275,7 +130,7 @@ def create_app(
 
     install_viewer(app)  # static, no data: public (see ``viewer``)
 
-    api = APIRouter(responses=_ERRORS)
+    api = APIRouter(responses=ERROR_RESPONSES)
 
     @api.post("/sessions", status_code=201, response_model=SessionState, tags=["sessions"])
     async def create_session(
@@ -285,7 +140,7 @@ def create_app(
     ) -> SessionState:
         """Create a session for the caller; the response sets the session cookie."""
         request = body or CreateSessionRequest()
-        _check_metadata(request.metadata, "metadata")
+        check_metadata(request.metadata, "metadata")
         state = await manager.create(user_id, request.metadata, ttl=request.ttl)
         await SessionContext().bind(state.session_id)
         response.headers["Location"] = f"/sessions/{state.session_id}"
@@ -324,10 +179,8 @@ def create_app(
 
         Retrying with the same ``turn_id`` is safe: the original is returned.
         """
-        size = len(body.content.encode("utf-8"))
-        if size > MAX_CONTENT_BYTES:
-            raise too_large(f"content is {size} bytes; the limit is {MAX_CONTENT_BYTES}")
-        _check_metadata(body.metadata, "metadata")
+        check_content(body.content)
+        check_metadata(body.metadata, "metadata")
         await own_session(user_id, session_id)
         fields = body.model_dump(exclude_none=True)
         turn = SessionTurn(**fields)
@@ -395,71 +248,6 @@ def create_app(
         await own_checkpoint(user_id, checkpoint_id)
         return await manager.restore(checkpoint_id)
 
-    @api.post(
-        "/sessions/{session_id}/branches",
-        status_code=201,
-        response_model=SessionState,
-        tags=["branches"],
-    )
-    async def create_branch(user_id: UserId, session_id: str, body: BranchRequest) -> SessionState:
-        """Branch the session (at one of its checkpoints, or at its latest turn)."""
-        from durable_sessions.branches import BranchManager
-
-        await own_session(user_id, session_id)
-        if body.from_checkpoint is not None:
-            cp = await own_checkpoint(user_id, body.from_checkpoint)
-            if cp.session_id != session_id:
-                raise CheckpointNotFoundError("no such checkpoint", field="from_checkpoint")
-        return await BranchManager(manager).create_branch(
-            session_id, name=body.name, from_checkpoint=body.from_checkpoint
-        )
-
-    @api.get(
-        "/sessions/{session_id}/branches",
-        response_model=list[SessionState],
-        tags=["branches"],
-    )
-    async def list_branches(user_id: UserId, session_id: str) -> list[SessionState]:
-        """Direct branches of the session, oldest first."""
-        from durable_sessions.branches import BranchManager
-
-        await own_session(user_id, session_id)
-        branches = await BranchManager(manager).list_branches(session_id)
-        return [b for b in branches if b.user_id == user_id]
-
-    @api.get(
-        "/sessions/{session_id}/lineage",
-        response_model=LineageResponse,
-        tags=["branches"],
-    )
-    async def lineage(user_id: UserId, session_id: str) -> LineageResponse:
-        """The branch tree the session belongs to, from its root (read from the store)."""
-        await own_session(user_id, session_id)
-        return await session_lineage(manager, user_id, session_id)
-
-    @api.post("/sessions/{session_id}/merge", response_model=SessionState, tags=["branches"])
-    async def merge(user_id: UserId, session_id: str, body: MergeRequest) -> SessionState:
-        """Merge ``source_session_id`` (usually a branch) into this session."""
-        from durable_sessions.branches import BranchManager
-        from durable_sessions.core.merging import AppendMerge, SelectiveMerge
-
-        await own_session(user_id, session_id)
-        await own_session(user_id, body.source_session_id)
-        strategy = (
-            AppendMerge()
-            if body.strategy == "append"
-            else SelectiveMerge(turn_ids=body.turn_ids or [])
-        )
-        try:
-            return await BranchManager(manager).merge(
-                body.source_session_id, session_id, strategy=strategy
-            )
-        except SessionError:
-            raise
-        except ValueError as exc:
-            # A strategy that does not fit the source (e.g. unknown turn ids): ids only.
-            raise ApiError(422, "invalid_merge", str(exc)) from None
-
     @api.post("/sessions/{session_id}/context", response_model=list[SessionTurn], tags=["turns"])
     async def context(user_id: UserId, session_id: str, body: ContextRequest) -> list[SessionTurn]:
         """The session's context pruned for ``query``: chronological, system turns kept."""
@@ -502,4 +290,5 @@ def create_app(
         return await SessionAnalytics(store).get_session_stats(user_id)
 
     app.include_router(api)
+    app.include_router(branch_routes(manager, owner), responses=ERROR_RESPONSES)
     return app

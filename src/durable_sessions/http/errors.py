@@ -12,6 +12,8 @@ Status rules:
   size limit. A turn the session refuses with ``InvalidTurnError`` on the field ``content``
   is 413 when the content is not empty (past request validation, the only check a session
   makes on non-empty content is its size); every other ``InvalidTurnError`` is 422.
+* 400 ``invalid_json``: a body that is not JSON (not UTF-8, truncated, not JSON at all), the
+  same code and status whatever the reason.
 * 422: request validation (``validation_error``, with the offending fields), any other
   ``InvalidTurnError``, and a ``SessionError`` that names a field.
 * 429: ``SessionCapacityError``. 503: ``WorkerUnavailableError``, ``SessionBusyError`` (with
@@ -93,8 +95,25 @@ _STATUS: Sequence[tuple[type[SessionError], int]] = (
     (SessionBusyError, 503),
 )
 
+INVALID_JSON_MESSAGE = "the request body is not valid JSON in UTF-8"
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (400, "The body is not JSON in UTF-8 (`invalid_json`)"),
+        (401, "No or a bad API key"),
+        (404, "No such session or checkpoint (or not yours)"),
+        (409, "The session is closed, or the transition is invalid"),
+        (413, "A body, content or metadata over its size limit"),
+        (422, "Invalid input"),
+        (429, "A capacity limit is reached"),
+        (503, "No worker answered in time; retry"),
+    ]
+}
+"""The error statuses every API route documents in the OpenAPI."""
+
 _HTTP_CODES: Mapping[int, str] = {
-    400: "bad_request",
+    400: "invalid_json",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -179,9 +198,16 @@ async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
+def invalid_json() -> JSONResponse:
+    return error_response(400, "invalid_json", INVALID_JSON_MESSAGE)
+
+
 async def _on_request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return validation_response(list(exc.errors()))
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return invalid_json()
+    return validation_response(errors)
 
 
 async def _on_pydantic_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -193,6 +219,9 @@ async def _on_pydantic_validation(request: Request, exc: Exception) -> JSONRespo
 
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's only 400: a body it could not decode (not UTF-8).
+        return invalid_json()
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return error_response(exc.status_code, code, message, headers=exc.headers)

@@ -13,7 +13,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from durable_sessions.models import Role, SessionState
 
@@ -29,6 +37,7 @@ MAX_TOKENS_PER_TURN = 2**31 - 1
 """A turn's token count is stored as a 32-bit integer."""
 MAX_COST_PER_TURN = 1e9
 MAX_TURN_IDS = 10_000
+MAX_SEQ = 2**31 - 1
 
 _INT64 = 2**63
 
@@ -114,26 +123,87 @@ class BranchRequest(_Request):
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     from_checkpoint: Identifier | None = None
-    """Fork at this checkpoint of the session; at its latest turn when omitted."""
-
-
-class MergeRequest(_Request):
-    """``POST /sessions/{id}/merge``: merge ``source_session_id`` into ``{id}``."""
-
-    source_session_id: Identifier
-    strategy: Literal["append", "selective"] = "append"
-    turn_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
-        default=None, max_length=MAX_TURN_IDS
-    )
-    """Source turn ids to copy: required for ``selective``, not allowed for ``append``."""
+    """Fork at this checkpoint of the session."""
+    at_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    """Fork after the first ``at_seq`` turns (at any turn). At most one of ``from_checkpoint``
+    and ``at_seq``; at the latest turn when both are omitted."""
 
     @model_validator(mode="after")
-    def _turn_ids_match_strategy(self) -> MergeRequest:
-        if self.strategy == "selective" and self.turn_ids is None:
-            raise ValueError("a selective merge needs turn_ids")
-        if self.strategy == "append" and self.turn_ids is not None:
-            raise ValueError("an append merge takes no turn_ids")
+    def _one_fork_point(self) -> BranchRequest:
+        if self.from_checkpoint is not None and self.at_seq is not None:
+            raise ValueError("give from_checkpoint or at_seq, not both")
         return self
+
+
+class EditRequest(_Request):
+    """``POST /sessions/{id}/edit``: replace turn ``seq`` with ``content``.
+
+    ``mode: "branch"`` (the default) leaves the session as it is and answers a new branch
+    forked before turn ``seq`` with the edited turn added; ``"rewind"`` rewinds the session's
+    transcript to turn ``seq`` and adds the edited turn there. Either way the old turns stay
+    readable (in the session, or in its log under the previous generation).
+    """
+
+    seq: int = Field(ge=0, le=MAX_SEQ)
+    content: str = Field(min_length=1)
+    mode: Literal["branch", "rewind"] = "branch"
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+    """The branch's name (``mode: "branch"`` only); ``edit-<seq>-<random>`` when omitted."""
+
+
+class RegenerateRequest(_Request):
+    """``POST /sessions/{id}/regenerate``: drop the last assistant turn and run ``agent``
+    again (an agent registered on the workers)."""
+
+    agent: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    role: str = Field(default="assistant", min_length=1, max_length=200)
+
+
+TurnIds = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=128)]],
+    Field(max_length=MAX_TURN_IDS),
+]
+
+
+class AppendMergeRequest(_Request):
+    """``POST /sessions/{id}/merge`` with ``strategy: "append"`` (the default): every turn of
+    the source that the target does not share, in order. Takes no ``turn_ids``."""
+
+    source_session_id: Identifier
+    strategy: Literal["append"] = "append"
+
+
+class SelectiveMergeRequest(_Request):
+    """``POST /sessions/{id}/merge`` with ``strategy: "selective"``: only the source turns
+    named in ``turn_ids``."""
+
+    source_session_id: Identifier
+    strategy: Literal["selective"]
+    turn_ids: TurnIds
+    """Source turn ids to copy."""
+
+
+def _merge_strategy(value: Any) -> str | None:
+    if isinstance(value, dict):
+        strategy = value.get("strategy", "append")
+        return strategy if isinstance(strategy, str) else None
+    return getattr(value, "strategy", None)
+
+
+MergeRequest = Annotated[
+    Annotated[AppendMergeRequest, Tag("append")]
+    | Annotated[SelectiveMergeRequest, Tag("selective")],
+    Discriminator(
+        _merge_strategy,
+        custom_error_type="invalid_strategy",
+        custom_error_message="strategy must be 'append' or 'selective'",
+    ),
+]
+"""``POST /sessions/{id}/merge``: merge ``source_session_id`` into ``{id}``. A union on
+``strategy`` (``append`` when omitted), so the schema itself says that ``selective`` needs
+``turn_ids`` and ``append`` takes none."""
 
 
 class ContextRequest(_Request):
