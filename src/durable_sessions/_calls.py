@@ -58,9 +58,11 @@ __all__ = [
     "WriteProgress",
     "from_failure",
     "retry_busy",
+    "shared_limiter",
     "shielded_write",
     "split_batch",
     "translate",
+    "turn_bytes",
 ]
 
 T = TypeVar("T")
@@ -130,6 +132,10 @@ async def translate(
             raise _busy(session_id, "the session's run was ending") from None
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise await missing(exc.message) from None
+        if exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in message:
+            # The server dropped the update before an outcome (e.g. its workflow task was
+            # lost); resent with the same update id, it is applied at most once.
+            raise _busy(session_id, "the session's update was interrupted") from None
         if any(m in message for m in _BUSY_MESSAGES) or (
             exc.status == RPCStatusCode.FAILED_PRECONDITION and "workflow task" in message
         ):
@@ -270,7 +276,8 @@ class SessionLimiter:
                 if waiter.done() and not waiter.cancelled():
                     self._release(gates, session_id, gate)  # handed over, then cancelled
                 else:
-                    gate.waiters.remove(waiter)
+                    with suppress(ValueError):  # a release may have skipped it already
+                        gate.waiters.remove(waiter)
                     self._drop_if_idle(gates, session_id, gate)
                 raise
         try:
@@ -291,6 +298,26 @@ class SessionLimiter:
     def _drop_if_idle(gates: dict[str, _Gate], session_id: str, gate: _Gate) -> None:
         if gate.active == 0 and not gate.waiters and gates.get(session_id) is gate:
             del gates[session_id]
+
+
+_SHARED: weakref.WeakKeyDictionary[object, dict[int, SessionLimiter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_limiter(client: object, limit: int = MAX_IN_FLIGHT) -> SessionLimiter:
+    """The limiter of every manager on this Temporal client (with this limit).
+
+    Why per client and not per manager: the server counts a session's updates in flight
+    whoever sends them; managers of one process (say, one per request handler) sharing a
+    client share the budget, and only separate processes meet the server's limit (backed off
+    as ``SessionBusyError``).
+    """
+    by_limit = _SHARED.setdefault(client, {})
+    limiter = by_limit.get(limit)
+    if limiter is None:
+        limiter = by_limit[limit] = SessionLimiter(limit)
+    return limiter
 
 
 def turn_bytes(turn: SessionTurn) -> int:

@@ -26,9 +26,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from durable_sessions._calls import (
     MAX_IN_FLIGHT,
-    SessionLimiter,
     WriteProgress,
     retry_busy,
+    shared_limiter,
     shielded_write,
     split_batch,
     translate,
@@ -117,7 +117,7 @@ class SessionManager(SessionReads):
         self.config = config or SessionConfig()
         self.task_queue = task_queue
         self.call_timeout = timedelta(seconds=call_timeout)
-        self._limiter = SessionLimiter(max_in_flight)
+        self._limiter = shared_limiter(client, max_in_flight)
 
     @classmethod
     async def connect(
@@ -266,13 +266,20 @@ class SessionManager(SessionReads):
         args = [] if arg is None else [arg]
         loop = asyncio.get_running_loop()
         timeout = self.call_timeout.total_seconds()
+        # One id for every attempt: the server answers a resent update it has already
+        # completed (in this run) with its outcome instead of applying it twice.
+        update_id = new_id()
 
         async def attempt() -> T:
             async with progress.sending():
                 result: T = await self._translate(
                     session_id,
                     lambda: handle.execute_update(
-                        name, args=args, result_type=result_type, rpc_timeout=self.call_timeout
+                        name,
+                        args=args,
+                        id=update_id,
+                        result_type=result_type,
+                        rpc_timeout=self.call_timeout,
                     ),
                 )
             progress.applied += 1
