@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from durable_sessions.activities.compaction import CompactionPlan, Compactor
+from durable_sessions.agents import Agent
+from durable_sessions.core.compaction import SummaryRef
 from durable_sessions.core.pruning import (
     ContextPruner,
     RelevanceContextPruner,
@@ -26,7 +29,7 @@ from durable_sessions.core.pruning import (
     SlidingWindowPruner,
     TokenBudgetPruner,
 )
-from durable_sessions.models import SessionTurn
+from durable_sessions.models import CompactionConfig, SessionTurn
 from durable_sessions.stores.base import SessionStore, read_transcript
 
 PRUNERS = ("relevance", "sliding_window", "token_budget")
@@ -40,6 +43,8 @@ class ContextRequest(BaseModel):
     max_turns: int | None = Field(default=20, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
     pruner: str = "relevance"
+    compaction: CompactionConfig | None = None
+    """The session's ``SessionConfig.compaction`` (the worker's default when None)."""
 
 
 class ContextResult(BaseModel):
@@ -49,6 +54,10 @@ class ContextResult(BaseModel):
     generation: int
     turn_count: int
     prune_seconds: float = 0.0
+    summaries: list[SummaryRef] = Field(default_factory=list)
+    """Stored summaries that come first in the context (compaction), oldest first."""
+    summarized: int = 0
+    """Summaries this call wrote."""
 
 
 class TranscriptCache:
@@ -90,8 +99,13 @@ class ContextActivities:
         *,
         cache_sessions: int = 64,
         on_prune: Callable[[float], None] | None = None,
+        agents: Sequence[Agent] = (),
+        compaction: CompactionConfig | None = None,
     ) -> None:
         self.store = store
+        self.compactor = Compactor(store, {a.name: a for a in agents})
+        self.compaction = compaction
+        """Compaction for sessions whose request carries none (None: only those that ask)."""
         self.transcripts = TranscriptCache(cache_sessions)
         self.index_cache = RelevanceIndexCache(max_sessions=cache_sessions)
         self.on_prune = on_prune
@@ -111,6 +125,14 @@ class ContextActivities:
             self.store, request.session_id, request.generation, request.turn_count
         )
         pruner = self.pruner(request.pruner)
+        max_turns, max_tokens = request.max_turns, request.max_tokens
+        plan: CompactionPlan | None = None
+        compaction = request.compaction or self.compaction
+        if compaction is not None:  # summaries first: they take their share of the budgets
+            plan = await self.compactor.plan(
+                request.session_id, request.generation, history, compaction, max_turns, max_tokens
+            )
+            max_turns, max_tokens = plan.max_turns, plan.max_tokens
         started = time.perf_counter()
         kwargs: dict[str, Any] = {}
         if isinstance(pruner, RelevanceContextPruner):
@@ -119,8 +141,8 @@ class ContextActivities:
             pruner.prune_sync,
             history,
             request.query,
-            request.max_turns,
-            request.max_tokens,
+            max_turns,
+            max_tokens,
             **kwargs,
         )
         elapsed = time.perf_counter() - started
@@ -131,6 +153,8 @@ class ContextActivities:
             generation=request.generation,
             turn_count=request.turn_count,
             prune_seconds=elapsed,
+            summaries=plan.refs() if plan else [],
+            summarized=plan.written if plan else 0,
         )
 
     def all(self) -> list[Callable[..., Any]]:

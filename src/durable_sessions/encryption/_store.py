@@ -32,6 +32,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from durable_sessions.core.compaction import Summary
 from durable_sessions.encryption._codec import keyring_of
 from durable_sessions.encryption._errors import DecryptionError, SessionKeyDestroyedError
 from durable_sessions.encryption._keyring import Keyring, aad, open_sealed, seal
@@ -42,6 +43,7 @@ from durable_sessions.models import (
     SessionStatus,
     SessionTurn,
 )
+from durable_sessions.stores._summaries import summaries_of
 from durable_sessions.stores.base import PersistBatch, SessionStore
 
 __all__ = ["METADATA_FIELD", "TOKEN_PREFIX", "EncryptedStore", "SessionCipher", "encrypt_store"]
@@ -274,6 +276,23 @@ class EncryptedStore:
 
     async def get_stats(self, user_id: str | None = None) -> SessionStats:
         return await self.inner.get_stats(user_id)
+
+    async def put_summary(self, summary: Summary) -> bool:
+        """Summaries are conversation text: sealed with the key of the session that owns them
+        (so erasing that session erases them too)."""
+        sealed = summary.model_copy(
+            update={"content": await self.cipher.encrypt_text(summary.session_id, summary.content)}
+        )
+        return await summaries_of(self.inner).put_summary(sealed)
+
+    async def list_summaries(
+        self, session_id: str, generation: int, lo: int, hi: int
+    ) -> list[Summary]:
+        rows = await summaries_of(self.inner).list_summaries(session_id, generation, lo, hi)
+        return [
+            s.model_copy(update={"content": await self.cipher.decrypt_text(session_id, s.content)})
+            for s in rows
+        ]
 
 
 def encrypt_store(client: object, store: SessionStore) -> SessionStore:

@@ -25,6 +25,7 @@ __all__ = [
     "pg_put_summary",
     "sqlite_list_summaries",
     "sqlite_put_summary",
+    "summaries_of",
 ]
 
 
@@ -40,6 +41,17 @@ class SummaryStore(Protocol):
     ) -> list[Summary]:
         """Summaries owned by ``(session_id, generation)`` whose last turn ``hi - 1`` lies in
         ``[lo, hi)``, ordered by ``(hi, lo)``: those a transcript segment ``[lo, hi)`` uses."""
+
+
+def summaries_of(store: object) -> SummaryStore:
+    """``store`` as a :class:`SummaryStore`, for wrappers that pass summaries on.
+
+    Raises:
+        TypeError: If the store keeps no summaries.
+    """
+    if not isinstance(store, SummaryStore):
+        raise TypeError(f"{type(store).__name__} keeps no summaries")
+    return store
 
 
 _COLS = "session_id, generation, lo, hi, level, tokens, created_at, summarizer, content"
