@@ -13,16 +13,16 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from durable_sessions.activities.agents import AgentTurnRequest
-    from durable_sessions.agents import AgentReply
     from durable_sessions.core.lifecycle import check_turn
     from durable_sessions.core.turn_managers import AgentSlot, manager_from_spec
     from durable_sessions.errors import InvalidTransitionError, InvalidTurnError, SessionError
-    from durable_sessions.models import SessionConfig, SessionState, SessionStatus, SessionTurn
+    from durable_sessions.models import SessionStatus
+    from durable_sessions.workflows import _calls as calls
+    from durable_sessions.workflows._base import SessionBase
     from durable_sessions.workflows.messages import (
         AgentFailure,
         GroupSetup,
@@ -48,29 +48,8 @@ def _error(exc: SessionError) -> ApplicationError:
     )
 
 
-class GroupHandlers:
-    """Mixed into ``SessionWorkflow``; uses its state and turn machinery."""
-
-    _state: SessionState
-    _config: SessionConfig
-    _recent: list[SessionTurn]
-    _group: GroupState | None
-    _ticking: bool
-    _draining: bool
-    _tick_turns: dict[int, SessionTurn]
-
-    # Provided by SessionWorkflow.
-    def _count_message(self) -> None:
-        raise NotImplementedError
-
-    def _check_not_draining(self) -> None:
-        raise NotImplementedError
-
-    def _apply_turn(self, turn: TurnInput) -> SessionTurn:
-        raise NotImplementedError
-
-    async def _flush(self) -> None:
-        raise NotImplementedError
+class GroupHandlers(SessionBase):
+    """Group-session handlers and the agent loop, on the run's shared state."""
 
     # ------------------------------------------------------------------ the agent loop
 
@@ -105,8 +84,7 @@ class GroupHandlers:
         now = workflow.now()
         turn: TurnInput
         try:
-            reply: AgentReply = await workflow.execute_activity(
-                "run_agent_turn",
+            reply = await calls.run_agent_turn(
                 AgentTurnRequest(
                     session_id=self._state.session_id,
                     generation=self._state.generation,
@@ -115,14 +93,8 @@ class GroupHandlers:
                     role=slot.role,
                     max_turns=g.context_max_turns,
                 ),
-                result_type=AgentReply,
-                start_to_close_timeout=timedelta(seconds=g.agent_timeout),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(milliseconds=200),
-                    maximum_interval=timedelta(seconds=5),
-                    maximum_attempts=g.max_attempts,
-                ),
-                summary=f"agent {name}",
+                timeout=g.agent_timeout,
+                max_attempts=g.max_attempts,
             )
             private = reply.private or slot.private
             turn = TurnInput(
@@ -158,15 +130,19 @@ class GroupHandlers:
                 metadata={"agent_failure": True, "error_type": error_type},
             )
         g.manager_state = next_state
-        try:
-            check_turn(self._state, self._config, turn.role, turn.content)
-        except SessionError as exc:
-            workflow.logger.warning(
-                "agent turn not stored", extra={"agent": name, "error_type": type(exc).__name__}
-            )
-            g.ticks_target = g.ticks_done  # e.g. max_turns reached: stop the run
-            return
-        stored = self._apply_turn(turn)
+        async with self._operation():
+            # The agent spoke while other turns and operations went on; its turn takes the head
+            # as it is now.
+            try:
+                check_turn(self._state, self._config, turn.role, turn.content)
+            except SessionError as exc:
+                workflow.logger.warning(
+                    "agent turn not stored",
+                    extra={"agent": name, "error_type": type(exc).__name__},
+                )
+                g.ticks_target = g.ticks_done  # e.g. max_turns reached: stop the run
+                return
+            stored = self._apply_turn(turn)
         self._tick_turns[g.ticks_done] = stored
         for old in [k for k in self._tick_turns if k < g.ticks_done - MAX_TICK_TURNS_KEPT]:
             del self._tick_turns[old]

@@ -1,0 +1,141 @@
+"""When and what a session flushes to its store, and when a run continues as new.
+
+Pure decisions, used by the ``Session`` workflow's ``Flusher`` and unit-tested on their own.
+The workflow holds the turns it accepted but has not stored yet (``pending``, oldest first) and
+the checkpoints taken meanwhile; a flush writes the oldest of them in batches, each batch small
+enough for one activity payload, with the header and checkpoints *as of the batch's last turn*
+(a checkpoint must never point past the turns already in the store).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from durable_sessions.models import Checkpoint, SessionState, SessionTurn
+
+__all__ = [
+    "BACKSTOP_HISTORY_BYTES",
+    "BACKSTOP_HISTORY_EVENTS",
+    "CAN_HISTORY_BYTES",
+    "CAN_HISTORY_EVENTS",
+    "CARRY_OVER_BYTES",
+    "FLUSH_BATCH_BYTES",
+    "Batch",
+    "RunSize",
+    "cut_batch",
+    "flushable",
+    "must_turn_away",
+    "plan_batch",
+    "should_continue_as_new",
+    "text_bytes",
+]
+
+FLUSH_BATCH_BYTES = 128_000
+"""Most turn text one flush activity carries (Temporal warns at 256 KB per payload)."""
+TURN_OVERHEAD_BYTES = 256
+"""What a turn costs in a payload besides its text (ids, timestamps, counters)."""
+CAN_HISTORY_EVENTS = 3_000
+CAN_HISTORY_BYTES = 2_500_000
+"""Continue-as-new before Temporal's suggestion (4,096 events / 4 MB): what arrives while the
+run drains and flushes must still fit under it."""
+BACKSTOP_HISTORY_EVENTS = 3_800
+BACKSTOP_HISTORY_BYTES = 3_600_000
+"""Past these, updates are turned away (retryable) until the run has continued as new."""
+CARRY_OVER_BYTES = 32_000
+"""Most unflushed turn text a run hands to the next at continue-as-new."""
+
+
+def text_bytes(turns: list[SessionTurn]) -> int:
+    """Characters of turn text (what dominates a turn's payload)."""
+    return sum(len(t.content) for t in turns)
+
+
+def cut_batch(
+    pending: list[SessionTurn], max_turns: int | None, max_bytes: int = FLUSH_BATCH_BYTES
+) -> int:
+    """How many of the oldest ``pending`` turns go in one flush: at most ``max_turns`` and
+    ``max_bytes`` of payload, but always at least one turn (however large) when any is due."""
+    count = 0
+    size = 0
+    for turn in pending[:max_turns]:
+        size += len(turn.content) + TURN_OVERHEAD_BYTES
+        if count and size > max_bytes:
+            break
+        count += 1
+    return count
+
+
+def header_as_of(state: SessionState, later: list[SessionTurn]) -> SessionState:
+    """The header as it was before ``later`` (the pending turns a partial flush leaves)."""
+    header = state.model_copy(deep=True)
+    header.turn_count -= len(later)
+    header.total_tokens -= sum(t.tokens or 0 for t in later)
+    header.total_cost -= sum(t.cost for t in later)
+    return header
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One flush: these turns, the header and the checkpoints as of the last of them."""
+
+    turns: list[SessionTurn]
+    header: SessionState
+    checkpoints: list[Checkpoint]
+    complete: bool
+    """True when the batch takes every pending turn (the header is then up to date)."""
+
+
+def plan_batch(
+    state: SessionState,
+    pending: list[SessionTurn],
+    pending_checkpoints: list[Checkpoint],
+    max_turns: int | None,
+) -> Batch:
+    """The next flush of the oldest pending turns (at most ``max_turns``)."""
+    turns = pending[: cut_batch(pending, max_turns)]
+    if len(turns) == len(pending):
+        return Batch(turns, state.model_copy(deep=True), list(pending_checkpoints), True)
+    header = header_as_of(state, pending[len(turns) :])
+    upto = header.turn_count if not turns else (turns[-1].seq or 0) + 1
+    checkpoints = [c for c in pending_checkpoints if c.turn_count <= upto]
+    return Batch(turns, header, checkpoints, False)
+
+
+def flushable(
+    pending: int, *, fast: bool, arrived_task: int, arrived_in_task: int, current_task: int
+) -> int:
+    """Pending turns that a flush may take now: not those that arrived in the current workflow
+    task (``fast``), because the SDK can hand a timer and an update over in either order (live
+    vs replay after a worker restart) and both orders must give the same commands."""
+    if not fast or arrived_task != current_task:
+        return pending
+    return max(0, pending - arrived_in_task)
+
+
+@dataclass(frozen=True)
+class RunSize:
+    """How big the current run is (from ``workflow.info()``) and how many messages it took."""
+
+    events: int
+    bytes: int
+    suggested: bool
+    messages: int
+
+
+def should_continue_as_new(size: RunSize, max_messages: int) -> bool:
+    """Continue as new well before Temporal's limits (2,000 updates, 4 MB, 4,096 events)."""
+    return (
+        size.suggested
+        or size.messages >= max_messages
+        or size.events >= CAN_HISTORY_EVENTS
+        or size.bytes >= CAN_HISTORY_BYTES
+    )
+
+
+def must_turn_away(size: RunSize, draining: bool) -> bool:
+    """Whether updates are turned away (retryable) now: while the run drains, or when it is
+    close to Temporal's suggested size while the main loop is still busy (a flush retrying
+    against a store that is down); below that backstop turns keep flowing."""
+    return (
+        draining or size.events >= BACKSTOP_HISTORY_EVENTS or size.bytes >= BACKSTOP_HISTORY_BYTES
+    )

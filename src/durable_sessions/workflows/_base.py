@@ -1,0 +1,219 @@
+"""State of a ``Session`` run and the small operations every handler shares.
+
+``SessionBase`` holds the header, the recent window, the dedup keys, the ``Flusher`` and the
+*operation lock*; the handler groups (``session.py``, ``_head.py``, ``group.py``) build on it.
+The operation model itself is described in ``session.py``'s docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from durable_sessions.core.flushing import RunSize, must_turn_away, should_continue_as_new
+    from durable_sessions.core.lifecycle import Action, check_turn, next_status
+    from durable_sessions.core.turns import accept_turn, push_recent, remember
+    from durable_sessions.errors import SessionError
+    from durable_sessions.models import (
+        Checkpoint,
+        CheckpointReason,
+        SessionConfig,
+        SessionState,
+        SessionTurn,
+    )
+    from durable_sessions.workflows._errors import busy, closed, to_application_error
+    from durable_sessions.workflows._flusher import Flusher
+    from durable_sessions.workflows._patches import SIGNALS_WHILE_DRAINING
+    from durable_sessions.workflows.messages import GroupState, SessionWorkflowInput, TurnInput
+
+__all__ = ["SESSION_STATUS", "SESSION_USER_ID", "SessionBase"]
+
+SESSION_USER_ID = SearchAttributeKey.for_keyword("SessionUserId")
+SESSION_STATUS = SearchAttributeKey.for_keyword("SessionStatus")
+
+
+class SessionBase:
+    """Fields and shared steps of a run; no Temporal handlers here."""
+
+    def _setup(self, input: SessionWorkflowInput) -> None:
+        self._state: SessionState = input.state
+        self._config: SessionConfig = input.config
+        self._recent: list[SessionTurn] = list(input.recent)
+        self._dedup: dict[str, int] = dict(input.dedup)
+        self._flusher = Flusher(
+            lambda: self._state,
+            list(input.pending),
+            list(input.pending_checkpoints),
+            header_dirty=not input.continued,
+        )
+        self._messages_this_run = 0
+        self._op_lock = asyncio.Lock()
+        self._serialized = False
+        """Head operations hold ``_op_lock`` (patch ``serialized-operations``)."""
+        self._expire_due = False
+        self._ready = False
+        self._draining = False
+        self._branching: set[str] = set()
+        self._group: GroupState | None = input.group
+        self._ticking = False
+        self._tick_turns: dict[int, SessionTurn] = {}
+
+    # ------------------------------------------------------------------ the operation lock
+
+    @contextlib.asynccontextmanager
+    async def _operation(self) -> AsyncIterator[None]:
+        """Hold the operation lock: nothing else that reads or writes the head runs meanwhile.
+
+        Free, it is taken without yielding (no extra workflow task, no command), so a plain turn
+        costs nothing; held, callers queue in arrival order (``asyncio.Lock`` is FIFO).
+        """
+        if not self._serialized:
+            yield
+            return
+        async with self._op_lock:
+            yield
+
+    # ------------------------------------------------------------------ flushing
+
+    async def _flush(self, limit: int | None = None) -> None:
+        await self._flusher.flush(limit)
+
+    def _run_size(self) -> RunSize:
+        info = workflow.info()
+        return RunSize(
+            events=info.get_current_history_length(),
+            bytes=info.get_current_history_size(),
+            suggested=info.is_continue_as_new_suggested(),
+            messages=self._messages_this_run,
+        )
+
+    def _should_continue_as_new(self) -> bool:
+        return should_continue_as_new(self._run_size(), self._config.max_updates_per_run)
+
+    # ------------------------------------------------------------------ header
+
+    def _touch(self) -> None:
+        now = workflow.now()
+        self._state.updated_at = now
+        if not self._state.status.is_terminal:
+            self._state.expires_at = now + timedelta(seconds=self._config.session_ttl)
+
+    def _transition(self, action: Action) -> None:
+        self._state.status = next_status(self._state.session_id, self._state.status, action)
+        self._state.updated_at = workflow.now()
+        if self._state.status.is_terminal:
+            self._state.expires_at = None
+        elif action == "resume":
+            self._touch()
+        self._flusher.header_dirty = True
+        self._upsert_status()
+
+    def _upsert_status(self) -> None:
+        workflow.upsert_search_attributes([SESSION_STATUS.value_set(self._state.status.value)])
+
+    def _add_checkpoint(self, reason: CheckpointReason) -> Checkpoint:
+        cp = Checkpoint(
+            checkpoint_id=workflow.uuid4().hex,
+            session_id=self._state.session_id,
+            turn_count=self._state.turn_count,
+            created_at=workflow.now(),
+            reason=reason,
+            generation=self._state.generation,
+            status=self._state.status,
+            metadata=dict(self._state.metadata),
+            total_tokens=self._state.total_tokens,
+            total_cost=self._state.total_cost,
+        )
+        self._flusher.add_checkpoint(cp)
+        self._state.last_checkpoint_id = cp.checkpoint_id
+        return cp
+
+    # ------------------------------------------------------------------ validation
+
+    def _count_message(self) -> None:
+        self._messages_this_run += 1
+
+    def _check_not_draining(self) -> None:
+        # Validators do not run on replay: reading the run's size here is safe.
+        if must_turn_away(self._run_size(), self._draining):
+            raise busy(self._state.session_id)
+
+    def _check_open(self) -> None:
+        """Validators of updates that need a running, not closing, session."""
+        self._check_not_draining()
+        if self._state.status.is_terminal:
+            raise closed(self._state)
+
+    def _check_live(self) -> None:
+        """In a handler, after waiting for the lock: the session may have ended meanwhile."""
+        if self._state.status.is_terminal:
+            raise closed(self._state)
+
+    def _check(self, turn: TurnInput, *, signal: bool = False) -> None:
+        """The validator of a turn (and the re-check after waiting for the operation lock)."""
+        if turn.turn_id is not None and turn.turn_id in self._dedup:
+            return  # a retry: always answered with the stored turn
+        # A signal cannot be retried by its sender: during the drain it is taken and carried
+        # over to the next run instead of being turned away (versions before the patch dropped
+        # it; the patch keeps their histories replaying).
+        if not (signal and workflow.patched(SIGNALS_WHILE_DRAINING)):
+            self._check_not_draining()
+        self._check_turn_rules(turn)
+
+    def _check_turn_rules(self, turn: TurnInput, extra: int = 0) -> None:
+        """Status, role, size and capacity (with ``extra`` turns ahead of this one)."""
+        state = self._state
+        if extra:
+            state = state.model_copy(update={"turn_count": state.turn_count + extra})
+        try:
+            check_turn(state, self._config, turn.role, turn.content)
+        except SessionError as exc:
+            raise to_application_error(exc) from None
+
+    def _validate_action(self, action: Action) -> None:
+        self._check_not_draining()
+        self._check_action(action)
+
+    def _check_action(self, action: Action) -> None:
+        try:
+            next_status(self._state.session_id, self._state.status, action)
+        except SessionError as exc:
+            raise to_application_error(exc) from None
+
+    # ------------------------------------------------------------------ accepting turns
+
+    def _apply_turn(self, turn: TurnInput) -> SessionTurn:
+        """Accept a checked turn: its ``seq``, counters, window, dedup, auto checkpoint."""
+        accepted = accept_turn(
+            self._state,
+            self._config,
+            self._dedup,
+            turn.model_dump(),
+            new_id=lambda: workflow.uuid4().hex,
+            now=workflow.now(),
+        )
+        stored = accepted.turn
+        if not accepted.new:
+            return stored
+        self._touch()
+        self._flusher.add_turn(stored)
+        push_recent(self._recent, stored, self._config.recent_window)
+        remember(self._dedup, stored.turn_id, stored.seq or 0, self._config.dedup_window)
+        if accepted.auto_checkpoint:
+            self._add_checkpoint("auto")
+        return stored
+
+    def _reject_signal(self, what: str, exc: ApplicationError | SessionError) -> None:
+        """A signal cannot answer: a rejected one is logged (type and reason, never content)."""
+        reason = exc.message
+        error_type = exc.type if isinstance(exc, ApplicationError) else type(exc).__name__
+        workflow.logger.warning(
+            f"{what} signal rejected", extra={"error_type": error_type, "reason": reason}
+        )

@@ -1,0 +1,201 @@
+"""Every activity the ``Session`` workflow calls, each through one typed wrapper.
+
+Activity names are wire contracts (recorded in histories); the options live here, once. A flush
+runs as a local activity first (it rides on the workflow task that asks for it: no activity task,
+no extra workflow task) and falls back to an ordinary, durably retried activity when the store is
+slow or down, so an outage neither holds a workflow task open nor grows history.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import CancelledError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from durable_sessions.activities.agents import AgentTurnRequest
+    from durable_sessions.activities.context import ContextRequest, ContextResult
+    from durable_sessions.agents import AgentReply
+    from durable_sessions.models import Checkpoint, SessionTurn
+    from durable_sessions.stores.base import PersistBatch
+    from durable_sessions.workflows.messages import (
+        ExistingTurnsRequest,
+        GenerationRecord,
+        RangeTotals,
+        TranscriptTailRequest,
+        TurnsPageRequest,
+    )
+
+__all__ = [
+    "LOCAL_STORE_RETRY",
+    "LOCAL_STORE_TIMEOUT",
+    "STORE_RETRY",
+    "STORE_TIMEOUT",
+    "branch_names",
+    "compute_context",
+    "existing_turn_ids",
+    "load_checkpoint",
+    "load_transcript_tail",
+    "load_turns_page",
+    "persist_batch",
+    "range_totals",
+    "record_generation",
+    "run_agent_turn",
+]
+
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+)
+STORE_TIMEOUT = timedelta(seconds=30)
+LOCAL_STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=100),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+)
+LOCAL_STORE_TIMEOUT = timedelta(seconds=5)
+"""A local flush gives up after this (its retries included) and hands the batch to an ordinary
+activity, whose retries wait in the server, not in a workflow task kept open."""
+CONTEXT_TIMEOUT = timedelta(seconds=60)
+
+
+async def persist_batch(batch: PersistBatch, *, local: bool, session_id: str) -> None:
+    """Write a batch of turns, checkpoints and the header (idempotent upserts)."""
+    summary = f"flush {len(batch.turns)} turns"
+    if local:
+        try:
+            await workflow.execute_local_activity(
+                "persist_batch",
+                batch,
+                start_to_close_timeout=LOCAL_STORE_TIMEOUT,
+                schedule_to_close_timeout=LOCAL_STORE_TIMEOUT,
+                retry_policy=LOCAL_STORE_RETRY,
+                summary=summary,
+            )
+            return
+        except FailureError as exc:
+            # A local activity's failure arrives unwrapped (ApplicationError, TimeoutError),
+            # not as an ActivityError; only a cancellation must go on up.
+            if isinstance(exc, CancelledError):
+                raise
+            workflow.logger.warning(
+                "local flush failed; retrying it as an activity",
+                extra={"session_id": session_id, "turns": len(batch.turns)},
+            )
+    await workflow.execute_activity(
+        "persist_batch",
+        batch,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+        summary=summary,
+    )
+
+
+async def load_checkpoint(checkpoint_id: str) -> Checkpoint | None:
+    cp: Checkpoint | None = await workflow.execute_activity(
+        "load_checkpoint",
+        checkpoint_id,
+        result_type=Checkpoint,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+    return cp
+
+
+async def record_generation(record: GenerationRecord) -> None:
+    await workflow.execute_activity(
+        "record_generation",
+        record,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+
+
+async def load_transcript_tail(request: TranscriptTailRequest) -> list[SessionTurn]:
+    turns: list[SessionTurn] = await workflow.execute_activity(
+        "load_transcript_tail",
+        request,
+        result_type=list[SessionTurn],
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+    return turns
+
+
+async def range_totals(request: ExistingTurnsRequest) -> RangeTotals:
+    totals: RangeTotals = await workflow.execute_activity(
+        "range_totals",
+        request,
+        result_type=RangeTotals,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+    return totals
+
+
+async def branch_names(session_id: str) -> list[str]:
+    names: list[str] = await workflow.execute_activity(
+        "branch_names",
+        session_id,
+        result_type=list[str],
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+    return names
+
+
+async def load_turns_page(request: TurnsPageRequest) -> list[SessionTurn]:
+    page: list[SessionTurn] = await workflow.execute_activity(
+        "load_turns_page",
+        request,
+        result_type=list[SessionTurn],
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+    return page
+
+
+async def existing_turn_ids(request: ExistingTurnsRequest) -> list[str]:
+    ids: list[str] = await workflow.execute_activity(
+        "existing_turn_ids",
+        request,
+        result_type=list[str],
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+    return ids
+
+
+async def compute_context(request: ContextRequest) -> ContextResult:
+    result: ContextResult = await workflow.execute_activity(
+        "compute_context",
+        request,
+        result_type=ContextResult,
+        start_to_close_timeout=CONTEXT_TIMEOUT,
+        retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ValueError"]),
+        summary="prune context",
+    )
+    return result
+
+
+async def run_agent_turn(
+    request: AgentTurnRequest, *, timeout: float, max_attempts: int
+) -> AgentReply:
+    """One agent turn (bounded retries: an agent that keeps failing is the caller's to handle)."""
+    reply: AgentReply = await workflow.execute_activity(
+        "run_agent_turn",
+        request,
+        result_type=AgentReply,
+        start_to_close_timeout=timedelta(seconds=timeout),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(milliseconds=200),
+            maximum_interval=timedelta(seconds=5),
+            maximum_attempts=max_attempts,
+        ),
+        summary=f"agent {request.agent}",
+    )
+    return reply

@@ -1,0 +1,243 @@
+"""The decisions the ``Session`` workflow delegates to ``core``: flushing, accepting turns, forks
+and merge records. Pure: no Temporal, no store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from durable_sessions.core.flushing import (
+    BACKSTOP_HISTORY_EVENTS,
+    CAN_HISTORY_BYTES,
+    CAN_HISTORY_EVENTS,
+    FLUSH_BATCH_BYTES,
+    RunSize,
+    cut_batch,
+    flushable,
+    must_turn_away,
+    plan_batch,
+    should_continue_as_new,
+    text_bytes,
+)
+from durable_sessions.core.forks import (
+    branch_header,
+    fork_at_checkpoint,
+    fork_at_seq,
+    fork_now,
+    merge_record,
+    new_merge_candidates,
+    with_merge_record,
+)
+from durable_sessions.core.turns import accept_turn, forget_after, push_recent, remember
+from durable_sessions.models import Checkpoint, SessionConfig, SessionState, SessionTurn
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def state(turn_count: int = 0, tokens: int = 0, cost: float = 0.0) -> SessionState:
+    return SessionState(
+        session_id="s",
+        user_id="u",
+        created_at=NOW,
+        updated_at=NOW,
+        turn_count=turn_count,
+        total_tokens=tokens,
+        total_cost=cost,
+    )
+
+
+def turn(seq: int, content: str = "hello", tokens: int = 2, cost: float = 0.5) -> SessionTurn:
+    return SessionTurn(
+        turn_id=f"t{seq}", role="user", content=content, seq=seq, tokens=tokens, cost=cost
+    )
+
+
+def checkpoint(turn_count: int, cid: str) -> Checkpoint:
+    return Checkpoint(
+        checkpoint_id=cid, session_id="s", turn_count=turn_count, created_at=NOW, reason="auto"
+    )
+
+
+# ---------------------------------------------------------------------- flushing
+
+
+def test_cut_batch_bounds_by_bytes_but_takes_at_least_one() -> None:
+    big = "x" * (FLUSH_BATCH_BYTES // 2)
+    pending = [turn(i, big) for i in range(5)]
+    assert cut_batch(pending, None) == 1
+    assert cut_batch([turn(0, "x" * (FLUSH_BATCH_BYTES * 2))], None) == 1
+    assert cut_batch([turn(i) for i in range(10)], None) == 10
+    assert cut_batch([turn(i) for i in range(10)], 3) == 3
+    assert cut_batch([], None) == 0
+
+
+def test_partial_batch_header_and_checkpoints_stop_at_its_last_turn() -> None:
+    head = state(turn_count=10, tokens=20, cost=5.0)
+    pending = [turn(i) for i in range(6, 10)]
+    cps = [checkpoint(7, "a"), checkpoint(8, "b"), checkpoint(10, "c")]
+    batch = plan_batch(head, pending, cps, 2)
+    assert [t.seq for t in batch.turns] == [6, 7]
+    assert not batch.complete
+    assert batch.header.turn_count == 8
+    assert batch.header.total_tokens == 16
+    assert batch.header.total_cost == pytest.approx(4.0)
+    assert [c.checkpoint_id for c in batch.checkpoints] == ["a", "b"]
+    assert head.turn_count == 10  # the live header is untouched
+
+
+def test_complete_batch_takes_every_checkpoint_and_the_live_header() -> None:
+    head = state(turn_count=3)
+    batch = plan_batch(head, [turn(2)], [checkpoint(3, "a")], None)
+    assert batch.complete
+    assert batch.header == head
+    assert batch.header is not head
+    assert [c.checkpoint_id for c in batch.checkpoints] == ["a"]
+
+
+def test_header_only_batch_when_nothing_is_pending() -> None:
+    batch = plan_batch(state(turn_count=4), [], [checkpoint(4, "a")], None)
+    assert batch.turns == []
+    assert batch.complete
+    assert batch.header.turn_count == 4
+
+
+def test_flushable_leaves_out_turns_of_the_current_task() -> None:
+    assert flushable(5, fast=True, arrived_task=7, arrived_in_task=2, current_task=7) == 3
+    assert flushable(5, fast=True, arrived_task=7, arrived_in_task=2, current_task=9) == 5
+    assert flushable(5, fast=False, arrived_task=7, arrived_in_task=2, current_task=7) == 5
+    assert flushable(1, fast=True, arrived_task=7, arrived_in_task=3, current_task=7) == 0
+
+
+def test_continue_as_new_and_backstop() -> None:
+    small = RunSize(events=10, bytes=1_000, suggested=False, messages=5)
+    assert not should_continue_as_new(small, 1000)
+    assert should_continue_as_new(RunSize(10, 1_000, True, 5), 1000)
+    assert should_continue_as_new(RunSize(10, 1_000, False, 1000), 1000)
+    assert should_continue_as_new(RunSize(CAN_HISTORY_EVENTS, 1_000, False, 5), 1000)
+    assert should_continue_as_new(RunSize(10, CAN_HISTORY_BYTES, False, 5), 1000)
+    assert not must_turn_away(small, draining=False)
+    assert must_turn_away(small, draining=True)
+    assert must_turn_away(RunSize(BACKSTOP_HISTORY_EVENTS, 0, True, 0), draining=False)
+
+
+def test_text_bytes() -> None:
+    assert text_bytes([turn(0, "abc"), turn(1, "de")]) == 5
+
+
+# ---------------------------------------------------------------------- accepting turns
+
+
+def test_accept_turn_gives_the_next_seq_and_moves_counters() -> None:
+    head = state(turn_count=9, tokens=5)
+    ids = iter(["generated"])
+    accepted = accept_turn(
+        head,
+        SessionConfig(auto_checkpoint_interval=10),
+        {},
+        {"role": "user", "content": "hi there", "tokens": None, "turn_id": None},
+        new_id=lambda: next(ids),
+        now=NOW,
+    )
+    assert accepted.new
+    assert accepted.turn.seq == 9
+    assert accepted.turn.turn_id == "generated"
+    assert accepted.turn.timestamp == NOW
+    assert accepted.turn.tokens is not None
+    assert accepted.turn.tokens > 0
+    assert head.turn_count == 10
+    assert head.total_tokens == 5 + accepted.turn.tokens
+    assert accepted.auto_checkpoint  # the 10th turn
+
+
+def test_accept_turn_answers_a_known_id_without_change_or_randomness() -> None:
+    head = state(turn_count=3)
+
+    def no_id() -> str:
+        raise AssertionError("a known id must not draw a new one")
+
+    accepted = accept_turn(
+        head,
+        SessionConfig(),
+        {"known": 1},
+        {"role": "user", "content": "again", "turn_id": "known"},
+        new_id=no_id,
+        now=NOW,
+    )
+    assert not accepted.new
+    assert accepted.turn.seq == 1
+    assert head.turn_count == 3
+
+
+def test_recent_window_keeps_the_newest_by_count_and_bytes() -> None:
+    recent: list[SessionTurn] = []
+    for i in range(30):
+        push_recent(recent, turn(i), window=20)
+    assert [t.seq for t in recent] == list(range(10, 30))
+    push_recent(recent, turn(30, "x" * 100), window=20, max_bytes=150)
+    assert recent[-1].seq == 30
+    assert text_bytes(recent) <= 150 or len(recent) == 1
+
+
+def test_dedup_keeps_the_latest_ids_and_forgets_cut_turns() -> None:
+    dedup: dict[str, int] = {}
+    for i in range(15):
+        remember(dedup, f"t{i}", i, window=10)
+    assert list(dedup) == [f"t{i}" for i in range(5, 15)]
+    assert forget_after(dedup, 8) == {f"t{i}": i for i in range(5, 8)}
+
+
+# ---------------------------------------------------------------------- forks and merges
+
+
+def test_fork_points() -> None:
+    head = state(turn_count=6, tokens=60, cost=6.0)
+    head.generation = 2
+    recent = [turn(i) for i in range(3, 6)]
+    now = fork_now(head, recent)
+    assert (now.seq, now.generation, now.tokens) == (6, 2, 60)
+    cp = Checkpoint(
+        checkpoint_id="c",
+        session_id="s",
+        turn_count=4,
+        created_at=NOW,
+        reason="manual",
+        generation=1,
+        total_tokens=40,
+        total_cost=4.0,
+    )
+    at_cp = fork_at_checkpoint(cp, recent)
+    assert (at_cp.seq, at_cp.generation, at_cp.tokens) == (4, 1, 40)
+    assert [t.seq for t in at_cp.recent] == [3]
+    at = fork_at_seq(head, recent, 5, dropped_tokens=10, dropped_cost=1.0)
+    assert (at.seq, at.generation, at.tokens, at.cost) == (5, 2, 50, pytest.approx(5.0))
+    assert [t.seq for t in at.recent] == [3, 4]
+    with pytest.raises(ValueError, match="at_seq"):
+        fork_at_seq(head, recent, 7, 0, 0.0)
+
+
+def test_branch_header_points_at_the_prefix() -> None:
+    parent = state(turn_count=6, tokens=60)
+    parent.metadata = {"topic": "x"}
+    child = branch_header(parent, fork_now(parent, []), "child", "alt", NOW)
+    assert child.parent_session_id == "s"
+    assert child.fork_seq == child.turn_count == 6
+    assert child.branch_name == "alt"
+    assert child.metadata == {"topic": "x"}
+    assert child.metadata is not parent.metadata
+
+
+def test_merge_candidates_and_record() -> None:
+    candidates = [turn(0), turn(1), turn(2)]
+    fresh = new_merge_candidates(candidates, existing={"t0"}, dedup={"t2": 9})
+    assert [t.turn_id for t in fresh] == ["t1"]
+    record = merge_record("src", "append", 1, NOW)
+    meta = with_merge_record({"merges": [{"old": True}], "k": 1}, record)
+    assert meta["merges"][-1] == {
+        "source_session_id": "src",
+        "strategy": "append",
+        "added": 1,
+        "at": NOW.isoformat(),
+    }
+    assert len(meta["merges"]) == 2
+    assert meta["k"] == 1
