@@ -21,6 +21,8 @@ from durable_sessions.config import Settings
 from durable_sessions.errors import SessionError
 from durable_sessions.models import SessionState, SessionStatus, SessionTurn
 
+__all__ = ["build_parser", "main"]
+
 
 def _dump(value: Any) -> Any:
     if isinstance(value, BaseModel):
@@ -74,6 +76,12 @@ def _output(args: argparse.Namespace, value: Any) -> None:
             print(f"{key:<24} {val}")
     elif value is not None:
         print(value)
+
+
+def _id_only(args: argparse.Namespace) -> bool:
+    """``session create`` prints just the id with ``-q`` or when its output is not a terminal
+    (a pipe or ``$(...)``); ``--json`` still prints the whole state."""
+    return bool(args.quiet) or (not args.json and not sys.stdout.isatty())
 
 
 async def _with_manager(call: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -193,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = cmd("create", "create a session")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the session id (the default when stdout is not a terminal)",
+    )
     p.add_argument("--user", required=True)
     p.add_argument("--metadata", help="JSON object")
     p.add_argument("--session-id")
@@ -267,7 +281,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             asyncio.run(upgrade())
         elif args.command == "session":
-            _output(args, _session_command(args))
+            result = _session_command(args)
+            if args.session_command == "create" and _id_only(args):
+                print(result.session_id)  # for `id=$(durable-sessions session create ...)`
+            else:
+                _output(args, result)
     except SessionError as exc:
         print(f"error: {type(exc).__name__}: {exc.message}", file=sys.stderr)
         raise SystemExit(1) from None
