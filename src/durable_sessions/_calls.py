@@ -142,10 +142,10 @@ async def translate(
             raise _busy(session_id, "the session is busy") from None
         if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
             raise _busy(session_id, "Temporal is throttling calls") from None
-        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
-            raise unavailable() from None
-        if exc.status == RPCStatusCode.CANCELLED and _cancelled_here(exc):
-            raise asyncio.CancelledError() from None
+        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            if _cancelled_here(exc):
+                raise asyncio.CancelledError() from None
+            raise unavailable() from None  # our own rpc_timeout: nobody answered in time
         raise TemporalUnavailableError(
             f"the Temporal service did not complete the call ({exc.status.name})",
             session_id=session_id,
@@ -300,9 +300,7 @@ class SessionLimiter:
             del gates[session_id]
 
 
-_SHARED: weakref.WeakKeyDictionary[object, dict[int, SessionLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
+_SHARED: weakref.WeakKeyDictionary[object, dict[int, SessionLimiter]] = weakref.WeakKeyDictionary()
 
 
 def shared_limiter(client: object, limit: int = MAX_IN_FLIGHT) -> SessionLimiter:

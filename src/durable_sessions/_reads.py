@@ -8,12 +8,14 @@ checkpoints, sessions long closed) go to the store directly.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from durable_sessions._transport import SessionTransport
+from durable_sessions.activities.compaction import with_summaries
 from durable_sessions.activities.context import ContextActivities, ContextResult
 from durable_sessions.errors import (
     SessionBusyError,
@@ -23,8 +25,11 @@ from durable_sessions.errors import (
     TemporalUnavailableError,
 )
 from durable_sessions.models import Checkpoint, SessionState, SessionStatus, SessionTurn
-from durable_sessions.stores.base import SessionStore, read_transcript
+from durable_sessions.stores.base import read_transcript
 from durable_sessions.workflows.messages import ContextQuery, SessionSnapshot
+
+if TYPE_CHECKING:
+    from durable_sessions.recall import RecallHit
 
 __all__ = ["SessionReads", "window_tail"]
 
@@ -47,20 +52,8 @@ def window_tail(recent: list[SessionTurn], turn_count: int, limit: int) -> list[
     return window
 
 
-class SessionReads:
+class SessionReads(SessionTransport):
     """Reads of ``SessionManager`` (see the module docstring)."""
-
-    client: Client
-    store: SessionStore
-    call_timeout: timedelta
-
-    if TYPE_CHECKING:
-
-        async def _query(self, session_id: str, name: str, result_type: type[T]) -> T: ...
-
-        async def _update(
-            self, session_id: str, name: str, arg: Any = None, result_type: type[T] | None = None
-        ) -> T: ...
 
     async def _missing(self, session_id: str, message: str) -> SessionError:
         """What a NOT_FOUND from Temporal means for this session."""
@@ -172,14 +165,32 @@ class SessionReads:
             if window is not None:
                 return window
             count = state.turn_count
-        start = max(0, count - limit)
-        return await self.history(session_id, offset=start, limit=limit)
+        if limit >= count:
+            return await self.history(session_id)
+        return await self.history(session_id, offset=count - limit, limit=limit)
 
     async def list_sessions(
         self, user_id: str, status: SessionStatus | None = None
     ) -> list[SessionState]:
         """A user's sessions from the store (headers are at most one flush interval behind)."""
         return await self.store.list_sessions(user_id, status)
+
+    async def recall(
+        self,
+        user_id: str,
+        query: str,
+        limit: int = 20,
+        sessions: Sequence[str] | None = None,
+    ) -> list[RecallHit]:
+        """The turns of the user's sessions most relevant to ``query``, best first, each with
+        its session id and seq (``durable_sessions.recall``: searched in the store).
+
+        Raises:
+            RecallUnavailableError: If the store has no full-text index (see the README).
+        """
+        from durable_sessions.recall import recall
+
+        return await recall(self.store, user_id, query, limit=limit, sessions=sessions)
 
     async def context(
         self,
@@ -209,9 +220,10 @@ class SessionReads:
                     ),
                     ContextResult,
                 )
-                return await self._turns_by_seq(
+                turns = await self._turns_by_seq(
                     session_id, result.generation, result.turn_count, result.seqs
                 )
+                return await with_summaries(self.store, turns, result.summaries)
             except SessionClosedError:
                 header = await self.store.get_session(session_id) or header
         history = await read_transcript(self.store, session_id)

@@ -10,7 +10,7 @@ the per-session limiter for bursts, cancellation that never hides a write's outc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -27,11 +27,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from durable_sessions._calls import (
     MAX_IN_FLIGHT,
     WriteProgress,
-    retry_busy,
     shared_limiter,
     shielded_write,
     split_batch,
-    translate,
     turn_bytes,
 )
 from durable_sessions._connect import connect
@@ -46,7 +44,6 @@ from durable_sessions.errors import (
     SessionError,
     SessionNotFoundError,
     TemporalUnavailableError,
-    WorkerUnavailableError,
 )
 from durable_sessions.models import (
     Checkpoint,
@@ -79,6 +76,13 @@ T = TypeVar("T")
 
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 """Short workflow task timeout: after a worker crash, a new worker takes over in ~2 s, not 10."""
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class SessionManager(SessionReads):
@@ -118,6 +122,9 @@ class SessionManager(SessionReads):
         self.task_queue = task_queue
         self.call_timeout = timedelta(seconds=call_timeout)
         self._limiter = shared_limiter(client, max_in_flight)
+        self.loop: asyncio.AbstractEventLoop | None = _running_loop()
+        """The loop the manager was created on (or None): its store's connections usually
+        belong to it. Adapters called from other loops or threads run store reads there."""
 
     @classmethod
     async def connect(
@@ -143,27 +150,6 @@ class SessionManager(SessionReads):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    # ------------------------------------------------------------------ calls (see _calls)
-
-    async def _translate(self, session_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run a Temporal call; map its failures to our typed errors (``_calls.translate``)."""
-        return await translate(
-            session_id,
-            call,
-            unavailable=lambda: self._unavailable(session_id),
-            missing=lambda message: self._missing(session_id, message),
-        )
-
-    def _unavailable(self, session_id: str) -> WorkerUnavailableError:
-        return WorkerUnavailableError(
-            f"no worker answered within {self.call_timeout.total_seconds():g} s on task queue "
-            f"'{self.task_queue}'; start one with `durable-sessions worker` (or `durable-sessions "
-            "dev`) and check the task queue and namespace match. If workers run, the call may "
-            "wait on the session store (checkpoint, restore, branch, context): check the "
-            "database; the call is not lost and completes when the store is back",
-            session_id=session_id,
-        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -241,66 +227,6 @@ class SessionManager(SessionReads):
             raise SessionError(
                 "a session with this id already exists", session_id=state.session_id
             ) from None
-        return result
-
-    async def _update(
-        self, session_id: str, name: str, arg: Any = None, result_type: type[T] | None = None
-    ) -> T:
-        """An update: queued behind this manager's other updates to the session (at most
-        ``MAX_IN_FLIGHT`` at once), retried while the session is busy, and never reported as
-        failed while its outcome is unknown (``_calls.shielded_write``)."""
-        return await shielded_write(
-            lambda progress: self._send_update(session_id, name, arg, result_type, progress),
-            settle_timeout=self.call_timeout.total_seconds(),
-        )
-
-    async def _send_update(
-        self,
-        session_id: str,
-        name: str,
-        arg: Any,
-        result_type: type[T] | None,
-        progress: WriteProgress,
-    ) -> T:
-        handle = self.client.get_workflow_handle(session_id)
-        args = [] if arg is None else [arg]
-        loop = asyncio.get_running_loop()
-        timeout = self.call_timeout.total_seconds()
-        # One id for every attempt: the server answers a resent update it has already
-        # completed (in this run) with its outcome instead of applying it twice.
-        update_id = new_id()
-
-        async def attempt() -> T:
-            async with progress.sending():
-                result: T = await self._translate(
-                    session_id,
-                    lambda: handle.execute_update(
-                        name,
-                        args=args,
-                        id=update_id,
-                        result_type=result_type,
-                        rpc_timeout=self.call_timeout,
-                    ),
-                )
-            progress.applied += 1
-            return result
-
-        async with self._limiter.slot(session_id):
-            return await retry_busy(attempt, timeout=timeout, loop=loop)
-
-    async def _signal(self, session_id: str, name: str, arg: Any = None) -> None:
-        handle = self.client.get_workflow_handle(session_id)
-        args = [] if arg is None else [arg]
-        await self._translate(
-            session_id, lambda: handle.signal(name, args=args, rpc_timeout=self.call_timeout)
-        )
-
-    async def _query(self, session_id: str, name: str, result_type: type[T]) -> T:
-        handle = self.client.get_workflow_handle(session_id)
-        result: T = await self._translate(
-            session_id,
-            lambda: handle.query(name, result_type=result_type, rpc_timeout=self.call_timeout),
-        )
         return result
 
     @staticmethod

@@ -28,6 +28,7 @@ from durable_sessions.models import SessionConfig, SessionTurn
 from durable_sessions.plugin import DurableSessionsPlugin
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
+from tests.processes import PgWorker
 
 CONVERSATION: list[BaseMessage] = [
     SystemMessage(content="You are terse."),
@@ -105,14 +106,24 @@ async def test_sync_api_from_a_worker_thread_runs_on_the_managers_loop(
     assert await history.aget_messages() == [AIMessage(content="after clear")]
 
 
-async def test_sync_api_inside_the_running_loop_fails_clearly(manager: SessionManager) -> None:
-    history = await new_history(manager)
-    with pytest.raises(RuntimeError, match="aget_messages"):
-        _ = history.messages
-    with pytest.raises(RuntimeError, match="aadd_messages"):
-        history.add_messages([HumanMessage(content="x")])
-    with pytest.raises(RuntimeError, match="aclear"):
-        history.clear()
+async def test_sync_api_inside_a_running_loop_works(
+    temporal_env: WorkflowEnvironment, pg_worker: PgWorker, task_queue: str
+) -> None:
+    """Issue 17 (5): ``history.messages`` (sync) inside a running event loop returns the
+    messages, as LangChain's in-memory, SQL and Redis histories do. The worker runs in its own
+    process (an in-process worker on this very loop could not answer while the loop blocks).
+    A long conversation is read from PostgreSQL on the private loop thread's own pool."""
+    manager = SessionManager(
+        temporal_env.client, pg_worker.store, SessionConfig(flush_interval=0.2), task_queue
+    )
+    history = DurableChatMessageHistory(manager, (await manager.create("sync-in-loop")).session_id)
+    history.add_messages([HumanMessage(content="one"), AIMessage(content="two")])  # sync
+    assert history.messages == [HumanMessage(content="one"), AIMessage(content="two")]
+    many = [HumanMessage(content=f"m{i}") for i in range(40)]  # past the recent window
+    history.add_messages(many)
+    assert history.messages[2:] == many
+    history.clear()
+    assert history.messages == []
     assert await history.aget_messages() == []
 
 
@@ -134,7 +145,7 @@ async def test_sync_program_without_an_event_loop(
 
         result = await asyncio.to_thread(sync_program)
         assert result == [HumanMessage(content="one"), AIMessage(content="two")]
-        assert "durable-sessions-langchain-loop" in {t.name for t in threading.enumerate()}
+        assert "durable-sessions-loop" in {t.name for t in threading.enumerate()}
 
 
 @pytest.mark.filterwarnings(

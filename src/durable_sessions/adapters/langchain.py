@@ -14,34 +14,24 @@ Tool calls and results carry ``metadata["tool_calls"]`` / ``metadata["tool_call_
 context pruning keeps them together. ``clear`` moves the transcript's head to 0
 (``SessionManager.truncate``): the turn log stays append-only.
 
-Sync and async. The async methods (``aget_messages``, ``aadd_messages``, ``aclear``) are the
-native ones: use them (LangChain's ``ainvoke``/``astream`` do). The sync API (``messages``,
-``add_messages``, ``clear``) cannot simply ``asyncio.run`` the async one: the manager's
-Temporal client and database pool belong to the event loop that created them. So a sync call
-
-* from a thread other than the manager's loop (LangChain runs sync callbacks in an executor
-  thread; plain sync code) runs the coroutine *on the manager's loop* with
-  ``asyncio.run_coroutine_threadsafe`` and waits for it;
-* from inside the manager's own loop raises ``RuntimeError`` naming the async method: blocking
-  that loop while waiting for it would deadlock;
-* when no loop has used the history yet and none is running here (a purely synchronous
-  program), runs on a private event-loop thread shared by all histories. The manager's
-  resources must then be usable from that loop (a Temporal client is; an asyncpg pool created
-  on another loop is not: use the async API in async programs).
-
-The "manager's loop" is the loop the history was created on, or the last loop that called one
-of its async methods.
+Sync and async, from any loop or thread. The async methods (``aget_messages``,
+``aadd_messages``, ``aclear``) are the native ones. The sync API (``messages``,
+``add_messages``, ``clear``) works everywhere, inside a running event loop too, as LangChain's
+in-memory and SQL histories do: writes run on a private event-loop thread (Temporal calls work
+on any loop), and reads on the manager's loop when it runs in another thread, else on that
+private thread, where a store must be usable from any loop (in-memory, SQLite) unless the
+conversation is short enough to be read from the workflow's recent window alone
+(``adapters._loops`` has the details). ``add_messages`` sends all its messages in one update.
 
 Requires the ``langchain`` extra: ``pip install 'durable-sessions[langchain]'``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 try:
     from langchain_core.chat_history import BaseChatMessageHistory
@@ -62,12 +52,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'durable-sessions[langchain]'"
     ) from exc
 
+from durable_sessions.adapters._loops import call_async, call_sync
 from durable_sessions.client import SessionManager
 from durable_sessions.models import Role, SessionTurn
 
 __all__ = ["MESSAGE_KEY", "DurableChatMessageHistory", "message_to_turn", "turn_to_message"]
-
-T = TypeVar("T")
 
 MESSAGE_KEY = "lc_message"
 """The turn-metadata key holding ``message_to_dict(message)``."""
@@ -141,47 +130,6 @@ def turn_to_message(turn: SessionTurn) -> BaseMessage:
     )
 
 
-class _LoopThread:
-    """One daemon thread running an event loop, started on first use.
-
-    Why shared and daemon: it serves sync calls of programs that have no event loop at all,
-    usually for the life of the process; one thread for every history is enough (calls are
-    I/O-bound), and a daemon never keeps the interpreter from exiting.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def run() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                threading.Thread(
-                    target=run, name="durable-sessions-langchain-loop", daemon=True
-                ).start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
-
-
-_PRIVATE_LOOP = _LoopThread()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 class DurableChatMessageHistory(BaseChatMessageHistory):
     """LangChain's ``BaseChatMessageHistory`` on a durable session.
 
@@ -194,61 +142,53 @@ class DurableChatMessageHistory(BaseChatMessageHistory):
         super().__init__()
         self.manager = manager
         self.session_id = session_id
-        self._home: asyncio.AbstractEventLoop | None = _running_loop()
 
     # ------------------------------------------------------------------ async (native)
 
-    async def aget_messages(self) -> list[BaseMessage]:
-        """All messages, oldest first."""
-        self._home = asyncio.get_running_loop()
-        turns = await self.manager.history(self.session_id)
+    async def _read(self) -> list[BaseMessage]:
+        # The whole transcript: from the workflow's recent window when it holds all of it
+        # (short conversations: no store read), else from the store.
+        turns = await self.manager.tail(self.session_id, sys.maxsize)
         return [turn_to_message(t) for t in turns]
 
+    async def aget_messages(self) -> list[BaseMessage]:
+        """All messages, oldest first."""
+        return await call_async(self.manager, self._read, store=True)
+
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Store the messages in order; returns once the session acknowledged every one.
+        """Store the messages in order, in one round trip; returns once the session
+        acknowledged them (all or none per ``MAX_BATCH_TURNS`` messages).
 
         Turns are built first, so a message that cannot be stored fails the call before
         anything is sent.
         """
-        self._home = asyncio.get_running_loop()
         turns = [message_to_turn(m) for m in messages]
-        for turn in turns:
-            await self.manager.add_turn(self.session_id, turn)
+        if turns:
+            await call_async(
+                self.manager, lambda: self.manager.add_turns(self.session_id, turns), store=False
+            )
 
     async def aclear(self) -> None:
         """Remove every message (the turns stay in the session's log)."""
-        self._home = asyncio.get_running_loop()
-        await self.manager.truncate(self.session_id, 0)
+        await call_async(
+            self.manager, lambda: self.manager.truncate(self.session_id, 0), store=False
+        )
 
     # ------------------------------------------------------------------ sync (bridged)
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """All messages, oldest first (sync; see the module docstring for where it runs)."""
-        return self._run_sync("messages", "aget_messages", self.aget_messages)
+        return call_sync(self.manager, self._read, store=True)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Store the messages in order (sync; see the module docstring for where it runs)."""
-        batch = list(messages)
-        self._run_sync("add_messages", "aadd_messages", lambda: self.aadd_messages(batch))
+        turns = [message_to_turn(m) for m in messages]
+        if turns:
+            call_sync(
+                self.manager, lambda: self.manager.add_turns(self.session_id, turns), store=False
+            )
 
     def clear(self) -> None:
         """Remove every message (sync; see the module docstring for where it runs)."""
-        self._run_sync("clear", "aclear", self.aclear)
-
-    def _run_sync(
-        self, name: str, async_name: str, call: Callable[[], Coroutine[Any, Any, T]]
-    ) -> T:
-        running = _running_loop()
-        home = self._home
-        home_alive = home is not None and home.is_running() and not home.is_closed()
-        if running is not None and (running is home or not home_alive):
-            raise RuntimeError(
-                f"DurableChatMessageHistory.{name} was called synchronously inside a running "
-                f"event loop, which it would have to block to wait for the session: use "
-                f"`await history.{async_name}(...)` (LangChain's async APIs such as ainvoke do)"
-            )
-        target = home if home is not None and home_alive else _PRIVATE_LOOP.loop()
-        # The coroutine is created only now, on a path that will run it: an abandoned coroutine
-        # would warn ("never awaited").
-        return asyncio.run_coroutine_threadsafe(call(), target).result()
+        call_sync(self.manager, lambda: self.manager.truncate(self.session_id, 0), store=False)

@@ -23,28 +23,34 @@ How items map to turns:
   naming a ``tool_call_id`` as ``function_call_output`` items, others as
   ``{"role": ..., "content": ...}`` (a tool turn without a call id as an assistant message).
 
-``pop_item`` and ``clear_session`` move the transcript's head (``SessionManager.truncate``); the
-removed turns stay in the session's log, as every rewind does.
+``add_items`` sends all its items in one update (``SessionManager.add_turns``), all or none.
+``pop_item`` takes the last turn off in one update (``SessionManager.pop_turn``) and
+``clear_session`` moves the transcript's head (``SessionManager.truncate``); the removed turns
+stay in the session's log, as every rewind does.
 
 Requires the ``openai-agents`` extra: ``pip install 'durable-sessions[openai-agents]'``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any, cast
 
 try:
     from agents.items import TResponseInputItem
-    from agents.memory.session_settings import SessionSettings, resolve_session_limit
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "durable_sessions.adapters.openai_agents needs the OpenAI Agents SDK: "
         "pip install 'durable-sessions[openai-agents]'"
     ) from exc
 
+from durable_sessions.adapters._loops import call_async
 from durable_sessions.client import SessionManager
 from durable_sessions.models import Role, SessionState, SessionTurn
 
@@ -149,25 +155,36 @@ class DurableAgentsSession:
     Implements the protocol structurally (``agents.memory.Session``) rather than subclassing
     ``SessionABC``: the SDK asks third-party libraries to do so.
 
+    Usable from any event loop or thread (``Runner.run_sync`` in threads included): no lock is
+    held, the session's workflow serializes every write (see ``adapters._loops``).
+
+    Cancellation: a cancelled ``add_items`` (or ``asyncio.wait_for`` timing out) waits for the
+    session's answer to the update in flight, then raises ``CancelledError`` (``TimeoutError``):
+    the items are then either all stored or none (up to ``MAX_BATCH_TURNS`` items per update).
+
     Args:
         manager: The ``SessionManager`` of the session.
         session_id: An existing session (see ``create`` to make one).
-        session_settings: The SDK's settings; ``limit`` caps ``get_items`` by default.
+        session_settings: The SDK's settings (a ``SessionSettings`` or a dict of its fields,
+            checked); ``limit`` caps ``get_items`` by default.
     """
+
+    session_settings: SessionSettings | None
 
     def __init__(
         self,
         manager: SessionManager,
         session_id: str,
         *,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
         self.manager = manager
         self.session_id = session_id
-        self.session_settings: SessionSettings | None = session_settings or SessionSettings()
-        # Serializes this object's read-modify-write calls (pop_item reads the head, then moves
-        # it); the session's workflow serializes everything else.
-        self._lock = asyncio.Lock()
+        self.session_settings = (
+            SessionSettings()
+            if session_settings is None
+            else coerce_session_settings(session_settings)
+        )
 
     @classmethod
     async def create(
@@ -176,7 +193,7 @@ class DurableAgentsSession:
         user_id: str,
         metadata: dict[str, Any] | None = None,
         *,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
         **create_kwargs: Any,
     ) -> DurableAgentsSession:
         """Create a new durable session and return an SDK session on it."""
@@ -185,45 +202,54 @@ class DurableAgentsSession:
 
     async def state(self) -> SessionState:
         """The durable session's header (status, turn count, totals)."""
-        return await self.manager.get(self.session_id)
+        return await call_async(self.manager, lambda: self.manager.get(self.session_id), store=True)
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
-        """The conversation, oldest first; with ``limit``, only the latest ``limit`` items."""
+        """The conversation, oldest first; with ``limit``, only the latest ``limit`` items.
+
+        The latest items come from the workflow's recent window when it holds them (no store
+        read: about a millisecond), else from the store.
+        """
         effective = resolve_session_limit(limit, self.session_settings)
-        if effective is None:
-            turns = await self.manager.history(self.session_id)
-        elif effective <= 0:
+        if effective is not None and effective <= 0:
             return []
+        if effective is None:
+            turns = await call_async(
+                self.manager, lambda: self.manager.history(self.session_id), store=True
+            )
         else:
-            count = (await self.manager.get(self.session_id)).turn_count
-            start = max(0, count - effective)
-            turns = await self.manager.history(self.session_id, offset=start, limit=effective)
+            turns = await call_async(
+                self.manager, lambda: self.manager.tail(self.session_id, effective), store=True
+            )
         return [turn_to_item(t) for t in turns]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Store the items in order; returns once the session has acknowledged every one.
+        """Store the items in order, in one round trip; returns once the session has
+        acknowledged them (all or none per ``MAX_BATCH_TURNS`` items).
 
-        Turns are built (and their ids fixed) before the first is sent, so a bad item fails
-        the call before anything is stored.
+        Turns are built (and their ids fixed) before anything is sent, so a bad item fails
+        the call before anything is stored, and the manager's retries never store one twice.
         """
         turns = [item_to_turn(item) for item in items]
-        async with self._lock:
-            for turn in turns:
-                await self.manager.add_turn(self.session_id, turn)
+        if not turns:
+            return
+        await call_async(
+            self.manager, lambda: self.manager.add_turns(self.session_id, turns), store=False
+        )
 
     async def pop_item(self) -> TResponseInputItem | None:
-        """Remove the latest item from the conversation and return it (None when empty)."""
-        async with self._lock:
-            count = (await self.manager.get(self.session_id)).turn_count
-            if count == 0:
-                return None
-            last = await self.manager.history(self.session_id, offset=count - 1, limit=1)
-            if not last:
-                return None
-            await self.manager.truncate(self.session_id, count - 1)
-            return turn_to_item(last[0])
+        """Remove the latest item from the conversation and return it (None when empty).
+
+        Atomic: one update takes the last turn off, so concurrent pops and appends never
+        return the same item twice or drop another writer's item.
+        """
+        turn = await call_async(
+            self.manager, lambda: self.manager.pop_turn(self.session_id), store=False
+        )
+        return None if turn is None else turn_to_item(turn)
 
     async def clear_session(self) -> None:
         """Empty the conversation (the turns stay in the session's log)."""
-        async with self._lock:
-            await self.manager.truncate(self.session_id, 0)
+        await call_async(
+            self.manager, lambda: self.manager.truncate(self.session_id, 0), store=False
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -48,18 +49,31 @@ class PgPoolOwner:
         self._init = init
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        # Pools of other event loops than the first (an asyncpg pool belongs to the loop that
+        # made it): a store used from a second loop, e.g. a framework's sync API run on a
+        # private loop thread, gets its own pool there instead of corrupting the first.
+        self._other_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool]
+        self._other_pools = weakref.WeakKeyDictionary()
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
 
     async def _get_pool(self) -> asyncpg.Pool:
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and self._pool_loop is not loop:
+            pool = self._other_pools.get(loop)
+            if pool is None:
+                pool = self._other_pools[loop] = await self._new_pool()
+            return pool
         if self._pool is None:
             async with self._pool_lock:
                 if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self.dsn,
-                        min_size=self._min_size,
-                        max_size=self._max_size,
-                        init=self._init,
-                    )
+                    self._pool = await self._new_pool()
+                    self._pool_loop = loop
         return self._pool
+
+    async def _new_pool(self) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            self.dsn, min_size=self._min_size, max_size=self._max_size, init=self._init
+        )
 
     @asynccontextmanager
     async def _locked(self, name: str) -> AsyncIterator[asyncpg.Connection]:
@@ -77,5 +91,12 @@ class PgPoolOwner:
     async def close(self) -> None:
         """Close the pool. The store may be used again: a new pool is made on demand."""
         pool, self._pool = self._pool, None
+        others = list(self._other_pools.items())
+        self._other_pools.clear()
+        for loop, other in others:
+            if loop is asyncio.get_running_loop():
+                await other.close()
+            else:
+                other.terminate()  # its loop may be gone or busy: drop its connections
         if pool is not None:
             await pool.close()

@@ -1,0 +1,285 @@
+"""How ``SessionManager`` makes a call (``durable_sessions._calls``), without Temporal.
+
+Error translation is fed the exceptions temporalio raises; the limiter, the busy retries and
+the cancellation rules of writes run on plain coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
+
+from durable_sessions._calls import (
+    SessionLimiter,
+    WriteProgress,
+    retry_busy,
+    shared_limiter,
+    shielded_write,
+    split_batch,
+    translate,
+)
+from durable_sessions._reads import window_tail
+from durable_sessions.errors import (
+    SessionBusyError,
+    SessionError,
+    SessionNotFoundError,
+    TemporalUnavailableError,
+    WorkerUnavailableError,
+)
+from durable_sessions.models import SessionTurn
+from durable_sessions.workflows.messages import MAX_BATCH_BYTES, MAX_BATCH_TURNS
+
+
+def _unavailable() -> WorkerUnavailableError:
+    return WorkerUnavailableError("no worker", session_id="s")
+
+
+async def _missing(message: str) -> SessionError:
+    return SessionNotFoundError("no such session", session_id="s")
+
+
+async def _translated(exc: BaseException) -> BaseException:
+    async def call() -> None:
+        raise exc
+
+    try:
+        await translate("s", call, unavailable=_unavailable, missing=_missing)
+    except BaseException as err:
+        return err
+    raise AssertionError("nothing raised")
+
+
+def _rpc(status: RPCStatusCode, message: str) -> RPCError:
+    return RPCError(message, status, b"")
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        (
+            RPCStatusCode.RESOURCE_EXHAUSTED,
+            "limit on number of concurrent in-flight updates has been reached (10)",
+            SessionBusyError,
+        ),
+        (RPCStatusCode.FAILED_PRECONDITION, "Workflow Task in failed state.", SessionBusyError),
+        (RPCStatusCode.UNAVAILABLE, "workflow update was aborted", SessionBusyError),
+        (RPCStatusCode.NOT_FOUND, "update aborted by closing workflow", SessionBusyError),
+        (RPCStatusCode.NOT_FOUND, "workflow not found", SessionNotFoundError),
+        (RPCStatusCode.DEADLINE_EXCEEDED, "deadline", WorkerUnavailableError),
+        (RPCStatusCode.UNAVAILABLE, "connection refused", TemporalUnavailableError),
+        (RPCStatusCode.INTERNAL, "boom", TemporalUnavailableError),
+    ],
+)
+async def test_rpc_errors_become_typed_errors(
+    status: RPCStatusCode, message: str, expected: type[SessionError]
+) -> None:
+    err = await _translated(_rpc(status, message))
+    assert type(err) is expected
+    assert err.__cause__ is None  # no raw temporalio exception reaches the caller
+
+
+async def test_an_update_rpc_timeout_is_worker_unavailable() -> None:
+    timeout = WorkflowUpdateRPCTimeoutOrCancelledError()
+    timeout.__cause__ = _rpc(RPCStatusCode.DEADLINE_EXCEEDED, "deadline")
+    assert type(await _translated(timeout)) is WorkerUnavailableError
+
+
+async def test_an_update_cancelled_by_its_caller_is_cancelled_not_unavailable() -> None:
+    cancelled = WorkflowUpdateRPCTimeoutOrCancelledError()
+    cancelled.__cause__ = asyncio.CancelledError()
+    assert type(await _translated(cancelled)) is asyncio.CancelledError
+
+
+# ---------------------------------------------------------------- limiter
+
+
+async def test_limiter_admits_at_most_limit_and_serves_waiters_in_order() -> None:
+    limiter = SessionLimiter(2)
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    async def holder(i: int) -> None:
+        async with limiter.slot("s"):
+            order.append(i)
+            assert limiter.in_use("s") <= 2
+            await gate.wait()
+
+    tasks = [asyncio.create_task(holder(i)) for i in range(6)]
+    await asyncio.sleep(0.01)
+    assert order == [0, 1] and limiter.in_use("s") == 2
+    async with limiter.slot("other"):  # sessions do not share a budget
+        pass
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4, 5]
+    assert limiter.in_use("s") == 0
+    assert not limiter._loops[asyncio.get_running_loop()]  # idle sessions cost nothing
+
+
+async def test_a_cancelled_waiter_gives_up_its_place_without_leaking_a_slot() -> None:
+    limiter = SessionLimiter(1)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with limiter.slot("s"):
+            await release.wait()
+
+    first = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(hold())
+    third = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    release.set()
+    await asyncio.gather(first, third)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert limiter.in_use("s") == 0
+
+
+class _Client:
+    """Stands for a Temporal client: only its identity matters here."""
+
+
+def test_managers_of_one_client_share_a_limiter() -> None:
+    client_a, client_b = _Client(), _Client()
+    assert shared_limiter(client_a) is shared_limiter(client_a)
+    assert shared_limiter(client_a) is not shared_limiter(client_b)
+    assert shared_limiter(client_a, 3).limit == 3
+
+
+# ---------------------------------------------------------------- retries
+
+
+async def test_busy_is_retried_until_it_succeeds_or_the_time_is_up() -> None:
+    loop = asyncio.get_running_loop()
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 4:
+            raise SessionBusyError("busy")
+        return "ok"
+
+    assert await retry_busy(flaky, timeout=5, loop=loop) == "ok"
+    assert calls == 4
+
+    async def always_busy() -> str:
+        raise SessionBusyError("busy")
+
+    started = loop.time()
+    with pytest.raises(SessionBusyError):
+        await retry_busy(always_busy, timeout=0.2, loop=loop)
+    assert loop.time() - started < 0.5
+
+
+# ---------------------------------------------------------------- cancellation of writes
+
+
+async def test_a_cancelled_write_in_flight_waits_for_its_outcome_then_raises_cancelled() -> None:
+    answered = asyncio.Event()
+    done: list[str] = []
+
+    async def write(progress: WriteProgress) -> str:
+        async with progress.sending():
+            await asyncio.sleep(0.1)  # the update in flight
+        done.append("stored")
+        answered.set()
+        return "receipt"
+
+    task = asyncio.create_task(shielded_write(write, settle_timeout=5))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    task.cancel()  # a second cancellation does not cut the wait short
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done == ["stored"]  # the outcome was known before CancelledError
+
+
+async def test_asyncio_wait_for_times_out_with_timeout_error_after_the_outcome() -> None:
+    done: list[str] = []
+
+    async def write(progress: WriteProgress) -> str:
+        async with progress.sending():
+            await asyncio.sleep(0.1)
+        done.append("stored")
+        return "receipt"
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(shielded_write(write, settle_timeout=5), 0.02)
+    assert done == ["stored"]
+
+
+async def test_a_write_not_sent_yet_is_withdrawn_at_once() -> None:
+    sent: list[str] = []
+    never = asyncio.Event()
+
+    async def write(progress: WriteProgress) -> str:
+        await never.wait()  # queued behind the limiter, say
+        async with progress.sending():
+            sent.append("sent")
+        return "receipt"
+
+    task = asyncio.create_task(shielded_write(write, settle_timeout=5))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    never.set()
+    await asyncio.sleep(0.01)
+    assert sent == []
+
+
+async def test_the_wait_for_an_outcome_is_bounded() -> None:
+    async def write(progress: WriteProgress) -> str:
+        async with progress.sending():
+            await asyncio.sleep(10)
+        return "receipt"
+
+    task = asyncio.create_task(shielded_write(write, settle_timeout=0.1))
+    await asyncio.sleep(0.01)
+    started = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert asyncio.get_running_loop().time() - started < 1
+
+
+# ---------------------------------------------------------------- batches and windows
+
+
+def _turn(content: str = "x", seq: int | None = None) -> SessionTurn:
+    return SessionTurn(role="user", content=content, seq=seq)
+
+
+def test_batches_are_cut_by_count_and_by_bytes_in_order() -> None:
+    turns = [_turn(str(i)) for i in range(MAX_BATCH_TURNS * 2 + 1)]
+    batches = split_batch(turns)
+    assert [len(b) for b in batches] == [MAX_BATCH_TURNS, MAX_BATCH_TURNS, 1]
+    assert [t for b in batches for t in b] == turns
+
+    big = [_turn("é" * 30_000) for _ in range(10)]  # 60 kB of UTF-8 each
+    batches = split_batch(big)
+    assert all(sum(len(t.content.encode()) for t in b) <= MAX_BATCH_BYTES for b in batches)
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    # A turn larger than a batch travels alone (the client sends it with add_turn).
+    oversized = [_turn("y"), _turn("x" * (MAX_BATCH_BYTES + 1)), _turn("z")]
+    assert [len(b) for b in split_batch(oversized)] == [1, 1, 1]
+    assert split_batch([]) == []
+
+
+def test_the_recent_window_answers_only_when_it_holds_the_last_turns() -> None:
+    window = [_turn(str(s), s) for s in range(80, 100)]
+    assert window_tail(window, 100, 5) == window[-5:]
+    assert window_tail(window, 100, 20) == window
+    assert window_tail(window, 100, 21) is None  # not all in the window
+    assert window_tail(window, 101, 5) is None  # a newer turn is missing
+    gap = window[:10] + window[11:]
+    assert window_tail(gap, 100, 15) is None  # not contiguous
+    assert window_tail(gap, 100, 5) == window[-5:]
+    assert window_tail([], 0, 5) == []
+    assert window_tail([], 3, 5) is None
