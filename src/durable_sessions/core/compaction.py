@@ -50,6 +50,7 @@ __all__ = [
     "plan_work",
     "render_content",
     "summary_turn",
+    "text_budget",
     "truncate_to_tokens",
 ]
 
@@ -67,9 +68,10 @@ class Summary(BaseModel):
     hi: int = Field(ge=1)
     level: int = Field(ge=1)
     content: str = Field(min_length=1)
-    """The context turn's text, header included (see :func:`render_content`)."""
+    """The summary's text."""
     tokens: int = Field(ge=0)
-    """Tokens of ``content``, counted once by the worker that wrote it."""
+    """Tokens of the context turn (:func:`render_content`), counted once by the worker that
+    wrote the summary, so every reader budgets it alike."""
     summarizer: str
     created_at: datetime
 
@@ -269,12 +271,17 @@ def render_content(lo: int, hi: int, text: str) -> str:
     return f"Summary of turns {lo}-{hi - 1}:\n{text}"
 
 
+def text_budget(lo: int, hi: int, summary_tokens: int) -> int:
+    """Tokens left for a summary's text once its header is counted (at least 8)."""
+    return max(8, summary_tokens - count_tokens(render_content(lo, hi, "")))
+
+
 def summary_turn(summary: Summary) -> SessionTurn:
     """A summary as it appears in a context: a system turn without ``seq``."""
     return SessionTurn(
         turn_id=f"summary-{summary.lo}-{summary.hi}",
         role="system",
-        content=summary.content,
+        content=render_content(summary.lo, summary.hi, summary.content),
         timestamp=summary.created_at,
         tokens=summary.tokens,
         metadata={
