@@ -18,6 +18,13 @@ from pydantic import BaseModel, Field
 
 from durable_sessions.models import SessionTurn
 
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentReply",
+    "StreamingAgent",
+]
+
 
 class AgentContext(BaseModel):
     """What an agent sees when it is its turn."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from durable_sessions.models import SessionStats
 from durable_sessions.stores.base import SessionStore
 
+__all__ = ["SessionAnalytics"]
+
 
 class SessionAnalytics:
     """Statistics over the sessions of one store.

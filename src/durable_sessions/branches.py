@@ -18,6 +18,8 @@ from durable_sessions.models import SessionState
 from durable_sessions.stores.base import read_transcript
 from durable_sessions.workflows.messages import BranchRequest, BranchResult, MergeRequest
 
+__all__ = ["BranchManager", "BranchNode", "Lineage"]
+
 
 @dataclass
 class BranchNode:

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from durable_sessions.workflows.messages import DEFAULT_TASK_QUEUE
 
+__all__ = ["Settings"]
+
 
 class Settings(BaseSettings):
     """Deployment settings (see the README's table)."""

@@ -26,6 +26,15 @@ from durable_sessions.errors import SessionNotFoundError
 if TYPE_CHECKING:
     from durable_sessions.client import SessionManager
 
+__all__ = [
+    "MAX_SESSION_ID_LENGTH",
+    "RequestBinding",
+    "SessionContext",
+    "begin_request",
+    "end_request",
+    "plausible_session_id",
+]
+
 MAX_SESSION_ID_LENGTH = 256
 """Longest session id ``bind`` looks up; longer ones cannot name a session."""
 

@@ -26,6 +26,24 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "ERROR_TYPES",
+    "AgentFailedError",
+    "BranchExistsError",
+    "CheckpointNotFoundError",
+    "InvalidTransitionError",
+    "InvalidTurnError",
+    "RecallUnavailableError",
+    "SessionBusyError",
+    "SessionCapacityError",
+    "SessionClosedError",
+    "SessionError",
+    "SessionNotFoundError",
+    "TemporalUnavailableError",
+    "WorkerUnavailableError",
+    "error_from_type",
+]
+
 
 class SessionError(Exception):
     """Base class of every durable-sessions error."""

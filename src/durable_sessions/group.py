@@ -23,6 +23,8 @@ from durable_sessions.errors import SessionClosedError, WorkerUnavailableError
 from durable_sessions.models import SessionState, SessionTurn, new_id
 from durable_sessions.workflows.messages import GroupSetup, GroupState, TickPlan, TickProgress
 
+__all__ = ["GroupSession"]
+
 T = TypeVar("T")
 
 

@@ -15,6 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from durable_sessions.core.clock import utcnow
 
+__all__ = [
+    "Checkpoint",
+    "CheckpointReason",
+    "CompactionConfig",
+    "Role",
+    "SessionConfig",
+    "SessionState",
+    "SessionStats",
+    "SessionStatus",
+    "SessionTurn",
+    "new_id",
+]
+
 Role = Literal["system", "user", "assistant", "tool"]
 CheckpointReason = Literal["manual", "auto", "close", "expire", "restore"]
 

@@ -27,6 +27,8 @@ from durable_sessions.models import SessionTurn
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.streaming import StreamBroker, TurnPublisher, broker_for_store
 
+__all__ = ["AgentActivities", "AgentTurnRequest", "visible_to"]
+
 
 class AgentTurnRequest(BaseModel):
     session_id: str

@@ -32,6 +32,14 @@ from durable_sessions.core.pruning import (
 from durable_sessions.models import CompactionConfig, SessionTurn
 from durable_sessions.stores.base import SessionStore, read_transcript
 
+__all__ = [
+    "PRUNERS",
+    "ContextActivities",
+    "ContextRequest",
+    "ContextResult",
+    "TranscriptCache",
+]
+
 PRUNERS = ("relevance", "sliding_window", "token_budget")
 
 

@@ -26,6 +26,8 @@ from durable_sessions.workflows.messages import (
     TurnsPageRequest,
 )
 
+__all__ = ["PersistenceActivities", "classify_failures"]
+
 T = TypeVar("T")
 
 _NON_RETRYABLE_NAMES = frozenset(

@@ -21,6 +21,13 @@ from durable_sessions.errors import (
 )
 from durable_sessions.models import SessionConfig, SessionState, SessionStatus
 
+__all__ = [
+    "VALID_ROLES",
+    "Action",
+    "check_turn",
+    "next_status",
+]
+
 Action = Literal["suspend", "resume", "close", "expire"]
 
 _TRANSITIONS: dict[tuple[SessionStatus, Action], SessionStatus] = {

@@ -28,6 +28,19 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from durable_sessions.models import SessionTurn
 
+__all__ = [
+    "MERGED_FROM_KEY",
+    "MERGE_KEY_PREFIX",
+    "AppendMerge",
+    "MergeSpec",
+    "MergeStrategy",
+    "SelectiveMerge",
+    "TurnPredicate",
+    "merge_key",
+    "plan_merge",
+    "strategy_from_spec",
+]
+
 MERGED_FROM_KEY = "merged_from"
 """The metadata key under which a merged copy records where it came from."""
 

@@ -9,6 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+__all__ = [
+    "TokenCounter",
+    "approx_token_count",
+    "count_tokens",
+    "set_token_counter",
+]
+
 TokenCounter = Callable[[str], int]
 
 _PIECES = re.compile(r"\w+|[^\w\s]", re.UNICODE)

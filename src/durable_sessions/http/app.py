@@ -46,6 +46,13 @@ from durable_sessions.models import (
     SessionTurn,
 )
 
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "MAX_SEQ",
+    "PUBLIC_PATHS",
+    "create_app",
+]
+
 log = logging.getLogger("durable_sessions.http")
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024

@@ -12,6 +12,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
+__all__ = [
+    "HASH_PREFIX",
+    "ApiKeyAuth",
+    "hash_api_key",
+    "parse_api_keys",
+]
+
 HASH_PREFIX = "sha256:"
 """Prefix of a key given by its hash: ``sha256:<64 hex digits>``."""
 

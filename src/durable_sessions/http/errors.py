@@ -46,6 +46,21 @@ from durable_sessions.errors import (
     WorkerUnavailableError,
 )
 
+__all__ = [
+    "ERROR_RESPONSES",
+    "INVALID_JSON_MESSAGE",
+    "ApiError",
+    "ErrorBody",
+    "ErrorDetail",
+    "error_response",
+    "install_error_handlers",
+    "invalid_json",
+    "session_error_response",
+    "status_for",
+    "too_large",
+    "validation_response",
+]
+
 log = logging.getLogger("durable_sessions.http")
 
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from durable_sessions.client import SessionManager
 from durable_sessions.streaming._watch import watch
 
+__all__ = ["EventStreamOptions", "format_event", "session_events"]
+
 
 @dataclass(frozen=True)
 class EventStreamOptions:

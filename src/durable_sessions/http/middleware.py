@@ -27,6 +27,8 @@ from durable_sessions.context import SessionContext, begin_request, end_request
 from durable_sessions.errors import SessionNotFoundError
 from durable_sessions.models import SessionConfig
 
+__all__ = ["SessionMiddleware"]
+
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     for key, value in headers:

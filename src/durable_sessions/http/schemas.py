@@ -25,6 +25,31 @@ from pydantic import (
 
 from durable_sessions.models import Role, SessionState
 
+__all__ = [
+    "MAX_CONTENT_BYTES",
+    "MAX_COST_PER_TURN",
+    "MAX_JSON_DEPTH",
+    "MAX_METADATA_BYTES",
+    "MAX_SEQ",
+    "MAX_TOKENS_PER_TURN",
+    "MAX_TTL_SECONDS",
+    "MAX_TURN_IDS",
+    "AddTurnRequest",
+    "AppendMergeRequest",
+    "BranchRequest",
+    "BranchTreeNode",
+    "ContextRequest",
+    "CreateSessionRequest",
+    "EditRequest",
+    "Identifier",
+    "LineageResponse",
+    "MergeRequest",
+    "RegenerateRequest",
+    "SelectiveMergeRequest",
+    "TurnIds",
+    "check_json",
+]
+
 MAX_TTL_SECONDS = 10 * 366 * 86_400
 """Longest idle TTL a client may ask for (ten years)."""
 MAX_METADATA_BYTES = 64 * 1024

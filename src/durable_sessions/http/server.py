@@ -10,6 +10,8 @@ import logging
 
 from durable_sessions.config import Settings
 
+__all__ = ["DEFAULT_HOST", "main", "run_server"]
+
 log = logging.getLogger("durable_sessions.http")
 
 DEFAULT_HOST = "0.0.0.0"

@@ -30,6 +30,17 @@ if TYPE_CHECKING:
     from durable_sessions.branches import BranchNode
     from durable_sessions.client import SessionManager
 
+__all__ = [
+    "ASSETS",
+    "CONTENT_SECURITY_POLICY",
+    "SECURITY_HEADERS",
+    "VIEWER_PATH",
+    "asset",
+    "install_viewer",
+    "is_viewer_path",
+    "session_lineage",
+]
+
 VIEWER_PATH = "/viewer"
 """Where the page is served; its assets are under ``/viewer/``."""
 

@@ -33,6 +33,14 @@ from durable_sessions.models import (
     SessionTurn,
 )
 
+__all__ = [
+    "PersistBatch",
+    "Segment",
+    "SessionStore",
+    "read_transcript",
+    "resolve_segments",
+]
+
 
 class PersistBatch(BaseModel):
     """One flush: the header as of the last turn, the new turns and checkpoints to write.

@@ -18,6 +18,8 @@ from durable_sessions.models import (
 from durable_sessions.stores._search import TurnMatch, scan_search
 from durable_sessions.stores.base import PersistBatch
 
+__all__ = ["InMemorySessionStore"]
+
 
 class InMemorySessionStore:
     """Keeps everything in dicts; nothing survives the process."""

@@ -32,6 +32,14 @@ with workflow.unsafe.imports_passed_through():
         TurnInput,
     )
 
+__all__ = [
+    "MAX_FAILURES_KEPT",
+    "MAX_PLANS_KEPT",
+    "MAX_TICK_TURNS_KEPT",
+    "WAIT_SLICE",
+    "GroupHandlers",
+]
+
 MAX_FAILURES_KEPT = 50
 MAX_PLANS_KEPT = 200
 MAX_TICK_TURNS_KEPT = 200

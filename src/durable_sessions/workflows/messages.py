@@ -14,6 +14,38 @@ from durable_sessions.core.merging import MergeSpec
 from durable_sessions.core.turn_managers import AgentSlot, TurnManagerSpec, TurnManagerState
 from durable_sessions.models import Checkpoint, SessionConfig, SessionState, SessionTurn
 
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_TURNS",
+    "WORKFLOW_TYPE",
+    "AgentFailure",
+    "BranchRequest",
+    "BranchResult",
+    "CheckpointRequest",
+    "ContextQuery",
+    "EditRequest",
+    "ExistingTurnsRequest",
+    "GenerationRecord",
+    "GroupSetup",
+    "GroupState",
+    "MergeRequest",
+    "PopResult",
+    "RangeTotals",
+    "RegenerateRequest",
+    "RestoreRequest",
+    "SessionSnapshot",
+    "SessionWorkflowInput",
+    "TickPlan",
+    "TickProgress",
+    "TranscriptTailRequest",
+    "TurnBatch",
+    "TurnBatchReceipt",
+    "TurnInput",
+    "TurnReceipt",
+    "TurnsPageRequest",
+]
+
 WORKFLOW_TYPE = "Session"
 DEFAULT_TASK_QUEUE = "durable-sessions"
 MAX_BATCH_TURNS = 500
