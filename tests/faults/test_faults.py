@@ -348,12 +348,15 @@ def pytest_sessionfinish_write(path: str) -> None:
             f"| {r['scenario']} | {r['acknowledged']} | {r['stored']} | {r['lost']} | "
             f"{r['duplicated']} | {r['recover_s']} |"
         )
+    # Sections of other suites (``## ...``, e.g. the model-based concurrency counts) are kept.
+    old = Path(path).read_text() if Path(path).exists() else ""
+    kept = old[old.index("\n## ") :] if "\n## " in old else ""
     Path(path).write_text(
         "# Fault-injection results\n\nWritten by `tests/faults/test_faults.py` "
         f"(DURABLE_SESSIONS_FAULT_RESULTS), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
         " Lost and duplicated must be 0; the longest client wait is the time to recover as a"
         " client sees it (one call, retried with the same turn_id, from first try to"
-        " acknowledgement).\n\n" + "\n".join(lines) + "\n"
+        " acknowledgement).\n\n" + "\n".join(lines) + "\n" + kept
     )
 
 
