@@ -114,7 +114,9 @@ async def _branch_command(m: Any, args: argparse.Namespace) -> Any:
     b = BranchManager(m)
     cmd = args.session_command
     if cmd == "branch":
-        return await b.create_branch(args.session_id, args.name, args.from_checkpoint)
+        return await b.create_branch(
+            args.session_id, args.name, args.from_checkpoint, at_seq=args.at_seq
+        )
     if cmd == "merge":
         strategy: Any = AppendMerge()
         if args.strategy == "selective":
@@ -165,6 +167,17 @@ def _session_command(args: argparse.Namespace) -> Any:
             return await m.store.get_stats(args.user)
         if cmd in ("branch", "branches", "lineage", "merge"):
             return await _branch_command(m, args)
+        if cmd == "edit":
+            return await m.edit(
+                args.session_id, args.seq, args.content, mode=args.mode, name=args.name
+            )
+        if cmd == "regenerate":
+            return await m.regenerate(args.session_id, agent=args.agent, role=args.role)
+        if cmd == "watch":
+            from durable_sessions._cli_watch import watch_session
+
+            await watch_session(m, args.session_id, after_seq=args.after_seq, as_json=args.json)
+            return None
         raise SystemExit(f"unknown session command {cmd}")
 
     return asyncio.run(_with_manager(run))
@@ -241,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session_id")
     p.add_argument("--name", required=True)
     p.add_argument("--from-checkpoint")
+    p.add_argument("--at-seq", type=int, help="fork after the first N turns (any turn)")
     cmd("branches", "a session's branches, as a tree").add_argument("session_id")
     cmd("lineage", "the whole tree a session belongs to").add_argument("session_id")
     p = cmd("merge", "merge a branch's turns into a target session")
@@ -248,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target_id")
     p.add_argument("--strategy", choices=["append", "selective"], default="append")
     p.add_argument("--turn-ids", nargs="*", help="for --strategy selective")
+    p = cmd("edit", "edit turn SEQ: as a new branch (default) or by rewinding the session")
+    p.add_argument("session_id")
+    p.add_argument("seq", type=int)
+    p.add_argument("content")
+    p.add_argument("--mode", choices=["branch", "rewind"], default="branch")
+    p.add_argument("--name", help="the branch's name (--mode branch)")
+    p = cmd("regenerate", "drop the last assistant turn and run an agent again")
+    p.add_argument("session_id")
+    p.add_argument("--agent", required=True, help="an agent registered on the workers")
+    p.add_argument("--role", default="assistant")
+    p = cmd("watch", "print a session's live events (streamed turns as they are written)")
+    p.add_argument("session_id")
+    p.add_argument("--after-seq", type=int, default=-1, help="only turns after this seq")
     return parser
 
 
@@ -284,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             result = _session_command(args)
             if args.session_command == "create" and _id_only(args):
                 print(result.session_id)  # for `id=$(durable-sessions session create ...)`
-            else:
+            elif args.session_command != "watch":  # watch printed as it went
                 _output(args, result)
     except SessionError as exc:
         print(f"error: {type(exc).__name__}: {exc.message}", file=sys.stderr)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from durable_sessions.errors import SessionBusyError, SessionError, WorkerUnavailableError
 from durable_sessions.models import SessionStatus
@@ -113,9 +113,34 @@ class _Poller:
         return out
 
 
-async def _pump(events: AsyncIterator[ChunkEvent], queue: asyncio.Queue[ChunkEvent]) -> None:
-    async for event in events:
-        await queue.put(event)
+_END = SessionEvent(kind="ping", data={"end": True})
+
+
+async def _pump(events: AsyncIterator[ChunkEvent], queue: asyncio.Queue[SessionEvent]) -> None:
+    async for chunk in events:
+        await queue.put(SessionEvent(kind=chunk.kind, data=chunk.data()))
+
+
+async def _poll_loop(
+    poller: _Poller, queue: asyncio.Queue[SessionEvent], poll_interval: float
+) -> None:
+    """Polls in its own task, so a slow poll never holds chunks back."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            out = await poller.poll(loop.time())
+        except (WorkerUnavailableError, SessionBusyError):
+            out = []  # transient: poll again
+        except SessionError as exc:
+            await queue.put(_error(exc))
+            await queue.put(_END)
+            return
+        for event in out:
+            await queue.put(event)
+        if poller.last_status is not None and poller.last_status.is_terminal:
+            await queue.put(_END)
+            return
+        await asyncio.sleep(poll_interval)
 
 
 async def watch(
@@ -137,44 +162,28 @@ async def watch(
         broker: the chunk channel; the one matching the manager's store by default.
         chunks: False leaves chunk events out (only stored turns).
     """
-    loop = asyncio.get_running_loop()
-    poller = _Poller(manager, session_id, after_seq)
-    queue: asyncio.Queue[ChunkEvent] = asyncio.Queue()
+    queue: asyncio.Queue[SessionEvent] = asyncio.Queue()
+    tasks: list[asyncio.Task[None]] = []
     async with contextlib.AsyncExitStack() as stack:
-        pump: asyncio.Task[Any] | None = None
-        if chunks:
-            channel = broker or broker_for_store(manager.store)
-            events = await stack.enter_async_context(channel.subscribe(session_id))
-            pump = asyncio.create_task(_pump(events, queue))
         try:
-            last_sent = loop.time()
+            if chunks:
+                channel = broker or broker_for_store(manager.store)
+                events = await stack.enter_async_context(channel.subscribe(session_id))
+                tasks.append(asyncio.create_task(_pump(events, queue)))
+            poller = _Poller(manager, session_id, after_seq)
+            tasks.append(asyncio.create_task(_poll_loop(poller, queue, poll_interval)))
             while True:
                 try:
-                    out = await poller.poll(loop.time())
-                except (WorkerUnavailableError, SessionBusyError):
-                    out = []  # transient: poll again
-                except SessionError as exc:
-                    yield _error(exc)
-                    return
-                for event in out:
-                    yield event
-                if out:
-                    last_sent = loop.time()
-                if poller.last_status is not None and poller.last_status.is_terminal:
-                    return
-                deadline = loop.time() + poll_interval
-                while (left := deadline - loop.time()) > 0:
-                    try:
-                        chunk = await asyncio.wait_for(queue.get(), left)
-                    except TimeoutError:
-                        break
-                    yield SessionEvent(kind=chunk.kind, data=chunk.data())
-                    last_sent = loop.time()
-                if heartbeat_interval is not None and loop.time() - last_sent >= heartbeat_interval:
+                    event = await asyncio.wait_for(queue.get(), heartbeat_interval)
+                except TimeoutError:
                     yield SessionEvent(kind="ping")
-                    last_sent = loop.time()
+                    continue
+                if event is _END:
+                    return
+                yield event
         finally:
-            if pump is not None:
-                pump.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+                    await task
