@@ -337,6 +337,22 @@ async def test_in_place_restore_creates_a_new_generation(store: SessionStore) ->
     ]
 
 
+async def test_a_head_cut_back_past_an_earlier_fork(store: SessionStore) -> None:
+    # Generation 1 forks 0 at seq 2 (turns 2..3); generation 2 forks 1 at seq 1, below that
+    # fork (truncate after truncate): seq 1 must come from generation 2 alone.
+    await persist(store, header("s1", turn_count=4), turns("g0", range(4)))
+    await store.add_generation("s1", 1, 0, 2)
+    await persist(store, header("s1", generation=1, turn_count=4), turns("g1", range(2, 4)))
+    await store.add_generation("s1", 2, 1, 1)
+    await persist(store, header("s1", generation=2, turn_count=2), turns("g2", range(1, 2)))
+    assert ids(await read_transcript(store, "s1")) == ["g0-0", "g2-1"]
+    assert ids(await read_transcript(store, "s1", generation=1, turn_count=3)) == [
+        "g0-0",
+        "g0-1",
+        "g1-2",
+    ]
+
+
 async def test_branches_of_branches_resolve_exactly(store: SessionStore) -> None:
     # Parent: turns 0..5.
     await persist(store, header("p", turn_count=6, created_at=at(0)), turns("p", range(6)))

@@ -155,7 +155,9 @@ async def resolve_segments(
         segments.append(Segment(sid, gen, lo, hi))
         if parent is None or lo == 0:
             break
-        sid, gen, hi = parent
+        # The ancestor supplies what lies below this segment: up to ``lo``, which is below its
+        # fork point when a head was cut back past an earlier fork (truncate after truncate).
+        sid, gen, hi = parent[0], parent[1], lo
     segments.reverse()
     return segments
 
