@@ -1,18 +1,20 @@
 """Model-based concurrency tests: random seeded schedules of every operation on one session.
 
 See ``tests/faults/model.py`` for the schedules and the four promises checked after each one.
-Every test id names its seed; ``make_schedule(seed)`` rebuilds the schedule, and
-``pytest 'tests/faults/test_model_concurrency.py::test_schedule_latency_store[seed=17]'`` reruns
-it (the interleaving differs run to run: that is what the random store latency is for).
+Schedules run in batches of ``BATCH`` at a time; a test id names its seeds
+(``seeds=1000-1005``) and a failure names the seed that broke, ``make_schedule(seed)`` rebuilds
+its schedule, and one seed alone reruns with::
 
-CI runs ``LATENCY_SCHEDULES + PG_SCHEDULES + len(KILL_SEEDS)`` schedules (>= 50). A long run by
-hand::
+    DURABLE_SESSIONS_MODEL_SEED=1004 DURABLE_SESSIONS_MODEL_SCHEDULES=1 \
+        pytest tests/faults/test_model_concurrency.py -k latency_store
 
-    DURABLE_SESSIONS_MODEL_SCHEDULES=2000 DURABLE_SESSIONS_MODEL_RESULTS=/tmp/model.md \\
-        pytest tests/faults/test_model_concurrency.py -q -p no:randomly
+(the interleaving differs run to run: that is what the random store latency is for).
 
-(``DURABLE_SESSIONS_MODEL_SEED`` moves the first seed; ``..._SCHEDULES`` sets how many schedules
-run on the latency store, a fifth as many on PostgreSQL.)
+CI runs ``LATENCY_SCHEDULES + PG_SCHEDULES + len(KILL_SEEDS)`` = 50 schedules. A long run by
+hand (a fifth of them on PostgreSQL), its counts written to a file::
+
+    DURABLE_SESSIONS_MODEL_SCHEDULES=2000 DURABLE_SESSIONS_MODEL_RESULTS=/tmp/model.md \
+        pytest tests/faults/test_model_concurrency.py -q
 """
 
 from __future__ import annotations
