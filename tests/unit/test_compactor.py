@@ -234,3 +234,23 @@ async def test_misconfiguration_fails_without_retries() -> None:
     with pytest.raises(ApplicationError) as unsupported:
         await Compactor(NoSummaries()).ensure("p", 0, history, CFG, cover(40, 20, 2))  # type: ignore[arg-type]
     assert unsupported.value.type == "CompactionUnsupported" and unsupported.value.non_retryable
+
+
+async def test_a_deadline_stops_a_backlog_newest_first_and_later_calls_resume() -> None:
+    store = await lineage()
+    history = await read_transcript(store, "p", generation=0, turn_count=300)
+    targets = cover(300, 20, 2)
+    every = plan_work(targets, 2, lambda s: False)
+    compactor = Compactor(store)
+    calls, seen = 0, []
+    while True:
+        summaries, written = await compactor.ensure("p", 0, history, CFG, targets, deadline=0.0)
+        calls += 1
+        got = [(s.lo, s.hi) for s in summaries]
+        assert got == [(t.lo, t.hi) for t in targets][len(targets) - len(got) :]  # newest first
+        seen.append(len(got))
+        if written == 0:
+            break
+        assert written == 1  # past the deadline: one summary per call, never none
+    assert calls == len(every) + 1
+    assert seen[0] == 1 and seen[-1] == len(targets) and seen == sorted(seen)

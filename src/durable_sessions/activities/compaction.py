@@ -14,6 +14,7 @@ summary whose write the crash interrupted is summarized again, and stored once).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,14 @@ class CompactionPlan:
             SummaryRef(session_id=s.session_id, generation=s.generation, lo=s.lo, hi=s.hi)
             for s in self.summaries
         ]
+
+
+def _deadline() -> float | None:
+    """Half the activity's start-to-close timeout from now: the rest is for pruning and slack."""
+    if not activity.in_activity():
+        return None
+    timeout = activity.info().start_to_close_timeout
+    return None if timeout is None else time.monotonic() + timeout.total_seconds() / 2
 
 
 def _owner(segments: Sequence[Segment], seq: int) -> Segment:
@@ -141,7 +150,9 @@ class Compactor:
         if end == 0:
             return CompactionPlan([], max_turns, budget)
         targets = cover(end, config.chunk_turns, config.fanout)
-        summaries, written = await self.ensure(session_id, generation, history, config, targets)
+        summaries, written = await self.ensure(
+            session_id, generation, history, config, targets, _deadline()
+        )
         system = sum(turn_tokens(t) for t in history if t.role == "system")
         kept = fit_newest(summaries, max(0, budget - system), max_turns)
         return CompactionPlan(
@@ -158,9 +169,16 @@ class Compactor:
         history: Sequence[SessionTurn],
         config: CompactionConfig,
         targets: Sequence[Span],
+        deadline: float | None = None,
     ) -> tuple[list[Summary], int]:
         """The stored summaries of ``targets``, writing the missing ones (and the children a
-        missing higher-level one is written from)."""
+        missing higher-level one is written from), newest target first.
+
+        Past ``deadline`` (``time.monotonic()``) no further summary is started, so a long
+        backlog (an LLM summarizer, compaction turned on late) never makes a context call
+        time out: the call returns the newest targets done (at least one is written per call),
+        and later calls carry on where it stopped.
+        """
         store = self._summaries()
         turn_count = len(history)
         async with self._lock(session_id):
@@ -173,7 +191,7 @@ class Compactor:
                         seg.session_id, seg.generation, seg.lo, min(seg.hi, end)
                     ):
                         have[(s.lo, s.hi)] = s
-            work = plan_work(targets, config.fanout, lambda sp: (sp.lo, sp.hi) in have)
+            work = plan_work(targets[::-1], config.fanout, lambda sp: (sp.lo, sp.hi) in have)
             written = 0
             for span in work:
                 owner = _owner(segments, span.hi - 1)
@@ -188,7 +206,9 @@ class Compactor:
                 have[(span.lo, span.hi)] = summary
                 if activity.in_activity():
                     activity.heartbeat(written)
-            return [have[(t.lo, t.hi)] for t in targets], written
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+            return [have[(t.lo, t.hi)] for t in targets if (t.lo, t.hi) in have], written
 
     async def _write(
         self,
@@ -209,7 +229,7 @@ class Compactor:
             ]
         if config.summarizer is None:
             items = [("" if span.level > 1 else (t.agent or t.role), t.content) for t in sources]
-            text = extractive_summary(items, limit)
+            text = await asyncio.to_thread(extractive_summary, items, limit)  # CPU, off the loop
             name = EXTRACTIVE
         else:
             text = await self._ask(config.summarizer, session_id, span, sources, limit)
