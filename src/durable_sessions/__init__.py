@@ -26,6 +26,7 @@ from durable_sessions.errors import (
 )
 from durable_sessions.models import (
     Checkpoint,
+    CompactionConfig,
     SessionConfig,
     SessionState,
     SessionStats,
@@ -66,6 +67,7 @@ __all__ = [
     "BranchManager",
     "Checkpoint",
     "CheckpointNotFoundError",
+    "CompactionConfig",
     "DurableSessionsPlugin",
     "EncryptionConfig",
     "GroupSession",
