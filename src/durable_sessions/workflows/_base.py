@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from durable_sessions.workflows._errors import busy, closed, to_application_error
     from durable_sessions.workflows._flusher import Flusher
-    from durable_sessions.workflows._patches import SIGNALS_WHILE_DRAINING
+    from durable_sessions.workflows._patches import SERIALIZED_OPERATIONS, SIGNALS_WHILE_DRAINING
     from durable_sessions.workflows.messages import GroupState, SessionWorkflowInput, TurnInput
 
 __all__ = ["SESSION_STATUS", "SESSION_USER_ID", "SessionBase"]
@@ -55,8 +55,10 @@ class SessionBase:
         )
         self._messages_this_run = 0
         self._op_lock = asyncio.Lock()
-        self._serialized = False
-        """Head operations hold ``_op_lock`` (patch ``serialized-operations``)."""
+        self._serialized: bool | None = None
+        """Head operations hold ``_op_lock`` (patch ``serialized-operations``); decided on first
+        use, which may be a handler that runs before ``run`` does (the first task of a run can
+        bring updates and signals along)."""
         self._expire_due = False
         self._ready = False
         self._draining = False
@@ -74,11 +76,16 @@ class SessionBase:
         Free, it is taken without yielding (no extra workflow task, no command), so a plain turn
         costs nothing; held, callers queue in arrival order (``asyncio.Lock`` is FIFO).
         """
-        if not self._serialized:
+        if not self._serializing():
             yield
             return
         async with self._op_lock:
             yield
+
+    def _serializing(self) -> bool:
+        if self._serialized is None:
+            self._serialized = workflow.patched(SERIALIZED_OPERATIONS)
+        return self._serialized
 
     # ------------------------------------------------------------------ flushing
 

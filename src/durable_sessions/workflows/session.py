@@ -60,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.workflows import _calls as calls
     from durable_sessions.workflows._base import SESSION_STATUS, SESSION_USER_ID
     from durable_sessions.workflows._errors import invalid, to_application_error
-    from durable_sessions.workflows._patches import LOCAL_FLUSH, SERIALIZED_OPERATIONS
+    from durable_sessions.workflows._patches import LOCAL_FLUSH
     from durable_sessions.workflows.messages import (
         MAX_BATCH_BYTES,
         MAX_BATCH_TURNS,
@@ -99,7 +99,7 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
     async def run(self, input: SessionWorkflowInput) -> SessionState:
         # Runs recorded before a patch keep replaying the way they ran.
         self._flusher.local = workflow.patched(LOCAL_FLUSH)
-        self._serialized = workflow.patched(SERIALIZED_OPERATIONS)
+        self._serializing()
         if input.restore_checkpoint_id is not None:
             async with self._operation():
                 await self._rewind(input.restore_checkpoint_id)
