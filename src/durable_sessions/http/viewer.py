@@ -47,6 +47,7 @@ VIEWER_PATH = "/viewer"
 ASSETS: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
     "viewer.js": "text/javascript; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
     "viewer.css": "text/css; charset=utf-8",
 }
 """The viewer's files and their media types (nothing else under ``/viewer/`` is served)."""

@@ -4,7 +4,8 @@
  * sessionStorage (this tab only) and is sent as "Authorization: Bearer <key>"; it is removed
  * from the address bar at once and never put in a query string. Data is only ever rendered as
  * text (textContent / text nodes), never as HTML. When a view is rendered, <body data-ready>
- * is "1" (or "error"); while it loads it is "0".
+ * is "1" (or "error"); while it loads it is "0". An open session then follows its live events
+ * (live.js): new turns, streamed turns as they are written, new branches, status changes.
  */
 (function () {
   "use strict";
@@ -363,10 +364,55 @@
     show("session-view", true);
     setStatus("");
     document.title = "Session " + sessionId + " — durable-sessions viewer";
+    follow(sessionId, state.status, token);
+  }
+
+  /** Live updates (live.js): the events stream sends every turn after the last one shown. */
+  function follow(sessionId, initialStatus, token) {
+    let status = initialStatus;
+    let refreshing = null; // one header refresh in flight at most
+    const refreshHeader = () => {
+      refreshing =
+        refreshing ||
+        api("sessions/" + enc(sessionId))
+          .then((state) => {
+            if (token === generation) renderHeader(state);
+          })
+          .catch(() => {})
+          .finally(() => {
+            refreshing = null;
+          });
+    };
+    show("load-more", false);
+    window.DurableSessionsLive.start(sessionId, getKey(), {
+      turnRow,
+      turnsChanged() {
+        const shown = $("transcript-body").querySelectorAll("tr.turn:not(.streaming)").length;
+        $("transcript-count").textContent = "(" + shown + " shown)";
+        show("transcript-empty", $("transcript-body").childElementCount === 0);
+        refreshHeader(); // counters (turns, tokens) moved with the transcript
+      },
+      status(state) {
+        if (token !== generation) return;
+        status = state.status;
+        renderHeader(state);
+      },
+      branch() {
+        api("sessions/" + enc(sessionId) + "/lineage")
+          .then((lineage) => {
+            if (token === generation) renderTree(lineage, sessionId);
+          })
+          .catch((err) => setError(err.message));
+      },
+      terminal() {
+        return status === "closed" || status === "expired";
+      },
+    });
   }
 
   async function route() {
     const token = ++generation;
+    window.DurableSessionsLive.stop();
     ready("0");
     takeKeyFromFragment();
     setError("");
