@@ -6,13 +6,16 @@ budgets does not depend on how it is scheduled.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
-from durable_sessions.activities.compaction import Compactor, with_summaries
+from durable_sessions.activities.compaction import Compactor, heartbeating, with_summaries
 from durable_sessions.activities.context import ContextActivities, ContextRequest
 from durable_sessions.agents import AgentContext
 from durable_sessions.core.compaction import (
@@ -254,3 +257,26 @@ async def test_a_deadline_stops_a_backlog_newest_first_and_later_calls_resume() 
         assert written == 1  # past the deadline: one summary per call, never none
     assert calls == len(every) + 1
     assert seen[0] == 1 and seen[-1] == len(targets) and seen == sorted(seen)
+
+
+@pytest.mark.parametrize("timeout", [None, 0.15])
+async def test_heartbeats_in_the_background_only_with_a_heartbeat_timeout(
+    timeout: float | None,
+) -> None:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info, heartbeat_timeout=None if timeout is None else timedelta(seconds=timeout)
+    )
+    beats: list[object] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+
+    async def slow_step() -> str:
+        async with heartbeating():
+            await asyncio.sleep(0.4)  # e.g. one LLM summary, longer than the timeout
+        return "done"
+
+    assert await env.run(slow_step) == "done"
+    if timeout is None:
+        assert beats == []
+    else:
+        assert len(beats) >= 3  # every timeout / 3 (~8 times) while the step ran

@@ -14,9 +14,10 @@ summary whose write the crash interrupted is summarized again, and stored once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from temporalio import activity
@@ -47,13 +48,38 @@ from durable_sessions.models import CompactionConfig, SessionTurn
 from durable_sessions.stores._summaries import SummaryStore
 from durable_sessions.stores.base import Segment, SessionStore, resolve_segments
 
-__all__ = ["CompactionPlan", "Compactor", "with_summaries"]
+__all__ = ["CompactionPlan", "Compactor", "heartbeating", "with_summaries"]
 
 INSTRUCTION = (
     "Summarize the conversation above (turns {lo}-{last}) in at most {tokens} tokens for "
     "someone who will continue it. Keep names, dates, numbers, decisions and open questions. "
     "Plain sentences, no preamble."
 )
+
+
+@contextlib.asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat in the background while the body runs, when the activity has a heartbeat
+    timeout: a worker that dies mid-compaction is then noticed within that timeout instead of
+    the start-to-close one, however long one summary or one transcript read takes."""
+    timeout = activity.info().heartbeat_timeout if activity.in_activity() else None
+    if not timeout:
+        yield
+        return
+    interval = timeout.total_seconds() / 3
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from durable_sessions.activities.compaction import CompactionPlan, Compactor
+from durable_sessions.activities.compaction import CompactionPlan, Compactor, heartbeating
 from durable_sessions.agents import Agent
 from durable_sessions.core.compaction import SummaryRef
 from durable_sessions.core.pruning import (
@@ -129,6 +129,10 @@ class ContextActivities:
 
     @activity.defn(name="compute_context")
     async def compute_context(self, request: ContextRequest) -> ContextResult:
+        async with heartbeating():  # only when the caller set a heartbeat timeout
+            return await self._compute_context(request)
+
+    async def _compute_context(self, request: ContextRequest) -> ContextResult:
         history = await self.transcripts.get(
             self.store, request.session_id, request.generation, request.turn_count
         )
