@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from durable_sessions.branches import BranchManager
 from durable_sessions.client import SessionManager
@@ -451,11 +451,35 @@ async def _all_own_turns(
     return out
 
 
+T = TypeVar("T")
+
+
+async def _patiently(call: Callable[[], Awaitable[T]], seconds: float = 30.0) -> T:
+    """A call retried while the session is busy (between two runs) or a worker is slow to
+    answer: checking must not fail on a moment's unavailability."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await call()
+        except (SessionBusyError, WorkerUnavailableError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def check(
-    manager: SessionManager, ledger: Ledger, *, restore_all: bool = False
+    manager: SessionManager,
+    ledger: Ledger,
+    *,
+    restore_all: bool = False,
+    store: SessionStore | None = None,
 ) -> list[Violation]:
-    """The schedule's violations (empty when every promise held). Run after ``settle``."""
-    store = manager.store
+    """The schedule's violations (empty when every promise held). Run after ``settle``.
+
+    ``store`` is what to read the log from (default the manager's; pass the store under a
+    ``LatencyStore`` to read it without the injected latency).
+    """
+    store = store or manager.store
     out = [Violation("unexpected-error", "-", e) for e in ledger.unexpected]
     for sid in ledger.sessions:
         header = await store.get_session(sid)
@@ -463,8 +487,8 @@ async def check(
             out.append(Violation("exists", sid, "no header in the store"))
             continue
         try:
-            state = await manager.get(sid)
-            history = await manager.history(sid)
+            state = await _patiently(lambda sid=sid: manager.get(sid))
+            history = await _patiently(lambda sid=sid: manager.history(sid))
         except SessionError as exc:  # the session must stay readable whatever happened to it
             out.append(Violation("unreadable", sid, f"{type(exc).__name__}: {exc.message}"))
             continue
@@ -527,11 +551,11 @@ async def _restore_each(
     out: list[Violation] = []
     for cp in checkpoints:
         try:
-            await manager.restore(cp.checkpoint_id)
+            await _patiently(lambda cp=cp: manager.restore(cp.checkpoint_id))
+            history = await _patiently(lambda: manager.history(sid))
         except SessionError as exc:
             out.append(Violation("restore", sid, f"restore failed: {type(exc).__name__}"))
             continue
-        history = await manager.history(sid)
         if not _contiguous(history) or len(history) != cp.turn_count:
             detail = f"restored {cp.reason} checkpoint: " + _gaps(history, cp.turn_count)
             out.append(Violation("restored", sid, detail))
