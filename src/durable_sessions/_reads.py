@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from pydantic import BaseModel, Field
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -36,6 +37,19 @@ __all__ = ["SessionReads", "window_tail"]
 T = TypeVar("T")
 
 
+class RecentWindow(BaseModel):
+    """What the workflow's ``recent_window`` query answers (one query instead of ``state`` and
+    ``recent_turns``): the head's size and its latest turns, taken together. Decoded here by
+    field name; workers without that query are asked the two older queries instead."""
+
+    turn_count: int
+    turns: list[SessionTurn] = Field(default_factory=list)
+
+
+RECENT_WINDOW_RETRY_SECONDS = 300.0
+"""After workers answered that they lack ``recent_window``, ask them again this much later."""
+
+
 def window_tail(recent: list[SessionTurn], turn_count: int, limit: int) -> list[SessionTurn] | None:
     """The last ``limit`` turns of a ``turn_count``-turn transcript out of the workflow's
     recent window, or None when the window does not hold all of them (it must end at the
@@ -54,6 +68,8 @@ def window_tail(recent: list[SessionTurn], turn_count: int, limit: int) -> list[
 
 class SessionReads(SessionTransport):
     """Reads of ``SessionManager`` (see the module docstring)."""
+
+    _no_recent_window_until: float = 0.0
 
     async def _missing(self, session_id: str, message: str) -> SessionError:
         """What a NOT_FOUND from Temporal means for this session."""
@@ -144,30 +160,43 @@ class SessionReads(SessionTransport):
     async def tail(self, session_id: str, limit: int) -> list[SessionTurn]:
         """The transcript's last ``limit`` turns, oldest first.
 
-        From the workflow's recent window (two concurrent queries, no store read) when it
-        holds them all, which it does for the last ``recent_window`` turns (20 by default) of
-        moderate size; else from the store, like ``history``.
+        From the workflow's recent window (one query, no store read) when it holds them all,
+        which it does for the last ``recent_window`` turns (20 by default) of moderate size;
+        else from the store, like ``history``.
         """
         if limit <= 0:
             return []
         try:
-            state, recent = await asyncio.gather(
-                self._query(session_id, "state", SessionState),
-                self._query(session_id, "recent_turns", list[SessionTurn]),
-            )
+            count, recent = await self._recent_window(session_id)
         except (SessionClosedError, SessionNotFoundError):
             header = await self.store.get_session(session_id)
             if header is None:
                 raise SessionNotFoundError("no such session", session_id=session_id) from None
             count = header.turn_count
         else:
-            window = window_tail(recent, state.turn_count, limit)
+            window = window_tail(recent, count, limit)
             if window is not None:
                 return window
-            count = state.turn_count
         if limit >= count:
             return await self.history(session_id)
         return await self.history(session_id, offset=count - limit, limit=limit)
+
+    async def _recent_window(self, session_id: str) -> tuple[int, list[SessionTurn]]:
+        """The head's turn count and the workflow's recent window, read together."""
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._no_recent_window_until:
+            try:
+                win = await self._query(session_id, "recent_window", RecentWindow)
+            except SessionError as exc:
+                if "recent_window" not in exc.message:
+                    raise
+                # Workers of an older version: fall back to two queries for a while.
+                self.__dict__["_no_recent_window_until"] = loop.time() + RECENT_WINDOW_RETRY_SECONDS
+            else:
+                return win.turn_count, win.turns
+        state = await self._query(session_id, "state", SessionState)
+        recent = await self._query(session_id, "recent_turns", list[SessionTurn])
+        return state.turn_count, recent
 
     async def list_sessions(
         self, user_id: str, status: SessionStatus | None = None

@@ -54,6 +54,7 @@ from durable_sessions.models import (
     new_id,
 )
 from durable_sessions.stores.base import SessionStore
+from durable_sessions.workflows._patches import RUN_FEATURES
 from durable_sessions.workflows.messages import (
     DEFAULT_TASK_QUEUE,
     MAX_BATCH_BYTES,
@@ -61,7 +62,6 @@ from durable_sessions.workflows.messages import (
     PopResult,
     RestoreRequest,
     SessionWorkflowInput,
-    TurnBatch,
     TurnBatchReceipt,
     TurnReceipt,
 )
@@ -193,6 +193,8 @@ class SessionManager(SessionReads):
         reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
     ) -> SessionState:
         state = input.state
+        # Runs of this version start with every workflow patch on (no markers in history).
+        input = input.model_copy(update={"features": RUN_FEATURES})
         op: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             WORKFLOW_TYPE,
             input,
@@ -276,12 +278,10 @@ class SessionManager(SessionReads):
                     )
                     stored.append(self._stored(batch[0], receipt))
                     continue
+                # The wire shape of ``TurnBatch``, serialized straight from the turns (the
+                # workflow validates it as ``TurnBatch``; ``seq`` is ignored there).
                 receipts = await self._send_update(
-                    session_id,
-                    "add_turns",
-                    TurnBatch.model_validate({"turns": [t.model_dump() for t in batch]}),
-                    TurnBatchReceipt,
-                    progress,
+                    session_id, "add_turns", {"turns": batch}, TurnBatchReceipt, progress
                 )
                 stored.extend(
                     self._stored(t, r) for t, r in zip(batch, receipts.receipts, strict=True)
