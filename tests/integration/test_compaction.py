@@ -222,8 +222,8 @@ async def test_branch_and_restore_share_summaries_up_to_their_fork(small: Compac
 
 @pytest.mark.xfail(
     strict=True,
-    reason="needs the workflow hook: ContextRequest(compaction=self._config.compaction) in "
-    "SessionWorkflow.context (see tests/integration/test_compaction.py docstring)",
+    reason="needs the workflow hook: SessionWorkflow.context must build its ContextRequest "
+    "with compaction=self._config.compaction (remove this marker when it does)",
 )
 async def test_session_config_turns_compaction_on(
     client: Client, store: SessionStore, task_queue: str
