@@ -1,6 +1,7 @@
 """``durable-sessions session watch ID``: print a session's live events as they come.
 
-Streamed text is printed as it is written (after a ``[streaming] agent:`` line); a ``restart``
+Streamed text is printed as it is written (after ``[streaming] agent:``; another event in the
+middle gets its own line, then the text goes on after a new prefix); a ``restart``
 prints a note and the turn starts over; the stored turn is printed once the session has it.
 ``--json`` prints one JSON object per event (``{"event", "id", "data"}``).
 """
@@ -26,6 +27,9 @@ async def watch_session(
             out.flush()
             continue
         data = event.data
+        if streaming is not None and event.kind not in ("delta", "restart", "done"):
+            out.write("\n")  # another event in the middle of a streamed turn: its own line
+            streaming = None
         if event.kind == "delta":
             if streaming != data["turn_id"]:
                 streaming = data["turn_id"]

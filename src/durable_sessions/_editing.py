@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from durable_sessions.core.tokens import count_tokens
 from durable_sessions.errors import InvalidTurnError
 from durable_sessions.models import SessionState, SessionTurn, new_id
-from durable_sessions.workflows.messages import EditRequest, RegenerateRequest, TurnReceipt
+from durable_sessions.workflows.messages import EditRequest, RegenerateRequest
 
 if TYPE_CHECKING:
     from durable_sessions.client import SessionManager
@@ -95,10 +95,10 @@ async def regenerate_turn(
     handle = manager.client.get_workflow_handle(session_id)
     # The update answers once the agent has spoken: wait for all its attempts, not one call.
     wait = max(manager.call_timeout, timedelta(seconds=timeout * request.max_attempts + 10))
-    receipt: TurnReceipt = await manager._translate(
+    turn: SessionTurn = await manager._translate(
         session_id,
         lambda: handle.execute_update(
-            "regenerate", request, result_type=TurnReceipt, rpc_timeout=wait
+            "regenerate", request, result_type=SessionTurn, rpc_timeout=wait
         ),
     )
-    return await _turn_at(manager, session_id, receipt.seq)
+    return turn
