@@ -13,8 +13,9 @@ only the OpenAI Agents SDK, and a missing extra fails with the ``pip install`` l
 Both adapters keep the framework's own object in turn metadata, byte for byte, and a readable
 rendering in the turn's ``content``, so the transcript stays useful to every other reader
 (pruning, the HTTP API, the Temporal UI) while the framework gets back exactly what it stored.
-Removing items (``pop_item``, ``clear``) moves the transcript's head with
-``SessionManager.truncate``: the turn log stays append-only.
+Adding items is one ``SessionManager.add_turns`` update per call; ``pop_item`` is one atomic
+``pop_turn`` and ``clear`` moves the transcript's head (``truncate``): the turn log stays
+append-only. Both adapters may be called from any event loop or thread (``_loops``).
 """
 
 from __future__ import annotations
