@@ -6,6 +6,13 @@ Temporal (the result names the chosen turns), so a context call adds bytes, not 
 to the session's history. The worker keeps each session's transcript and relevance index in
 memory and extends them incrementally, so a warm call on a 10,000-turn session reads only the
 turns added since the last call.
+
+Semantic relevance: with the ``[semantic]`` extra installed the relevance pruner also uses the
+packaged static embedding model (``core.semantic.load_default_embedder``, loaded once per worker
+process, on the first relevance call). Each turn's vector is computed once, when a context call
+first sees the turn, and kept in the worker's relevance index cache under the session id and
+generation, row ``seq``: keyed by (session, generation, seq), never recomputed per query.
+Evicting a session from the cache (``cache_sessions``, least recently used) drops its vectors.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -31,6 +38,9 @@ from durable_sessions.core.pruning import (
 )
 from durable_sessions.models import CompactionConfig, SessionTurn
 from durable_sessions.stores.base import SessionStore, read_transcript
+
+if TYPE_CHECKING:
+    from durable_sessions.core.semantic import Embedder
 
 __all__ = [
     "PRUNERS",
@@ -109,8 +119,15 @@ class ContextActivities:
         on_prune: Callable[[float], None] | None = None,
         agents: Sequence[Agent] = (),
         compaction: CompactionConfig | None = None,
+        embedder: Embedder | Literal["auto"] | None = "auto",
+        semantic_weight: float = 0.1,
     ) -> None:
+        """Args beyond the store: ``embedder`` is the relevance pruner's semantic model (``"auto"``:
+        the packaged one when the ``[semantic]`` extra is installed, else lexical only; ``None``:
+        always lexical) and ``semantic_weight`` its share of the relevance."""
         self.store = store
+        self._embedder_setting = embedder
+        self.semantic_weight = semantic_weight
         self.compactor = Compactor(store, {a.name: a for a in agents})
         self.compaction = compaction
         """Compaction for sessions whose request carries none (None: only those that ask)."""
@@ -118,9 +135,22 @@ class ContextActivities:
         self.index_cache = RelevanceIndexCache(max_sessions=cache_sessions)
         self.on_prune = on_prune
 
+    @property
+    def embedder(self) -> Embedder | None:
+        """The semantic embedder in use (loads the packaged model on first use with "auto")."""
+        if self._embedder_setting == "auto":
+            from durable_sessions.core.semantic import load_default_embedder
+
+            return load_default_embedder()
+        return self._embedder_setting
+
     def pruner(self, name: str) -> ContextPruner:
         if name == "relevance":
-            return RelevanceContextPruner(index_cache=self.index_cache)
+            return RelevanceContextPruner(
+                index_cache=self.index_cache,
+                embedder=self.embedder,
+                semantic_weight=self.semantic_weight,
+            )
         if name == "sliding_window":
             return SlidingWindowPruner()
         if name == "token_budget":
@@ -136,7 +166,8 @@ class ContextActivities:
         history = await self.transcripts.get(
             self.store, request.session_id, request.generation, request.turn_count
         )
-        pruner = self.pruner(request.pruner)
+        if request.pruner not in PRUNERS:
+            self.pruner(request.pruner)  # raises the unknown-pruner error
         max_turns, max_tokens = request.max_turns, request.max_tokens
         plan: CompactionPlan | None = None
         compaction = request.compaction or self.compaction
@@ -146,17 +177,7 @@ class ContextActivities:
             )
             max_turns, max_tokens = plan.max_turns, plan.max_tokens
         started = time.perf_counter()
-        kwargs: dict[str, Any] = {}
-        if isinstance(pruner, RelevanceContextPruner):
-            kwargs["cache_key"] = f"{request.session_id}:{request.generation}"
-        chosen = await asyncio.to_thread(
-            pruner.prune_sync,
-            history,
-            request.query,
-            max_turns,
-            max_tokens,
-            **kwargs,
-        )
+        chosen = await asyncio.to_thread(self._prune, request, history, max_turns, max_tokens)
         elapsed = time.perf_counter() - started
         if self.on_prune is not None:
             self.on_prune(elapsed)
@@ -168,6 +189,20 @@ class ContextActivities:
             summaries=plan.refs() if plan else [],
             summarized=plan.written if plan else 0,
         )
+
+    def _prune(
+        self,
+        request: ContextRequest,
+        history: list[SessionTurn],
+        max_turns: int | None,
+        max_tokens: int | None,
+    ) -> list[SessionTurn]:
+        """In a worker thread: the pruner (loading the embedding model once) and the prune."""
+        pruner = self.pruner(request.pruner)
+        if isinstance(pruner, RelevanceContextPruner):
+            key = f"{request.session_id}:{request.generation}"
+            return pruner.prune_sync(history, request.query, max_turns, max_tokens, cache_key=key)
+        return pruner.prune_sync(history, request.query, max_turns, max_tokens)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.compute_context]
