@@ -175,6 +175,11 @@ class SessionConfig(BaseModel):
     max_updates_per_run: int = Field(default=1000, ge=10, le=1900)
     """Continue-as-new after this many updates and signals in one run (Temporal caps a run at
     2,000 updates), or earlier when the server suggests it."""
+    idle_continue_after: float | None = Field(default=10.0, gt=0)
+    """Seconds without a message after which a run that has grown past a few dozen history
+    events continues as new into a minimal run, so the next call into the session, if it finds
+    no worker holding it in cache, replays a handful of events instead of the whole run.
+    ``None`` keeps runs until ``max_updates_per_run``."""
     compaction: CompactionConfig | None = None
     """Summarize old turns once the transcript passes a token budget (off when ``None``)."""
     cookie_name: str = "durable_session_id"

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pytest
 import pytest_asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -220,11 +219,6 @@ async def test_branch_and_restore_share_summaries_up_to_their_fork(small: Compac
     assert [t.content.split(" ")[0] for t in history[1:]] == ["early"] * 59 + ["redo"] * 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the workflow hook: SessionWorkflow.context must build its ContextRequest "
-    "with compaction=self._config.compaction (remove this marker when it does)",
-)
 async def test_session_config_turns_compaction_on(
     client: Client, store: SessionStore, task_queue: str
 ) -> None:

@@ -20,10 +20,12 @@ __all__ = [
     "CAN_HISTORY_EVENTS",
     "CARRY_OVER_BYTES",
     "FLUSH_BATCH_BYTES",
+    "IDLE_CONTINUE_MIN_EVENTS",
     "Batch",
     "RunSize",
     "cut_batch",
     "flushable",
+    "idle_continue_due",
     "must_turn_away",
     "plan_batch",
     "should_continue_as_new",
@@ -138,4 +140,21 @@ def must_turn_away(size: RunSize, draining: bool) -> bool:
     against a store that is down); below that backstop turns keep flowing."""
     return (
         draining or size.events >= BACKSTOP_HISTORY_EVENTS or size.bytes >= BACKSTOP_HISTORY_BYTES
+    )
+
+
+IDLE_CONTINUE_MIN_EVENTS = 40
+"""An idle run continues as new only past this many history events: a fresh run (about five)
+is already as cheap to replay as it gets, and continuing it again would only add runs."""
+
+
+def idle_continue_due(events: int, idle_seconds: float, after: float | None, busy: bool) -> bool:
+    """Whether an idle run should continue as new into a minimal one now: it has been quiet for
+    ``after`` seconds, has grown past ``IDLE_CONTINUE_MIN_EVENTS``, and nothing is in progress
+    (unflushed turns, an agent turn, an operation)."""
+    return (
+        after is not None
+        and not busy
+        and idle_seconds >= after
+        and events >= IDLE_CONTINUE_MIN_EVENTS
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -30,7 +30,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from durable_sessions.workflows._errors import busy, closed, to_application_error
     from durable_sessions.workflows._flusher import Flusher
-    from durable_sessions.workflows._patches import SERIALIZED_OPERATIONS, SIGNALS_WHILE_DRAINING
+    from durable_sessions.workflows._patches import (
+        RUN_FEATURES,
+        SERIALIZED_OPERATIONS,
+        SIGNALS_WHILE_DRAINING,
+    )
     from durable_sessions.workflows.messages import GroupState, SessionWorkflowInput, TurnInput
 
 __all__ = ["SESSION_STATUS", "SESSION_USER_ID", "SessionBase"]
@@ -54,6 +58,11 @@ class SessionBase:
             header_dirty=not input.continued,
         )
         self._messages_this_run = 0
+        self._modern = input.features >= RUN_FEATURES
+        """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
+        self._last_message: datetime | None = None
+        """When the latest update or signal arrived (None: none yet in this run)."""
+        self._idle_due = False
         self._op_lock = asyncio.Lock()
         self._serialized: bool | None = None
         """Head operations hold ``_op_lock`` (patch ``serialized-operations``); decided on first
@@ -84,7 +93,7 @@ class SessionBase:
 
     def _serializing(self) -> bool:
         if self._serialized is None:
-            self._serialized = workflow.patched(SERIALIZED_OPERATIONS)
+            self._serialized = self._modern or workflow.patched(SERIALIZED_OPERATIONS)
         return self._serialized
 
     # ------------------------------------------------------------------ flushing
@@ -146,6 +155,7 @@ class SessionBase:
 
     def _count_message(self) -> None:
         self._messages_this_run += 1
+        self._last_message = workflow.now()
 
     def _check_not_draining(self) -> None:
         # Validators do not run on replay: reading the run's size here is safe.
@@ -170,7 +180,7 @@ class SessionBase:
         # A signal cannot be retried by its sender: during the drain it is taken and carried
         # over to the next run instead of being turned away (versions before the patch dropped
         # it; the patch keeps their histories replaying).
-        if not (signal and workflow.patched(SIGNALS_WHILE_DRAINING)):
+        if not (signal and (self._modern or workflow.patched(SIGNALS_WHILE_DRAINING))):
             self._check_not_draining()
         self._check_turn_rules(turn)
 

@@ -61,6 +61,7 @@ LOCAL_STORE_TIMEOUT = timedelta(seconds=5)
 """A local flush gives up after this (its retries included) and hands the batch to an ordinary
 activity, whose retries wait in the server, not in a workflow task kept open."""
 CONTEXT_TIMEOUT = timedelta(seconds=60)
+CONTEXT_HEARTBEAT = timedelta(seconds=10)
 
 
 async def persist_batch(batch: PersistBatch, *, local: bool, session_id: str) -> None:
@@ -176,6 +177,8 @@ async def compute_context(request: ContextRequest) -> ContextResult:
         request,
         result_type=ContextResult,
         start_to_close_timeout=CONTEXT_TIMEOUT,
+        # Compaction heartbeats: a worker killed mid-way is retried in seconds, not a minute.
+        heartbeat_timeout=CONTEXT_HEARTBEAT,
         retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ValueError"]),
         summary="prune context",
     )

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.workflows import _calls as calls
     from durable_sessions.workflows._base import SESSION_STATUS, SESSION_USER_ID, SessionBase
     from durable_sessions.workflows._errors import invalid, to_application_error
+    from durable_sessions.workflows._patches import RUN_FEATURES
     from durable_sessions.workflows.messages import (
         WORKFLOW_TYPE,
         BranchRequest,
@@ -314,7 +315,9 @@ class HeadHandlers(SessionBase):
             )
             await workflow.start_child_workflow(
                 WORKFLOW_TYPE,
-                SessionWorkflowInput(state=child, config=self._config, recent=fork.recent),
+                SessionWorkflowInput(
+                    state=child, config=self._config, recent=fork.recent, features=RUN_FEATURES
+                ),
                 id=child.session_id,
                 task_queue=workflow.info().task_queue,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,

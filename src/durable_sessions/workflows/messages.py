@@ -72,6 +72,9 @@ class SessionWorkflowInput(BaseModel):
     """False on the first run of a session (the header is written to the store then)."""
     group: GroupState | None = None
     """Present on group sessions: roster, turn manager and agent-turn progress."""
+    features: int = 0
+    """Which workflow behaviours this run was started with (``_patches.RUN_FEATURES``): 0 for
+    inputs written before the field existed, whose runs decide by ``workflow.patched``."""
 
 
 class TurnInput(BaseModel):

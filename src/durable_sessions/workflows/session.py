@@ -53,14 +53,19 @@ from durable_sessions.workflows.group import GroupHandlers
 
 with workflow.unsafe.imports_passed_through():
     from durable_sessions.activities.context import PRUNERS, ContextRequest, ContextResult
-    from durable_sessions.core.flushing import CARRY_OVER_BYTES, text_bytes
+    from durable_sessions.core.flushing import (
+        CARRY_OVER_BYTES,
+        IDLE_CONTINUE_MIN_EVENTS,
+        idle_continue_due,
+        text_bytes,
+    )
     from durable_sessions.core.lifecycle import Action
     from durable_sessions.errors import SessionError
     from durable_sessions.models import Checkpoint, SessionState, SessionTurn
     from durable_sessions.workflows import _calls as calls
     from durable_sessions.workflows._base import SESSION_STATUS, SESSION_USER_ID
     from durable_sessions.workflows._errors import invalid, to_application_error
-    from durable_sessions.workflows._patches import LOCAL_FLUSH
+    from durable_sessions.workflows._patches import LOCAL_FLUSH, RUN_FEATURES
     from durable_sessions.workflows.messages import (
         MAX_BATCH_BYTES,
         MAX_BATCH_TURNS,
@@ -98,7 +103,7 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
     @workflow.run
     async def run(self, input: SessionWorkflowInput) -> SessionState:
         # Runs recorded before a patch keep replaying the way they ran.
-        self._flusher.local = workflow.patched(LOCAL_FLUSH)
+        self._flusher.local = self._modern or workflow.patched(LOCAL_FLUSH)
         self._serializing()
         if input.restore_checkpoint_id is not None:
             async with self._operation():
@@ -108,17 +113,21 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
             return self._state
         if self._state.expires_at is None:
             self._touch()
-        self._upsert_status()
+        if not self._modern:
+            # Runs of this code start with the status search attribute set (by the client, the
+            # parent, or carried over by continue-as-new) and upsert it on transitions only.
+            self._upsert_status()
         if not input.continued:
             await self._flush()  # the header is in the store before ``create`` returns
         self._ready = True
-        ttl = asyncio.create_task(self._ttl_watch())
-        agents = asyncio.create_task(self._agent_loop())
+        tasks = [asyncio.create_task(self._ttl_watch()), asyncio.create_task(self._agent_loop())]
+        if self._modern and self._config.idle_continue_after is not None:
+            tasks.append(asyncio.create_task(self._idle_watch(self._config.idle_continue_after)))
         try:
             return await self._main_loop()
         finally:
-            ttl.cancel()
-            agents.cancel()
+            for task in tasks:
+                task.cancel()
 
     async def _main_loop(self) -> SessionState:
         while True:
@@ -144,7 +153,7 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._flush()
                 return self._state
-            if self._should_continue_as_new():
+            if self._should_continue_as_new() or self._idle_due:
                 # Drain: new updates are turned away (clients retry them on the next run), so
                 # the flush catches up and the next run starts with little or nothing pending.
                 self._draining = True
@@ -176,6 +185,7 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
+            or self._idle_due
             or (not armed and self._flusher.has_unflushed())
             or (armed and self._flush_in_flow_due(armed_at))
         )
@@ -192,7 +202,7 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
     def _flush_needed(self, armed: bool) -> bool:
         if self._flusher.flushable() >= self._config.flush_batch_size:
             return True
-        if self._state.status.is_terminal or self._should_continue_as_new():
+        if self._state.status.is_terminal or self._should_continue_as_new() or self._idle_due:
             return True
         # Time-based flush: only when the timer that was armed for this batch has run out.
         return armed
@@ -207,6 +217,7 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
             pending_checkpoints=self._flusher.checkpoints,
             continued=True,
             group=self._group,
+            features=RUN_FEATURES,
         )
 
     async def _ttl_watch(self) -> None:
@@ -224,6 +235,28 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
                 )
                 continue
             await workflow.sleep(remaining, summary="idle ttl")
+
+    async def _idle_watch(self, after: float) -> None:
+        """Continue as new once the run has grown and the session has gone quiet, so a cache
+        miss (a call after a deploy or an eviction) replays a minimal run. One lazy timer per
+        quiet period; messages only move the time it looks at."""
+        while not self._state.status.is_terminal:
+            await workflow.wait_condition(
+                lambda: workflow.info().get_current_history_length() >= IDLE_CONTINUE_MIN_EVENTS
+            )
+            since = self._last_message
+            quiet = 0.0 if since is None else (workflow.now() - since).total_seconds()
+            busy = (
+                self._flusher.has_unflushed()
+                or self._ticking
+                or self._ticks_wanted()
+                or self._op_lock.locked()
+                or not workflow.all_handlers_finished()
+            )
+            if idle_continue_due(workflow.info().get_current_history_length(), quiet, after, busy):
+                self._idle_due = True
+                return
+            await workflow.sleep(after - quiet if quiet < after else after, summary="idle")
 
     # ------------------------------------------------------------------ turns
 
@@ -406,6 +439,7 @@ class SessionWorkflow(HeadHandlers, GroupHandlers):
                 max_turns=request.max_turns,
                 max_tokens=request.max_tokens,
                 pruner=request.pruner,
+                compaction=self._config.compaction,
             )
         return await calls.compute_context(snapshot)
 
