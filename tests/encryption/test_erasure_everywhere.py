@@ -3,6 +3,7 @@ makes it immediate everywhere (every use of a key asks the key store for its tom
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 
 import pytest
@@ -48,3 +49,15 @@ async def test_default_bound_is_the_configured_ttl(config: EncryptionConfig) -> 
     assert config.rotate("k9", b"\x01" * 32).key_cache_ttl == config.key_cache_ttl
     with pytest.raises(ValueError, match="key_cache_ttl"):
         dataclasses.replace(config, key_cache_ttl=-1)
+
+
+def test_key_cache_ttl_from_the_environment(
+    config: EncryptionConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = "k1:" + base64.b64encode(config.keys["k1"]).decode()
+    monkeypatch.setenv("DURABLE_SESSIONS_ENCRYPTION_KEY_CACHE_TTL", "0")
+    loaded = EncryptionConfig.from_env(spec)
+    assert loaded is not None and loaded.key_cache_ttl == 0
+    monkeypatch.setenv("DURABLE_SESSIONS_ENCRYPTION_KEY_CACHE_TTL", "soon")
+    with pytest.raises(ValueError, match="KEY_CACHE_TTL"):
+        EncryptionConfig.from_env(spec)

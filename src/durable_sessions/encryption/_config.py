@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 import re
 import secrets
@@ -23,12 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["ENV_VAR", "KEY_BYTES", "EncryptionConfig", "generate_key"]
+__all__ = ["ENV_VAR", "KEY_BYTES", "TTL_ENV_VAR", "EncryptionConfig", "generate_key"]
 
 KEY_BYTES = 32
 """AES-256: every master key is 32 random bytes."""
 
 ENV_VAR = "DURABLE_SESSIONS_ENCRYPTION_KEYS"
+TTL_ENV_VAR = "DURABLE_SESSIONS_ENCRYPTION_KEY_CACHE_TTL"
+"""Seconds a process reuses a session key (``key_cache_ttl``); 0: erasure immediate everywhere."""
 
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 """Key ids travel in payload metadata and in ``id:key`` lists: no ``:``, ``,`` or ``/``."""
@@ -144,9 +147,18 @@ class EncryptionConfig:
 
         Returns None when neither is set (encryption off), so callers can write
         ``connect(..., encryption=EncryptionConfig.from_env(settings.encryption_keys))``.
+        ``$DURABLE_SESSIONS_ENCRYPTION_KEY_CACHE_TTL`` (seconds) sets ``key_cache_ttl``.
         """
         if spec is None:
             spec = os.environ.get(ENV_VAR)
         if spec is None or not spec.strip():
             return None
-        return cls.parse(spec)
+        config = cls.parse(spec)
+        ttl = os.environ.get(TTL_ENV_VAR, "").strip()
+        if ttl:
+            try:
+                seconds = float(ttl)
+            except ValueError:
+                raise ValueError(f"{TTL_ENV_VAR} must be a number of seconds") from None
+            config = dataclasses.replace(config, key_cache_ttl=seconds)
+        return config
