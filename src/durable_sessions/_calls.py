@@ -39,7 +39,7 @@ from temporalio.client import (
     WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import ApplicationError, TemporalError
+from temporalio.exceptions import ApplicationError, TemporalError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable_sessions.errors import (
@@ -150,6 +150,8 @@ async def translate(
             f"the Temporal service did not complete the call ({exc.status.name})",
             session_id=session_id,
         ) from None
+    except WorkflowAlreadyStartedError:
+        raise  # the caller (``create``) turns it into its own error
     except TemporalError as exc:
         raise SessionError(
             f"Temporal call failed ({type(exc).__name__})", session_id=session_id
