@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from durable_sessions._cli_recall import add_recall_parser, run_recall
 from durable_sessions.config import Settings
 from durable_sessions.errors import SessionError
 from durable_sessions.models import SessionState, SessionStatus, SessionTurn
@@ -201,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, help="default: DURABLE_SESSIONS_HTTP_PORT (8000)")
 
+    add_recall_parser(sub)
+
     db = sub.add_parser("db", help="store administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the store's schema migrations")
@@ -307,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print("schema up to date")
 
             asyncio.run(upgrade())
+        elif args.command == "recall":
+            run_recall(args)
         elif args.command == "session":
             result = _session_command(args)
             if args.session_command == "create" and _id_only(args):

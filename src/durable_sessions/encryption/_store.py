@@ -17,6 +17,11 @@ Why it looks the way it does:
 * **Tokens are tagged:** ``dsenc:1:<key>:<base64url(nonce || ciphertext)>``, ``<key>`` being
   ``s`` (the session's data key) or a master key id (without a key store). Untagged values are
   read as plaintext, so a store that held data before encryption was enabled stays readable.
+* **Recall scans in this process:** the database holds ciphertext, which it cannot index, so
+  ``search_turns`` (``manager.recall``) decrypts the user's transcripts here, per query, and
+  scores them with the in-memory BM25 of ``stores._search``; nothing is indexed at rest.
+  Erased sessions are skipped. A user with more than ``recall_scan_limit`` stored turns gets
+  ``RecallUnavailableError`` (narrow the search with ``sessions=``).
 * **Erased sessions:** reading turns of an erased session raises ``SessionKeyDestroyedError``
   (a ``SessionNotFoundError``); headers and checkpoints still in the store (a delete that
   crashed between destroying the key and deleting the rows) come back with empty metadata, so
@@ -28,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,6 +49,7 @@ from durable_sessions.models import (
     SessionStatus,
     SessionTurn,
 )
+from durable_sessions.stores._search import TurnMatch, scan_search
 from durable_sessions.stores._summaries import summaries_of
 from durable_sessions.stores.base import PersistBatch, SessionStore
 
@@ -136,11 +143,15 @@ class EncryptedStore:
     Args:
         inner: Any ``SessionStore``; it only ever sees tokens in place of text and metadata.
         cipher: Usually ``SessionCipher(keyring_of(client))``.
+        recall_scan_limit: Most stored turns one ``search_turns`` decrypts and scans.
     """
 
-    def __init__(self, inner: SessionStore, cipher: SessionCipher) -> None:
+    def __init__(
+        self, inner: SessionStore, cipher: SessionCipher, *, recall_scan_limit: int = 20_000
+    ) -> None:
         self.inner = inner
         self.cipher = cipher
+        self.recall_scan_limit = recall_scan_limit
 
     # ------------------------------------------------------------------ encryption helpers
 
@@ -276,6 +287,25 @@ class EncryptedStore:
 
     async def get_stats(self, user_id: str | None = None) -> SessionStats:
         return await self.inner.get_stats(user_id)
+
+    async def search_turns(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        limit: int,
+        session_ids: Sequence[str] | None = None,
+    ) -> list[TurnMatch]:
+        """Decrypt and scan the user's transcripts (see the module docstring)."""
+        return await scan_search(
+            self,
+            user_id,
+            query,
+            limit=limit,
+            session_ids=session_ids,
+            skip_errors=(SessionKeyDestroyedError,),
+            max_turns=self.recall_scan_limit,
+        )
 
     async def put_summary(self, summary: Summary) -> bool:
         """Summaries are conversation text: sealed with the key of the session that owns them

@@ -36,6 +36,7 @@ from durable_sessions.http.errors import (
 )
 from durable_sessions.http.events import EventStreamOptions, session_events
 from durable_sessions.http.middleware import SessionMiddleware
+from durable_sessions.http.recall import recall_routes
 from durable_sessions.http.schemas import AddTurnRequest, ContextRequest, CreateSessionRequest
 from durable_sessions.http.viewer import install_viewer, is_viewer_path
 from durable_sessions.models import (
@@ -298,4 +299,5 @@ def create_app(
 
     app.include_router(api)
     app.include_router(branch_routes(manager, owner), responses=ERROR_RESPONSES)
+    app.include_router(recall_routes(manager), responses=ERROR_RESPONSES)
     return app

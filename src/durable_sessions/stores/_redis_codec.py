@@ -1,4 +1,4 @@
-"""JSON serialisation of the Redis cache store's values."""
+"""Key names and JSON serialisation of the Redis cache store's values."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from durable_sessions.models import SessionState
 
-__all__ = ["dump", "load_all", "sort_key", "text"]
+__all__ = ["RedisKeys", "dump", "load_all", "sort_key", "text"]
 
 log = logging.getLogger("durable_sessions.stores.redis")
 
@@ -47,3 +47,36 @@ def text(value: bytes | str) -> str:
 
 def sort_key(state: SessionState) -> tuple[datetime, str]:
     return (state.created_at, state.session_id)
+
+
+class RedisKeys:
+    """The names of the cache's keys, all under ``prefix``."""
+
+    prefix: str
+
+    def _k_header(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    def _k_version(self, session_id: str) -> str:
+        return f"{self.prefix}version:{session_id}"
+
+    def _k_turns(self, session_id: str, generation: int) -> str:
+        return f"{self.prefix}turns:{session_id}:{generation}"
+
+    def _k_generations(self, session_id: str) -> str:
+        return f"{self.prefix}generations:{session_id}"
+
+    def _k_gen_parents(self, session_id: str) -> str:
+        return f"{self.prefix}generation-parents:{session_id}"
+
+    def _k_user(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+    def _k_user_version(self, user_id: str) -> str:
+        return f"{self.prefix}user-version:{user_id}"
+
+    def _k_branches(self, parent_session_id: str) -> str:
+        return f"{self.prefix}branches:{parent_session_id}"
+
+    def _k_branches_version(self, parent_session_id: str) -> str:
+        return f"{self.prefix}branches-version:{parent_session_id}"

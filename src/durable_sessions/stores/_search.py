@@ -21,11 +21,13 @@ ciphertext.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol, runtime_checkable
 
-from durable_sessions.core.pruning import tokenize
 from durable_sessions.errors import RecallUnavailableError
 from durable_sessions.models import SessionTurn
 from durable_sessions.stores.base import SessionStore, resolve_segments
@@ -75,9 +77,33 @@ class TurnSearch(Protocol):
         """
 
 
+_WORD = re.compile(r"[^\W_]+")
+# Question words and pronouns, which questions are full of, on top of bm25s's English list.
+_EXTRA_STOPWORDS = (
+    "i me my mine myself you your yours we us our ours he him his she her it its what which "
+    "who whom when where why how do does did done am been being have has had can could would "
+    "should shall may might must again s t just so than too very"
+)
+
+
+@cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(str(w) for w in STOPWORDS_EN) | frozenset(_EXTRA_STOPWORDS.split())
+
+
+def tokenize(text: str) -> list[str]:
+    """Index terms of a text, with repeats: NFKC-normalised, casefolded runs of letters and
+    digits, English stop words dropped. (The databases analyse text their own way; this is the
+    scan's analysis and the filter every query goes through first.)"""
+    stop = _stopwords()
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return [w for w in _WORD.findall(folded) if w not in stop]
+
+
 def query_terms(query: str) -> list[str]:
-    """The distinct index terms of a query, in order, at most ``MAX_QUERY_TERMS``: casefolded
-    words with stop words dropped (``core.pruning.tokenize``)."""
+    """The distinct index terms of a query, in order, at most ``MAX_QUERY_TERMS``."""
     seen: dict[str, None] = {}
     for term in tokenize(query):
         seen.setdefault(term)

@@ -49,7 +49,7 @@ def has_recall_index(conn: sqlite3.Connection) -> bool:
 
 def _search_sql() -> str:
     cols = ", ".join(f"t.{c.strip()}" for c in TURN_COLS.split(","))
-    sessions = "(?2 IS NULL OR session_id IN (SELECT value FROM json_each(?2)))"
+    sessions = "(?2 IS NULL OR s.session_id IN (SELECT value FROM json_each(?2)))"
     segs = segments_cte("", "?1", sessions, "min")
     return (
         f"{segs},"

@@ -47,7 +47,12 @@ from durable_sessions.stores._pg_codec import TURN_COLS as _TURN_COLS
 from durable_sessions.stores._pg_codec import init_connection as _init_connection
 from durable_sessions.stores._pg_schema import LATEST_SCHEMA_VERSION, MIGRATIONS
 from durable_sessions.stores._pg_schema import TABLES as _TABLES
-from durable_sessions.stores._pg_search import RECALL_DDL, has_recall_index, pg_search_turns
+from durable_sessions.stores._pg_search import (
+    RECALL_DDL,
+    CommonWords,
+    has_recall_index,
+    pg_search_turns,
+)
 from durable_sessions.stores._rows import (
     CHECKPOINT_COLS,
     SESSION_COLS,
@@ -97,6 +102,7 @@ class PostgresSessionStore(PgPoolOwner):
         self._s = s
         self.recall = recall
         self._recall_ready = False
+        self._common_words = CommonWords()
         self._sql_upsert_session = (
             f"INSERT INTO {s}.sessions ({SESSION_COLS}) VALUES"
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
@@ -280,7 +286,13 @@ class PostgresSessionStore(PgPoolOwner):
                 )
             self._recall_ready = True
         return await pg_search_turns(
-            pool, self._s, user_id, query, limit=limit, session_ids=session_ids
+            pool,
+            self._s,
+            user_id,
+            query,
+            limit=limit,
+            session_ids=session_ids,
+            common=self._common_words,
         )
 
     async def get_session(self, session_id: str) -> SessionState | None:

@@ -35,7 +35,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -50,6 +49,7 @@ from durable_sessions.models import (
     SessionTurn,
 )
 from durable_sessions.stores import _redis_scripts as _lua
+from durable_sessions.stores._redis_codec import RedisKeys
 from durable_sessions.stores._redis_codec import dump as _dump
 from durable_sessions.stores._redis_codec import load_all as _load_all
 from durable_sessions.stores._redis_codec import sort_key as _sort_key
@@ -62,13 +62,12 @@ __all__ = ["RedisSessionStore"]
 
 log = logging.getLogger("durable_sessions.stores.redis")
 
-M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 _CACHE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 
-class RedisSessionStore:
+class RedisSessionStore(RedisKeys):
     """A ``SessionStore`` that caches another one in Redis (see the module docstring).
 
     Args:
@@ -129,33 +128,6 @@ class RedisSessionStore:
         if script is None:
             script = self._scripts[source] = self.redis.register_script(source)
         return await script(keys=list(keys), args=list(args))
-
-    def _k_header(self, session_id: str) -> str:
-        return f"{self.prefix}session:{session_id}"
-
-    def _k_version(self, session_id: str) -> str:
-        return f"{self.prefix}version:{session_id}"
-
-    def _k_turns(self, session_id: str, generation: int) -> str:
-        return f"{self.prefix}turns:{session_id}:{generation}"
-
-    def _k_generations(self, session_id: str) -> str:
-        return f"{self.prefix}generations:{session_id}"
-
-    def _k_gen_parents(self, session_id: str) -> str:
-        return f"{self.prefix}generation-parents:{session_id}"
-
-    def _k_user(self, user_id: str) -> str:
-        return f"{self.prefix}user:{user_id}"
-
-    def _k_user_version(self, user_id: str) -> str:
-        return f"{self.prefix}user-version:{user_id}"
-
-    def _k_branches(self, parent_session_id: str) -> str:
-        return f"{self.prefix}branches:{parent_session_id}"
-
-    def _k_branches_version(self, parent_session_id: str) -> str:
-        return f"{self.prefix}branches-version:{parent_session_id}"
 
     async def _try(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
         """Run a cache operation; on a Redis error log it and return None (read fallback)."""
