@@ -12,9 +12,11 @@ from durable_sessions.core.flushing import (
     CAN_HISTORY_BYTES,
     CAN_HISTORY_EVENTS,
     FLUSH_BATCH_BYTES,
+    IDLE_CONTINUE_MIN_EVENTS,
     RunSize,
     cut_batch,
     flushable,
+    idle_continue_due,
     must_turn_away,
     plan_batch,
     should_continue_as_new,
@@ -241,3 +243,21 @@ def test_merge_candidates_and_record() -> None:
     }
     assert len(meta["merges"]) == 2
     assert meta["k"] == 1
+
+
+def test_runs_continue_at_the_configured_event_bound() -> None:
+    size = RunSize(events=400, bytes=1_000, suggested=False, messages=5)
+    assert should_continue_as_new(size, 1000, max_events=400)
+    assert not should_continue_as_new(size, 1000, max_events=401)
+    # Never later than the hard bound, whatever the config says.
+    big = RunSize(events=CAN_HISTORY_EVENTS, bytes=0, suggested=False, messages=0)
+    assert should_continue_as_new(big, 1000, max_events=10_000)
+
+
+def test_idle_continue_needs_quiet_growth_and_nothing_in_progress() -> None:
+    grown = IDLE_CONTINUE_MIN_EVENTS
+    assert idle_continue_due(grown, 10.0, 10.0, busy=False)
+    assert not idle_continue_due(grown, 9.9, 10.0, busy=False)
+    assert not idle_continue_due(grown - 1, 60.0, 10.0, busy=False)  # already minimal
+    assert not idle_continue_due(grown, 60.0, 10.0, busy=True)
+    assert not idle_continue_due(grown, 60.0, None, busy=False)  # switched off

@@ -124,12 +124,15 @@ class RunSize:
     messages: int
 
 
-def should_continue_as_new(size: RunSize, max_messages: int) -> bool:
-    """Continue as new well before Temporal's limits (2,000 updates, 4 MB, 4,096 events)."""
+def should_continue_as_new(
+    size: RunSize, max_messages: int, max_events: int = CAN_HISTORY_EVENTS
+) -> bool:
+    """Continue as new well before Temporal's limits (2,000 updates, 4 MB, 4,096 events), and
+    once the run holds ``max_events`` (what a cold replay of the run costs)."""
     return (
         size.suggested
         or size.messages >= max_messages
-        or size.events >= CAN_HISTORY_EVENTS
+        or size.events >= min(max_events, CAN_HISTORY_EVENTS)
         or size.bytes >= CAN_HISTORY_BYTES
     )
 

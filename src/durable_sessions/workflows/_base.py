@@ -17,7 +17,12 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from durable_sessions.core.flushing import RunSize, must_turn_away, should_continue_as_new
+    from durable_sessions.core.flushing import (
+        CAN_HISTORY_EVENTS,
+        RunSize,
+        must_turn_away,
+        should_continue_as_new,
+    )
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
     from durable_sessions.core.turns import accept_turn, push_recent, remember
     from durable_sessions.errors import SessionError
@@ -111,7 +116,11 @@ class SessionBase:
         )
 
     def _should_continue_as_new(self) -> bool:
-        return should_continue_as_new(self._run_size(), self._config.max_updates_per_run)
+        # Runs started before ``max_events_per_run`` existed keep the limit they ran with.
+        max_events = self._config.max_events_per_run if self._modern else CAN_HISTORY_EVENTS
+        return should_continue_as_new(
+            self._run_size(), self._config.max_updates_per_run, max_events
+        )
 
     # ------------------------------------------------------------------ header
 
