@@ -17,10 +17,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from durable_sessions.core.pruning import ContextPruner, RelevanceContextPruner, tokenize
 from durable_sessions.models import SessionTurn
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo-dev"
@@ -105,3 +111,119 @@ def load(directory: Path | None = None) -> list[Conversation]:
     if directory is None or not directory.is_dir():
         return []
     return [load_conversation(p) for p in sorted(directory.glob("*.json"))]
+
+
+Selector = Callable[[Conversation, Question, int], set[int]]
+"""``select(conversation, question, k) -> indexes of the kept turns``."""
+
+
+def evidence_recall(
+    select: Selector, conversations: list[Conversation], ks: tuple[int, ...]
+) -> dict[int, float]:
+    """Mean over questions of the share of evidence turns kept, for each budget ``k``."""
+    out: dict[int, float] = {}
+    for k in ks:
+        shares = []
+        for conv in conversations:
+            for q in conv.questions:
+                kept = select(conv, q, k)
+                shares.append(sum(e in kept for e in q.evidence) / len(q.evidence))
+        out[k] = statistics.fmean(shares) if shares else 0.0
+    return out
+
+
+def pruner_selector(pruner: ContextPruner, timings: list[float] | None = None) -> Selector:
+    """A pruner as a selector (cached per conversation when it is a relevance pruner)."""
+
+    def select(conv: Conversation, q: Question, k: int) -> set[int]:
+        started = time.perf_counter()
+        if isinstance(pruner, RelevanceContextPruner):
+            kept = pruner.prune_sync(conv.turns, q.text, k, cache_key=conv.name)
+        else:
+            kept = pruner.prune_sync(conv.turns, q.text, k)
+        if timings is not None:
+            timings.append(time.perf_counter() - started)
+        return {turn.seq for turn in kept if turn.seq is not None}
+
+    return select
+
+
+def bm25_selector() -> Selector:
+    """Plain BM25 (``bm25s`` defaults) over unstemmed words: the top ``k`` turns by score."""
+    import bm25s
+    import numpy as np
+
+    indexes: dict[str, Any] = {}
+
+    def select(conv: Conversation, q: Question, k: int) -> set[int]:
+        if conv.name not in indexes:
+            retriever = bm25s.BM25()
+            retriever.index([tokenize(t.content) for t in conv.turns], show_progress=False)
+            indexes[conv.name] = retriever
+        retriever = indexes[conv.name]
+        terms = [w for w in tokenize(q.text) if w in retriever.vocab_dict]
+        scores = retriever.get_scores(terms) if terms else np.zeros(len(conv.turns))
+        return set(np.argsort(-scores, kind="stable")[:k].tolist())
+
+    return select
+
+
+def report(
+    embedder: Any, semantic_weight: float, ks: tuple[int, ...] = (10, 20, 50)
+) -> tuple[list[str], dict[str, bool]]:
+    """The LoCoMo section of the pruning benchmark: Markdown lines and the targets' checks.
+
+    Selectors: the last ``k`` turns, plain BM25, the relevance pruner with its defaults
+    (lexical) and, when ``embedder`` is given, with it (hybrid).
+    """
+    from durable_sessions.core.pruning import RelevanceIndexCache, SlidingWindowPruner
+
+    conversations = load()
+    if not conversations:
+        return ["### LoCoMo", "", "LoCoMo data not found (`../shared/data/locomo-dev`).", ""], {}
+    n_turns = sum(len(c.turns) for c in conversations)
+    n_questions = sum(len(c.questions) for c in conversations)
+    timings: dict[str, list[float]] = {}
+    selectors: dict[str, Selector] = {
+        "last k turns (SlidingWindowPruner)": pruner_selector(SlidingWindowPruner()),
+        "plain BM25 (bm25s defaults, unstemmed)": bm25_selector(),
+    }
+    timings["lexical"] = []
+    selectors["RelevanceContextPruner() lexical"] = pruner_selector(
+        RelevanceContextPruner(index_cache=RelevanceIndexCache()), timings["lexical"]
+    )
+    if embedder is not None:
+        timings["hybrid"] = []
+        hybrid = RelevanceContextPruner(
+            index_cache=RelevanceIndexCache(), embedder=embedder, semantic_weight=semantic_weight
+        )
+        selectors[f"RelevanceContextPruner hybrid (semantic {semantic_weight})"] = pruner_selector(
+            hybrid, timings["hybrid"]
+        )
+    results: dict[str, dict[int, float]] = {}
+    for name, select in selectors.items():
+        print(f"LoCoMo: {name} ...", file=sys.stderr, flush=True)
+        results[name] = evidence_recall(select, conversations, ks)
+    lines = [
+        "### LoCoMo development half (evidence recall, question as query)",
+        "",
+        f"{len(conversations)} conversations, {n_turns:,} turns, {n_questions} questions with "
+        "evidence; recall = mean over questions of the share of evidence turns kept.",
+        "",
+        "| selector | " + " | ".join(f"recall@{k}" for k in ks) + " |",
+        "| --- | " + " | ".join("---:" for _ in ks) + " |",
+    ]
+    for name, by_k in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{by_k[k]:.3f}" for k in ks) + " |")
+    lines.append("")
+    for name, samples in timings.items():
+        if samples:
+            median = statistics.median(samples) * 1000
+            lines.append(f"- {name} prune time, warm cache: median {median:.2f} ms per prune")
+    lines.append("")
+    lexical = results["RelevanceContextPruner() lexical"][20]
+    checks = {f"LoCoMo lexical recall@20 >= 0.72 ({lexical:.3f})": lexical >= 0.72}
+    if embedder is not None:
+        value = next(v for n, v in results.items() if "hybrid" in n)[20]
+        checks[f"LoCoMo hybrid recall@20 >= 0.80 ({value:.3f})"] = value >= 0.80
+    return lines, checks

@@ -129,11 +129,16 @@ class _Groups:
     def take(self, budget: _Budget, g: int) -> bool:
         return budget.take(self.size(g), lambda: self.cost(g))
 
-    def select_pinned(self, budget: _Budget) -> list[int]:
-        """Keep system groups newest first while they fit (all of them, normally)."""
+    def select_pinned(self, budget: _Budget, pinned: Iterable[int] | None = None) -> list[int]:
+        """Keep system groups newest first while they fit (all of them, normally).
+
+        ``pinned`` lists the system groups in ascending order when the caller knows them
+        (the relevance index does), which saves a pass over every group."""
+        if pinned is None:
+            pinned = [g for g in range(len(self.starts)) if self.pinned(g)]
         kept: list[int] = []
-        for g in range(len(self.starts) - 1, -1, -1):
-            if self.pinned(g) and self.take(budget, g):
+        for g in reversed(list(pinned)):
+            if self.take(budget, g):
                 kept.append(g)
         return kept
 

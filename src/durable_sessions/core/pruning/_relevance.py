@@ -271,10 +271,11 @@ class RelevanceContextPruner(ContextPruner):
         _, roles, starts_arr = index.snapshot()
         groups = _Groups(history, index.starts, lambda i: index.turn_cost(history, i))
         budget = _Budget(max_turns, max_tokens)
-        selected = groups.select_pinned(budget)
         n_groups = len(groups)
         head_roles = roles[starts_arr]
-        free = np.flatnonzero(head_roles != _ROLE_CODES["system"])
+        pinned = head_roles == _ROLE_CODES["system"]
+        selected = groups.select_pinned(budget, np.flatnonzero(pinned).tolist())
+        free = np.flatnonzero(~pinned)
 
         relevance = self._relevance(index, history, query)
         if relevance is None:
@@ -295,7 +296,6 @@ class RelevanceContextPruner(ContextPruner):
         done = bytearray(n_groups)
         for g in selected:
             done[g] = 1
-        pinned = head_roles == _ROLE_CODES["system"]
         heap: list[tuple[float, int]] = []
         scores = group_score.tolist()
         for g, priority in _candidates(order.tolist(), scores, heap, done, budget):
