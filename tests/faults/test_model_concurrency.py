@@ -229,6 +229,44 @@ async def test_schedules_with_worker_killed(
         pytest.fail("\n".join(failures), pytrace=False)
 
 
+# ---------------------------------------------------------------------------- the harness
+
+
+def test_a_seed_always_gives_the_same_schedule() -> None:
+    first = make_schedule(4242)
+    assert make_schedule(4242) == first
+    assert make_schedule(4243) != first
+    kinds = [op.kind for op in first.ops]
+    assert "close" not in kinds[: len(kinds) * 3 // 4]
+    many = [make_schedule(seed) for seed in range(200)]
+    assert {k for s in many for k in (op.kind for op in s.ops)} >= {
+        "add",
+        "send",
+        "restore",
+        "truncate",
+        "checkpoint",
+        "branch",
+        "merge",
+        "suspend",
+        "resume",
+        "close",
+        "add_branch",
+    }
+    assert any(s.config.max_updates_per_run == 10 for s in many)  # continue-as-new is exercised
+
+
+async def test_the_latency_store_delays_every_awaited_call() -> None:
+    store = LatencyStore(InMemorySessionStore(), max_delay=0.05, seed=1)
+    started = time.monotonic()
+    for _ in range(10):
+        assert await store.get_session("nope") is None
+    assert time.monotonic() - started > 0.1  # ten sleeps of random() * 0.05 s
+    store.max_delay = 0.0
+    started = time.monotonic()
+    assert await store.list_checkpoints("nope") == []
+    assert time.monotonic() - started < 0.05
+
+
 # ---------------------------------------------------------------------------- issue 13
 
 
@@ -297,11 +335,14 @@ def _write_results(path: str) -> None:
         "|---|---:|---:|---|---:|",
     ]
     for backend, c in SUMMARY.items():
-        rules = ", ".join(
+        counts = [
             f"{k.removeprefix('violation ')}={v}"
             for k, v in sorted(c.items())
             if k.startswith("violation ")
-        )
+        ]
+        if c["schedules that raised"]:
+            counts.append(f"raised={c['schedules that raised']}")
+        rules = ", ".join(counts)
         lines.append(
             f"| {backend} | {c['schedules']} | {c['schedules with violations']} | "
             f"{rules or '-'} | {c['acknowledged turns']} |"
