@@ -162,7 +162,57 @@
     }
   }
 
+  /** The hooks the viewer's session view gives ``run`` (``ctx``: its render functions). */
+  function viewHooks(sessionId, initialStatus, ctx) {
+    const base = "sessions/" + encodeURIComponent(sessionId);
+    let status = initialStatus;
+    let refreshing = null; // one header refresh in flight at most
+    const refreshHeader = () => {
+      refreshing =
+        refreshing ||
+        ctx
+          .api(base)
+          .then((state) => {
+            if (ctx.current()) ctx.renderHeader(state);
+          })
+          .catch(() => {})
+          .finally(() => {
+            refreshing = null;
+          });
+    };
+    return {
+      turnRow: ctx.turnRow,
+      turnsChanged() {
+        const body = document.getElementById("transcript-body");
+        const shown = body.querySelectorAll("tr.turn:not(.streaming)").length;
+        document.getElementById("transcript-count").textContent = "(" + shown + " shown)";
+        document.getElementById("transcript-empty").hidden = body.childElementCount !== 0;
+        refreshHeader(); // counters (turns, tokens) moved with the transcript
+      },
+      status(state) {
+        if (!ctx.current()) return;
+        status = state.status;
+        ctx.renderHeader(state);
+      },
+      branch() {
+        ctx
+          .api(base + "/lineage")
+          .then((lineage) => {
+            if (ctx.current()) ctx.renderTree(lineage, sessionId);
+          })
+          .catch((err) => ctx.setError(err.message));
+      },
+      terminal() {
+        return status === "closed" || status === "expired";
+      },
+    };
+  }
+
   window.DurableSessionsLive = {
+    /** Follow the open session view of ``sessionId`` (``ctx``: the viewer's functions). */
+    follow(sessionId, status, ctx) {
+      this.start(sessionId, ctx.key, viewHooks(sessionId, status, ctx));
+    },
     /** Follow ``sessionId`` (stops following the previous one). */
     start(sessionId, key, hooks) {
       this.stop();

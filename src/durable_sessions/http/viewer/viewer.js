@@ -368,45 +368,16 @@
   }
 
   /** Live updates (live.js): the events stream sends every turn after the last one shown. */
-  function follow(sessionId, initialStatus, token) {
-    let status = initialStatus;
-    let refreshing = null; // one header refresh in flight at most
-    const refreshHeader = () => {
-      refreshing =
-        refreshing ||
-        api("sessions/" + enc(sessionId))
-          .then((state) => {
-            if (token === generation) renderHeader(state);
-          })
-          .catch(() => {})
-          .finally(() => {
-            refreshing = null;
-          });
-    };
+  function follow(sessionId, status, token) {
     show("load-more", false);
-    window.DurableSessionsLive.start(sessionId, getKey(), {
+    window.DurableSessionsLive.follow(sessionId, status, {
+      key: getKey(),
+      api,
       turnRow,
-      turnsChanged() {
-        const shown = $("transcript-body").querySelectorAll("tr.turn:not(.streaming)").length;
-        $("transcript-count").textContent = "(" + shown + " shown)";
-        show("transcript-empty", $("transcript-body").childElementCount === 0);
-        refreshHeader(); // counters (turns, tokens) moved with the transcript
-      },
-      status(state) {
-        if (token !== generation) return;
-        status = state.status;
-        renderHeader(state);
-      },
-      branch() {
-        api("sessions/" + enc(sessionId) + "/lineage")
-          .then((lineage) => {
-            if (token === generation) renderTree(lineage, sessionId);
-          })
-          .catch((err) => setError(err.message));
-      },
-      terminal() {
-        return status === "closed" || status === "expired";
-      },
+      renderHeader,
+      renderTree,
+      setError,
+      current: () => token === generation,
     });
   }
 
