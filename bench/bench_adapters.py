@@ -188,8 +188,8 @@ async def main() -> int:
                 log(f"filling a {BIG_SESSION:,}-item session ...")
                 big = await DurableAgentsSession.create(manager, "bench")
                 big_lite = SQLiteSession("bench-big")
-                for start in range(0, BIG_SESSION, 1_000):
-                    chunk = make_items(texts, 1_000, start)
+                for start in range(0, BIG_SESSION, BATCH):
+                    chunk = make_items(texts, BATCH, start)
                     await big.add_items(chunk)
                     await big_lite.add_items(chunk)
                 assert (await big.state()).turn_count == BIG_SESSION

@@ -25,6 +25,7 @@ the manager's list of operations:
 from __future__ import annotations
 
 import asyncio
+import json
 import random  # noqa: TID251 - client side, not workflow code: jitter for retries
 import weakref
 from collections import deque
@@ -54,6 +55,7 @@ from durable_sessions.workflows.messages import MAX_BATCH_BYTES, MAX_BATCH_TURNS
 
 __all__ = [
     "MAX_IN_FLIGHT",
+    "MAX_UPDATE_PAYLOAD",
     "SessionLimiter",
     "WriteProgress",
     "from_failure",
@@ -320,9 +322,25 @@ def shared_limiter(client: object, limit: int = MAX_IN_FLIGHT) -> SessionLimiter
     return limiter
 
 
+MAX_UPDATE_PAYLOAD = 256_000
+"""Most bytes (text and metadata) the client puts in one ``add_turns`` update.
+
+Why below the workflow's own limits: the worker decodes an update's argument inside the
+workflow task, which the SDK's deadlock detector allows 2 s. 500 turns whose metadata repeats
+their text (as the adapters' do) made ~400 kB updates whose decode overran those 2 s on a busy
+machine, failing the task again at each retry; 256 kB still carries 200 typical agent items."""
+
+
 def turn_bytes(turn: SessionTurn) -> int:
     """What a turn counts against ``MAX_BATCH_BYTES``: its text in UTF-8."""
     return len(turn.content.encode("utf-8"))
+
+
+def _payload_bytes(turn: SessionTurn, text_bytes: int) -> int:
+    """About what a turn weighs on the wire: its text plus its metadata as JSON."""
+    if not turn.metadata:
+        return text_bytes
+    return text_bytes + len(json.dumps(turn.metadata, ensure_ascii=False, default=str))
 
 
 def split_batch(
@@ -330,22 +348,27 @@ def split_batch(
     *,
     max_turns: int = MAX_BATCH_TURNS,
     max_bytes: int = MAX_BATCH_BYTES,
+    max_payload: int = MAX_UPDATE_PAYLOAD,
 ) -> list[list[SessionTurn]]:
-    """Cut turns, in order, into the fewest runs the workflow accepts in one ``add_turns``.
+    """Cut turns, in order, into the fewest runs the workflow accepts in one ``add_turns``
+    (``MAX_BATCH_TURNS``, ``MAX_BATCH_BYTES`` of text) and that stay under ``max_payload``.
 
-    A single turn larger than ``max_bytes`` travels alone (the workflow's own size rule for a
-    turn decides whether it is accepted).
+    A single turn larger than a batch travels alone (the client sends it with ``add_turn``,
+    whose own size rule decides whether it is accepted).
     """
     batches: list[list[SessionTurn]] = []
     current: list[SessionTurn] = []
-    size = 0
+    text = payload = 0
     for turn in turns:
         n = turn_bytes(turn)
-        if current and (len(current) >= max_turns or size + n > max_bytes):
+        p = _payload_bytes(turn, n)
+        full = len(current) >= max_turns or text + n > max_bytes or payload + p > max_payload
+        if current and full:
             batches.append(current)
-            current, size = [], 0
+            current, text, payload = [], 0, 0
         current.append(turn)
-        size += n
+        text += n
+        payload += p
     if current:
         batches.append(current)
     return batches

@@ -266,6 +266,14 @@ def test_batches_are_cut_by_count_and_by_bytes_in_order() -> None:
     batches = split_batch(big)
     assert all(sum(len(t.content.encode()) for t in b) <= MAX_BATCH_BYTES for b in batches)
     assert [len(b) for b in batches] == [3, 3, 3, 1]
+    # Metadata counts against the client's payload budget (adapters repeat the text there).
+    heavy = [
+        SessionTurn(role="user", content="x" * 1_000, metadata={"item": "y" * 9_000})
+        for _ in range(60)
+    ]
+    cut = split_batch(heavy)
+    assert [len(b) for b in cut] == [25, 25, 10]  # 25 x ~10 kB per update: under 256 kB
+    assert sum(len(t.content) for b in cut for t in b) == 60_000
     # A turn larger than a batch travels alone (the client sends it with add_turn).
     oversized = [_turn("y"), _turn("x" * (MAX_BATCH_BYTES + 1)), _turn("z")]
     assert [len(b) for b in split_batch(oversized)] == [1, 1, 1]

@@ -13,82 +13,26 @@ and ``test_sqlite_session_concurrent_access`` are in ``test_adapter_contracts.py
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from agents import Agent, RunConfig, Runner, TResponseInputItem
 from agents.memory import SessionSettings
 from agents.testing import ScriptedModel, assistant_message
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from durable_sessions.adapters import DurableAgentsSession
 from durable_sessions.client import SessionManager
-from durable_sessions.models import SessionConfig
-from durable_sessions.plugin import DurableSessionsPlugin
-from durable_sessions.stores.base import SessionStore
+from tests.ecosystem.agents_sdk_support import (
+    RUN_CONFIG,
+    RUNNER_METHODS,
+    contents_of,
+    input_of_last_call,
+    manager,
+    new_session,
+    run_agent_async,
+)
 
-RUN_CONFIG = RunConfig(tracing_disabled=True)
-RUNNER_METHODS = ["run", "run_sync", "run_streamed"]
-"""The source parametrizes most Runner tests over these; here the two tests that exercise the
-session most (history and limit) run all three, the others use ``Runner.run`` (CI time)."""
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def manager(
-    temporal_env: WorkflowEnvironment, store: SessionStore, task_queue: str
-) -> AsyncIterator[SessionManager]:
-    async with Worker(
-        temporal_env.client, task_queue=task_queue, plugins=[DurableSessionsPlugin(store)]
-    ):
-        yield SessionManager(
-            temporal_env.client, store, SessionConfig(flush_interval=0.2), task_queue
-        )
-
-
-async def new_session(manager: SessionManager, **kwargs: Any) -> DurableAgentsSession:
-    return await DurableAgentsSession.create(manager, "sdk-suite", **kwargs)
-
-
-def _run_sync_wrapper(agent: Agent[Any], input_data: Any, **kwargs: Any) -> Any:
-    """As the SDK's helper: ``Runner.run_sync`` on a new event loop in its own thread."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return Runner.run_sync(agent, input_data, **kwargs)
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
-
-
-async def run_agent_async(method: str, agent: Agent[Any], input_data: Any, **kwargs: Any) -> Any:
-    """The SDK's ``run_agent_async`` helper (``tests/memory/test_session.py``)."""
-    kwargs.setdefault("run_config", RUN_CONFIG)
-    if method == "run":
-        return await Runner.run(agent, input_data, **kwargs)
-    if method == "run_sync":
-        return await asyncio.to_thread(_run_sync_wrapper, agent, input_data, **kwargs)
-    result = Runner.run_streamed(agent, input_data, **kwargs)
-    async for _ in result.stream_events():
-        pass
-    return result
-
-
-def _input_of_last_call(model: ScriptedModel) -> list[Any]:
-    call = model.last_call
-    assert call is not None
-    data = call.input
-    return [{"role": "user", "content": data}] if isinstance(data, str) else list(data)
-
-
-def _texts(items: list[Any]) -> list[Any]:
-    out = []
-    for item in items:
-        content = item.get("content")
-        out.append(content[0]["text"] if isinstance(content, list) else content)
-    return out
+__all__ = ["manager"]  # the fixture, imported for pytest
 
 
 # ---------------------------------------------------------------- tests/memory/test_session.py
@@ -111,7 +55,7 @@ async def test_session_memory_basic_functionality_parametrized(
     model.enqueue([assistant_message("California")])
     result2 = await run_agent_async(runner_method, agent, "What state is it in?", session=session)
     assert result2.final_output == "California"
-    assert len(_input_of_last_call(model)) > 1
+    assert len(input_of_last_call(model)) > 1
 
 
 @pytest.mark.parametrize("runner_method", ["run"])
@@ -132,7 +76,7 @@ async def test_session_memory_different_sessions_parametrized(
         runner_method, agent, "What did I say I like?", session=session_1
     )
     assert result3.final_output == "Yes, you mentioned cats"
-    seen = _texts(_input_of_last_call(model))
+    seen = contents_of(input_of_last_call(model))
     assert "I like cats" in seen and "I like dogs" not in seen
 
 
@@ -201,8 +145,8 @@ async def test_session_memory_pop_different_sessions(manager: SessionManager) ->
     )
     popped = await session_2.pop_item()
     assert popped is not None and popped.get("content") == "Session 2 message 2"
-    assert _texts(await session_1.get_items()) == ["Session 1 message"]
-    assert _texts(await session_2.get_items()) == ["Session 2 message 1"]
+    assert contents_of(await session_1.get_items()) == ["Session 1 message"]
+    assert contents_of(await session_2.get_items()) == ["Session 2 message 1"]
 
 
 async def test_sqlite_session_get_items_with_limit(manager: SessionManager) -> None:
@@ -222,10 +166,10 @@ async def test_sqlite_session_get_items_with_limit(manager: SessionManager) -> N
     await session.add_items(
         [{"role": r, "content": c} for r, c in zip(roles, contents, strict=True)]  # type: ignore[misc]
     )
-    assert _texts(await session.get_items()) == contents
-    assert _texts(await session.get_items(limit=2)) == contents[-2:]
-    assert _texts(await session.get_items(limit=4)) == contents[-4:]
-    assert _texts(await session.get_items(limit=10)) == contents
+    assert contents_of(await session.get_items()) == contents
+    assert contents_of(await session.get_items(limit=2)) == contents[-2:]
+    assert contents_of(await session.get_items(limit=4)) == contents[-4:]
+    assert contents_of(await session.get_items(limit=10)) == contents
     assert await session.get_items(limit=0) == []
 
 
@@ -245,7 +189,7 @@ async def test_session_memory_appends_list_input_by_default(
     await run_agent_async(
         runner_method, Agent(name="test", model=model), list_input, session=session
     )
-    assert _input_of_last_call(model) == initial + list_input
+    assert input_of_last_call(model) == initial + list_input
 
 
 @pytest.mark.parametrize("runner_method", ["run"])
@@ -272,7 +216,7 @@ async def test_session_callback_prepared_input(manager: SessionManager, runner_m
             tracing_disabled=True, session_input_callback=filter_assistant_messages
         ),
     )
-    assert _input_of_last_call(model) == [initial[0], new_turn_input[0]]
+    assert input_of_last_call(model) == [initial[0], new_turn_input[0]]
 
 
 async def test_sqlite_session_unicode_content(manager: SessionManager) -> None:
@@ -283,7 +227,7 @@ async def test_sqlite_session_unicode_content(manager: SessionManager) -> None:
     await session.add_items(
         [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)]  # type: ignore[misc]
     )
-    assert _texts(await session.get_items()) == texts
+    assert contents_of(await session.get_items()) == texts
 
 
 async def test_sqlite_session_special_characters_and_sql_injection(
@@ -301,7 +245,7 @@ async def test_sqlite_session_special_characters_and_sql_injection(
         "Normal message",
     ]
     await session.add_items([{"role": "user", "content": t} for t in texts])
-    assert _texts(await session.get_items()) == texts
+    assert contents_of(await session.get_items()) == texts
 
 
 @pytest.mark.skip(reason="SQLiteSession internals: one process-wide lock per database file")
@@ -352,7 +296,7 @@ async def test_get_items_uses_session_settings_limit(manager: SessionManager) ->
     ``test_session_settings_limit_used_as_default``)."""
     session = await new_session(manager, session_settings=SessionSettings(limit=3))
     await session.add_items([{"role": "user", "content": f"Message {i}"} for i in range(5)])
-    assert _texts(await session.get_items()) == ["Message 2", "Message 3", "Message 4"]
+    assert contents_of(await session.get_items()) == ["Message 2", "Message 3", "Message 4"]
 
 
 async def test_get_items_explicit_limit_overrides_session_settings(
@@ -361,7 +305,7 @@ async def test_get_items_explicit_limit_overrides_session_settings(
     """``test_get_items_explicit_limit_overrides_session_settings``."""
     session = await new_session(manager, session_settings=SessionSettings(limit=5))
     await session.add_items([{"role": "user", "content": f"Message {i}"} for i in range(10)])
-    assert _texts(await session.get_items(limit=2)) == ["Message 8", "Message 9"]
+    assert contents_of(await session.get_items(limit=2)) == ["Message 8", "Message 9"]
 
 
 @pytest.mark.skip(reason="SessionSettings.resolve alone: no session involved")
@@ -380,139 +324,5 @@ async def test_runner_with_session_settings_override(manager: SessionManager) ->
         session=session,
         run_config=RunConfig(tracing_disabled=True, session_settings=SessionSettings(limit=2)),
     )
-    history = [i for i in _input_of_last_call(model) if i.get("content") != "New question"]
-    assert _texts(history) == ["Turn 8", "Turn 9"]
-
-
-# ------------------------------------------------------- tests/memory/test_session_limit.py
-
-
-async def _three_exchanges(manager: SessionManager, method: str, n: int) -> Any:
-    session = await new_session(manager)
-    model = ScriptedModel()
-    agent = Agent(name="test", model=model)
-    for i in range(1, n + 1):
-        model.enqueue([assistant_message(f"Reply {i}")])
-        await run_agent_async(method, agent, f"Message {i}", session=session)
-    return session, model, agent
-
-
-@pytest.mark.parametrize("runner_method", RUNNER_METHODS)
-async def test_session_limit_parameter(manager: SessionManager, runner_method: str) -> None:
-    """``test_session_limit_parameter``."""
-    session, model, agent = await _three_exchanges(manager, runner_method, 3)
-    assert len(await session.get_items()) == 6
-    model.enqueue([assistant_message("Reply 4")])
-    await run_agent_async(
-        runner_method,
-        agent,
-        "Message 4",
-        session=session,
-        run_config=RunConfig(tracing_disabled=True, session_settings=SessionSettings(limit=2)),
-    )
-    assert _texts(_input_of_last_call(model)) == ["Message 3", "Reply 3", "Message 4"]
-
-
-async def test_session_limit_zero(manager: SessionManager) -> None:
-    """``test_session_limit_zero`` (with ``Runner.run``; the Runner method is covered above)."""
-    session, model, agent = await _three_exchanges(manager, "run", 2)
-    model.enqueue([assistant_message("Reply 3")])
-    await run_agent_async(
-        "run",
-        agent,
-        "Message 3",
-        session=session,
-        run_config=RunConfig(tracing_disabled=True, session_settings=SessionSettings(limit=0)),
-    )
-    assert _texts(_input_of_last_call(model)) == ["Message 3"]
-
-
-async def test_session_limit_none_gets_all_history(manager: SessionManager) -> None:
-    """``test_session_limit_none_gets_all_history``."""
-    session, model, agent = await _three_exchanges(manager, "run", 5)
-    assert len(await session.get_items()) == 10
-    model.enqueue([assistant_message("Reply 6")])
-    await run_agent_async(
-        "run",
-        agent,
-        "Message 6",
-        session=session,
-        run_config=RunConfig(tracing_disabled=True, session_settings=SessionSettings(limit=None)),
-    )
-    seen = _texts(_input_of_last_call(model))
-    assert len(seen) == 11 and seen[0] == "Message 1" and seen[-1] == "Message 6"
-
-
-async def test_session_limit_larger_than_history(manager: SessionManager) -> None:
-    """``test_session_limit_larger_than_history``."""
-    session, model, agent = await _three_exchanges(manager, "run", 1)
-    model.enqueue([assistant_message("Reply 2")])
-    await run_agent_async(
-        "run",
-        agent,
-        "Message 2",
-        session=session,
-        run_config=RunConfig(tracing_disabled=True, session_settings=SessionSettings(limit=100)),
-    )
-    assert _texts(_input_of_last_call(model)) == ["Message 1", "Reply 1", "Message 2"]
-
-
-async def test_session_limit_negative_returns_empty(manager: SessionManager) -> None:
-    """``test_session_limit_negative_returns_empty``."""
-    session = await new_session(manager)
-    await session.add_items(
-        [{"role": "user", "content": "1"}, {"role": "assistant", "content": "2"}]
-    )
-    assert await session.get_items(limit=-1) == []
-    assert await session.get_items(limit=0) == []
-    assert len(await session.get_items(limit=1)) == 1
-    assert len(await session.get_items()) == 2
-
-
-# ---------------------------------------------------------------- backend suites (generic tests)
-
-
-async def test_add_empty_list_is_noop(manager: SessionManager) -> None:
-    """Mongo suite ``test_add_empty_list_is_noop`` (also in the Redis/SQLAlchemy suites)."""
-    session = await new_session(manager)
-    await session.add_items([])
-    assert await session.get_items() == []
-    assert (await session.state()).turn_count == 0
-
-
-async def test_multiple_add_calls_accumulate(manager: SessionManager) -> None:
-    """Mongo suite ``test_multiple_add_calls_accumulate``."""
-    session = await new_session(manager)
-    for text, role in (("a", "user"), ("b", "assistant"), ("c", "user")):
-        await session.add_items([{"role": role, "content": text}])  # type: ignore[misc]
-    assert _texts(await session.get_items()) == ["a", "b", "c"]
-
-
-async def test_sessions_are_isolated_and_clear_does_not_affect_others(
-    manager: SessionManager,
-) -> None:
-    """Mongo suite ``test_sessions_are_isolated`` and
-    ``test_clear_does_not_affect_other_sessions``."""
-    s1 = await new_session(manager)
-    s2 = await new_session(manager)
-    await s1.add_items([{"role": "user", "content": "keep"}])
-    await s2.add_items([{"role": "user", "content": "delete"}])
-    assert _texts(await s1.get_items()) == ["keep"]
-    assert _texts(await s2.get_items()) == ["delete"]
-    await s2.clear_session()
-    assert len(await s1.get_items()) == 1
-    assert await s2.get_items() == []
-
-
-async def test_runner_integration_keeps_history(manager: SessionManager) -> None:
-    """Mongo/Redis suites ``test_runner_integration``: a second run sees the first."""
-    session = await new_session(manager)
-    model = ScriptedModel([[assistant_message("San Francisco")], [assistant_message("CA")]])
-    agent = Agent(name="test", model=model)
-    await Runner.run(agent, "Where is the bridge?", session=session, run_config=RUN_CONFIG)
-    await Runner.run(agent, "Which state?", session=session, run_config=RUN_CONFIG)
-    assert _texts(_input_of_last_call(model)) == [
-        "Where is the bridge?",
-        "San Francisco",
-        "Which state?",
-    ]
+    history = [i for i in input_of_last_call(model) if i.get("content") != "New question"]
+    assert contents_of(history) == ["Turn 8", "Turn 9"]
