@@ -75,7 +75,7 @@ class RelevanceContextPruner(ContextPruner):
         recency_half_life: float = 20.0,
         role_weights: Mapping[str, float] | None = None,
         neighbours: bool = True,
-        neighbour_weight: float = 0.7,
+        neighbour_weight: float = 0.6,
         k1: float = 1.5,
         b: float = 0.5,
         bm25_method: str = "lucene",
