@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -39,6 +39,7 @@ from durable_sessions.core.tokens import count_tokens
 from durable_sessions.encryption import destroy_session_key, encrypt_store
 from durable_sessions.errors import (
     CheckpointNotFoundError,
+    SessionBusyError,
     SessionCapacityError,
     SessionClosedError,
     SessionError,
@@ -83,6 +84,10 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+RESTORE_ATTEMPTS = 5
+"""Restores of a closed session racing each other: the losers rewind the run the winner started."""
 
 
 class SessionManager(SessionReads):
@@ -324,22 +329,39 @@ class SessionManager(SessionReads):
         cp = await self.store.get_checkpoint(checkpoint_id)
         if cp is None:
             raise CheckpointNotFoundError("no such checkpoint", field="checkpoint_id")
+        request = RestoreRequest(checkpoint_id=checkpoint_id)
+        for _ in range(RESTORE_ATTEMPTS):
+            try:
+                return await self._update(cp.session_id, "restore", request, SessionState)
+            except SessionClosedError:
+                pass
+            header = await self.store.get_session(cp.session_id)
+            if header is None:
+                raise SessionNotFoundError("no such session", session_id=cp.session_id)
+            try:
+                return await self._start(
+                    SessionWorkflowInput(
+                        state=header,
+                        config=self.config,
+                        restore_checkpoint_id=checkpoint_id,
+                        continued=True,
+                    ),
+                    reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                )
+            except SessionError as exc:
+                if type(exc) is not SessionError or not await self._running(cp.session_id):
+                    raise
+                # Another caller brought the session back first: rewind the run it started.
+        raise SessionBusyError("the session kept changing; retry", session_id=cp.session_id)
+
+    async def _running(self, session_id: str) -> bool:
         try:
-            return await self._update(
-                cp.session_id, "restore", RestoreRequest(checkpoint_id=checkpoint_id), SessionState
+            info = await self.client.get_workflow_handle(session_id).describe(
+                rpc_timeout=self.call_timeout
             )
-        except SessionClosedError:
-            pass
-        header = await self.store.get_session(cp.session_id)
-        if header is None:
-            raise SessionNotFoundError("no such session", session_id=cp.session_id)
-        config = self.config
-        return await self._start(
-            SessionWorkflowInput(
-                state=header, config=config, restore_checkpoint_id=checkpoint_id, continued=True
-            ),
-            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
+        except RPCError:
+            return False
+        return info.status == WorkflowExecutionStatus.RUNNING
 
     async def truncate(self, session_id: str, turn_count: int) -> SessionState:
         """Keep the first ``turn_count`` turns in the transcript; later ones stay in the log

@@ -49,12 +49,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Cannot find activity to cancel:UserWarning"
 )
 
-WAITING_FOR_OPERATION_MODEL = pytest.mark.xfail(
-    strict=False, reason="waiting for the operation model"
-)
-"""Temporary: the current workflow loses turns under these schedules (issue 13). Remove the
-marker (and this constant) once the operation model lands."""
-
 _LONG = int(os.environ.get("DURABLE_SESSIONS_MODEL_SCHEDULES", "0"))
 FIRST_SEED = int(os.environ.get("DURABLE_SESSIONS_MODEL_SEED", "1000"))
 BATCH = int(os.environ.get("DURABLE_SESSIONS_MODEL_BATCH", "6"))
@@ -179,7 +173,6 @@ def _batches(count: int, offset: int) -> list[Any]:
 # ---------------------------------------------------------------------------- schedules
 
 
-@WAITING_FOR_OPERATION_MODEL
 @pytest.mark.parametrize("seeds", _batches(LATENCY_SCHEDULES, 0))
 async def test_schedule_latency_store(
     latency_stack: tuple[TestStack, LatencyStore], seeds: list[int]
@@ -188,7 +181,6 @@ async def test_schedule_latency_store(
     await run_batch("in-memory store + 0-40 ms latency", stack.manager, seeds, store)
 
 
-@WAITING_FOR_OPERATION_MODEL
 @pytest.mark.parametrize("seeds", _batches(PG_SCHEDULES, 500_000))
 async def test_schedule_postgres(
     pg_stack: tuple[TestStack, LatencyStore], seeds: list[int]
@@ -197,7 +189,6 @@ async def test_schedule_postgres(
     await run_batch("PostgreSQL + 0-10 ms latency", stack.manager, seeds, store)
 
 
-@WAITING_FOR_OPERATION_MODEL
 @pytest.mark.slow
 async def test_schedules_with_worker_killed(
     temporal_env: WorkflowEnvironment, pg_worker: PgWorker, task_queue: str
@@ -270,7 +261,6 @@ async def test_the_latency_store_delays_every_awaited_call() -> None:
 # ---------------------------------------------------------------------------- issue 13
 
 
-@WAITING_FOR_OPERATION_MODEL
 async def test_restore_while_five_callers_add_turns(
     latency_stack: tuple[TestStack, LatencyStore],
 ) -> None:
