@@ -242,3 +242,54 @@ def test_locomo_sample_recall_beats_plain_recency() -> None:
         recalls.append(sum(e in kept for e in q.evidence) / len(q.evidence))
     assert cache.tokenized_turns == len(conv.turns)
     assert float(np.mean(recalls)) >= 0.72
+
+
+# --------------------------------------------------------------------------------------------
+# The worker's compute_context activity
+# --------------------------------------------------------------------------------------------
+
+
+async def test_compute_context_embeds_each_turn_once_per_session_generation() -> None:
+    from durable_sessions.activities.context import ContextActivities, ContextRequest
+    from durable_sessions.models import SessionState
+    from durable_sessions.stores.base import PersistBatch
+    from durable_sessions.stores.memory import InMemorySessionStore
+
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def state(n: int) -> SessionState:
+        return SessionState(session_id="s", user_id="u", created_at=t0, updated_at=t0, turn_count=n)
+
+    def turns(lo: int, hi: int) -> list[SessionTurn]:
+        out = []
+        for seq in range(lo, hi):
+            text = "My dog ate the peanut butter." if seq == 7 else f"filler chat number {seq}"
+            out.append(SessionTurn(role="user" if seq % 2 else "assistant", content=text, seq=seq))
+        return out
+
+    store = InMemorySessionStore()
+    await store.persist(PersistBatch(state=state(60), turns=turns(0, 60)))
+    embedder = KeywordEmbedder()
+    activities = ContextActivities(store, embedder=embedder, semantic_weight=0.5)
+    assert activities.embedder is embedder
+
+    async def context(n: int, query: str) -> list[int]:
+        request = ContextRequest(
+            session_id="s", generation=0, turn_count=n, query=query, max_turns=4
+        )
+        return (await activities.compute_context(request)).seqs
+
+    assert 7 in await context(60, "my pet")
+    assert 7 in await context(60, "any puppy news?")
+    assert activities.index_cache.embedded_turns == 60, "turns embedded once, queries aside"
+    await store.persist(PersistBatch(state=state(70), turns=turns(60, 70)))
+    assert 7 in await context(70, "the pet")
+    assert activities.index_cache.embedded_turns == 70, "only the appended turns"
+    assert embedder.texts_embedded == 70 + 3
+
+    lexical = ContextActivities(store, embedder=None)
+    assert lexical.embedder is None
+    request = ContextRequest(
+        session_id="s", generation=0, turn_count=70, query="the pet", max_turns=4
+    )
+    assert 7 not in (await lexical.compute_context(request)).seqs
