@@ -252,8 +252,9 @@ async def main() -> int:
         f"`DurableAgentsSession` on `PostgresSessionStore`, worker in process, {ROUNDS} rounds "
         f"(fresh sessions each); items cycle through user message, reasoning, function call, "
         f"function output and assistant message, ~{TEXT_BYTES} B of text each. `add_items` sends "
-        "one `add_turns` update; `get_items(limit=n)` reads the workflow's recent window (two "
-        "queries) when it holds the last n turns. The SDK's `SQLiteSession` (in memory) for "
+        "one `add_turns` update; `get_items(limit=n)` reads the workflow's recent window when it "
+        "holds the last n turns (the `recent_window` query; `state` then `recent_turns` on "
+        "workers without it). The SDK's `SQLiteSession` (in memory) for "
         "information. Figures: median over rounds (min-max).",
         "",
         md_table(["", "DurableAgentsSession", "SQLiteSession"], rows, "lrr"),
