@@ -49,11 +49,6 @@ async def test_merge_body_rule_is_in_the_schema(api: Api) -> None:
     assert selective["properties"]["strategy"]["const"] == "selective"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the branch update to retrieve its child handle's outcome "
-    "(workflows/_head.py; remove this marker with that change)",
-)
 async def test_deleting_a_branch_logs_no_unretrieved_child_error(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,6 +8,8 @@ after it). See ``session.py`` for the whole model.
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -50,6 +52,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 __all__ = ["HeadHandlers"]
+
+
+def _ignore_outcome(done: asyncio.Future[object]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 class HeadHandlers(SessionBase):
@@ -313,7 +320,7 @@ class HeadHandlers(SessionBase):
             child = branch_header(
                 self._state, fork, workflow.uuid4().hex, request.name, workflow.now()
             )
-            await workflow.start_child_workflow(
+            child_handle = await workflow.start_child_workflow(
                 WORKFLOW_TYPE,
                 SessionWorkflowInput(
                     state=child, config=self._config, recent=fork.recent, features=RUN_FEATURES
@@ -329,6 +336,10 @@ class HeadHandlers(SessionBase):
                     ]
                 ),
             )
+            # The branch outlives this run and is nobody's result to wait for: take its outcome
+            # when it ends (e.g. a deleted branch fails with ChildWorkflowError), so it is not
+            # logged as an exception never retrieved. No command: a plain callback.
+            child_handle.add_done_callback(_ignore_outcome)
             return BranchResult(session_id=child.session_id)
         finally:
             self._branching.discard(request.name)
