@@ -171,8 +171,10 @@ def similarity_scorer(embedder: Embedder) -> Callable[[str, list[str]], list[flo
     def score(query: str, texts: list[str]) -> list[float]:
         if not texts:
             return []
+        import numpy as np
+
         vectors = embedder.embed([query, *texts])
-        similarities: list[float] = (vectors[1:] @ vectors[0]).astype(float).tolist()
+        similarities: list[float] = np.einsum("ij,j->i", vectors[1:], vectors[0]).tolist()
         return similarities
 
     return score
