@@ -15,8 +15,9 @@ executor threads or from inside a running loop. Three facts decide where a call 
 * A sync call cannot wait on its own thread's loop. It runs on the manager's loop if that loop
   runs in another thread, else on one private daemon loop thread shared by all adapters. Store
   reads there need a store usable from any loop (``InMemorySessionStore``,
-  ``SQLiteSessionStore``); short sessions are read from the workflow's recent window and need
-  no store at all.
+  ``SQLiteSessionStore``, ``PostgresSessionStore`` with its pool per loop); short sessions are
+  read from the workflow's recent window and need no store at all. A sync call blocks its own
+  loop: a worker on that loop cannot answer it (use the async API there).
 
 No lock is held across calls: the session's workflow serializes every write, and the limiter
 of ``SessionManager`` is per loop.

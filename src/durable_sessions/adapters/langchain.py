@@ -19,9 +19,12 @@ Sync and async, from any loop or thread. The async methods (``aget_messages``,
 ``add_messages``, ``clear``) works everywhere, inside a running event loop too, as LangChain's
 in-memory and SQL histories do: writes run on a private event-loop thread (Temporal calls work
 on any loop), and reads on the manager's loop when it runs in another thread, else on that
-private thread, where a store must be usable from any loop (in-memory, SQLite) unless the
-conversation is short enough to be read from the workflow's recent window alone
-(``adapters._loops`` has the details). ``add_messages`` sends all its messages in one update.
+private thread (the PostgreSQL store opens a pool per loop; the in-memory and SQLite stores
+work from any loop; a short conversation is read from the workflow's recent window alone).
+``adapters._loops`` has the details. One exception: a sync call blocks the loop it is made
+on, so a worker running in that same loop cannot answer it until ``call_timeout`` (tests with
+an in-process worker): use the async API there. ``add_messages`` sends all its messages in one
+update.
 
 Requires the ``langchain`` extra: ``pip install 'durable-sessions[langchain]'``.
 """
