@@ -7,6 +7,8 @@ the cancellation rules of writes run on plain coroutines.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
@@ -21,7 +23,7 @@ from durable_sessions._calls import (
     split_batch,
     translate,
 )
-from durable_sessions._reads import window_tail
+from durable_sessions._reads import RecentWindow, SessionReads, window_tail
 from durable_sessions.errors import (
     SessionBusyError,
     SessionError,
@@ -29,7 +31,7 @@ from durable_sessions.errors import (
     TemporalUnavailableError,
     WorkerUnavailableError,
 )
-from durable_sessions.models import SessionTurn
+from durable_sessions.models import SessionState, SessionTurn
 from durable_sessions.workflows.messages import MAX_BATCH_BYTES, MAX_BATCH_TURNS
 
 
@@ -291,3 +293,48 @@ def test_the_recent_window_answers_only_when_it_holds_the_last_turns() -> None:
     assert window_tail(gap, 100, 5) == window[-5:]
     assert window_tail([], 0, 5) == []
     assert window_tail([], 3, 5) is None
+
+
+# ---------------------------------------------------------------- tail: one query, or two
+
+
+class _FakeReads(SessionReads):
+    """``SessionReads`` with scripted queries (no Temporal): counts what is asked."""
+
+    def __init__(self, recent: list[SessionTurn], turn_count: int, *, combined: bool) -> None:
+        self.recent, self.turn_count, self.combined = recent, turn_count, combined
+        self.asked: list[str] = []
+
+    async def _query(self, session_id: str, name: str, result_type: type[Any]) -> Any:
+        self.asked.append(name)
+        if name == "recent_window":
+            if not self.combined:
+                raise SessionError(
+                    "query failed: Query handler for 'recent_window' expected but not found"
+                )
+            return RecentWindow(turn_count=self.turn_count, turns=self.recent)
+        if name == "state":
+            now = datetime.now(UTC)
+            return SessionState(
+                session_id=session_id,
+                user_id="u",
+                turn_count=self.turn_count,
+                created_at=now,
+                updated_at=now,
+            )
+        return self.recent
+
+
+async def test_tail_reads_the_window_with_one_query_when_workers_have_it() -> None:
+    window = [_turn(str(s), s) for s in range(80, 100)]
+    reads = _FakeReads(window, 100, combined=True)
+    assert await reads.tail("s", 5) == window[-5:]
+    assert reads.asked == ["recent_window"]
+
+
+async def test_tail_falls_back_to_two_queries_on_older_workers_and_remembers() -> None:
+    window = [_turn(str(s), s) for s in range(80, 100)]
+    reads = _FakeReads(window, 100, combined=False)
+    assert await reads.tail("s", 5) == window[-5:]
+    assert await reads.tail("s", 3) == window[-3:]
+    assert reads.asked == ["recent_window", "state", "recent_turns", "state", "recent_turns"]
