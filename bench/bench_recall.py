@@ -7,12 +7,13 @@ Markdown section to stdout; the exit status is 1 when a goal is missed:
   100 sessions of other users in the same tables): p50 <= 50 ms, p99 <= 200 ms.
 
 The sessions are written straight through ``PostgresSessionStore.persist`` (what the worker's
-flush calls), not through Temporal, and the tables are analysed before measuring, as autovacuum
-would have. Turn text is real conversation: LoCoMo turns (``../shared/data/locomo-dev``) drawn
-at random, and the queries are LoCoMo questions; without the data set, seeded prose from
-``TextGenerator`` and questions made of its words. ``recall`` is timed as ``manager.recall``
-calls it (``durable_sessions.recall.recall`` on the manager's store), end to end on a client
-connection pool.
+flush calls), not through Temporal, and the tables are vacuumed and analysed before measuring,
+as autovacuum would have done. Turn text is real conversation: LoCoMo turns
+(``../shared/data/locomo-dev``) drawn at random, and the queries are LoCoMo questions; without
+the data set, seeded prose from ``TextGenerator`` and questions made of its words. ``recall`` is
+timed as ``manager.recall`` calls it (``durable_sessions.recall.recall`` on the manager's
+store), end to end on one client connection; the CPU time of the PostgreSQL server process
+answering is read from ``/proc`` (the machine may be shared).
 
 Quality (reported, no goal): LoCoMo cross-session evidence recall@K. Each LoCoMo conversation is
 one user, each of its ``session_N`` one durable session of that user, and every question is
@@ -24,6 +25,8 @@ installed, re-ranked with it.
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import sys
 import time
@@ -44,9 +47,8 @@ from bench.common import (
     run_main,
 )
 from bench.locomo import Conversation, load
-from durable_sessions.core.pruning import SemanticScorer, load_default_semantic_scorer
 from durable_sessions.models import SessionState, SessionTurn
-from durable_sessions.recall import recall
+from durable_sessions.recall import SemanticScorer, default_scorer, recall
 from durable_sessions.stores.base import PersistBatch, SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.stores.postgres import PostgresSessionStore
@@ -63,6 +65,15 @@ KS = (10, 20, 50)
 GOAL_P50_MS = 50.0
 GOAL_P99_MS = 200.0
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds the (local) PostgreSQL backend ``pid`` has used; NaN when not readable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def header(session_id: str, user_id: str, n: int, created: datetime) -> SessionState:
@@ -125,12 +136,15 @@ async def latency(
     rng = random.Random(SEED)
     text, queries = corpus(conversations, rng)
     async with fresh_schema(dsn, "bench_recall") as schema:
-        store = PostgresSessionStore(dsn, schema=schema, max_size=4, recall=True)
+        # One connection, so the server process answering is known and its CPU time is read.
+        store = PostgresSessionStore(dsn, schema=schema, min_size=1, max_size=1, recall=True)
         try:
             await store.setup()
             seconds = await populate(store, text)
             pool = await store._get_pool()
-            await pool.execute(f'ANALYZE "{schema}".sessions, "{schema}".turns')
+            # What autovacuum does after a bulk insert: statistics, and the GIN index's pending
+            # list merged (searches otherwise scan it linearly).
+            await pool.execute(f'VACUUM ANALYZE "{schema}".sessions, "{schema}".turns')
             stored = await store.storage_bytes()
             tsv = await pool.fetchval(
                 f'SELECT sum(pg_column_size(tsv))::bigint FROM "{schema}".turns'
@@ -143,6 +157,8 @@ async def latency(
             )
             for q in queries[:WARMUP]:
                 await recall(store, "u0", q, limit=LIMIT)
+            backend = await pool.fetchval("SELECT pg_backend_pid()")
+            cpu0, client0 = server_cpu(backend), time.process_time()
             samples: list[float] = []
             hits: list[int] = []
             for q in queries:
@@ -151,6 +167,7 @@ async def latency(
                 samples.append((time.perf_counter() - t) * 1000)
                 hits.append(len(got))
                 assert all(h.session_id.startswith("u0-") for h in got)
+            cpu1, client1 = server_cpu(backend), time.process_time()
             log(f"recall p50 {median(samples):.1f} ms, p99 {percentile(samples, 99):.1f} ms")
         finally:
             await store.close()
@@ -164,6 +181,8 @@ async def latency(
         "index_ratio": (int(tsv) + int(gin)) / int(raw),
         "stored_ratio": stored / int(raw),
         "mean_hits": sum(hits) / len(hits),
+        "server_cpu_ms": (cpu1 - cpu0) * 1000 / len(queries),
+        "client_cpu_ms": (client1 - client0) * 1000 / len(queries),
     }
     source = "LoCoMo turns and questions" if conversations else "generated prose"
     out = [
@@ -190,6 +209,10 @@ async def latency(
         "one 100-turn flush per session). The index (`tsvector` column + GIN) takes "
         f"{figures['index_ratio']:.2f}x the turn text; the whole store "
         f"{figures['stored_ratio']:.2f}x.",
+        "",
+        f"CPU per recall: {figures['server_cpu_ms']:.1f} ms in the PostgreSQL server process, "
+        f"{figures['client_cpu_ms']:.1f} ms in the client (load average during the run: "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs).",
     ]
     return out, figures
 
@@ -224,7 +247,9 @@ async def evidence_recall(
         ids = {t.turn_id: i for i, t in enumerate(conv.turns)}
         for q in conv.questions:
             t = time.perf_counter()
-            hits = await recall(store, conv.name, q.text, limit=max(KS), scorer=scorer)
+            hits = await recall(
+                store, conv.name, q.text, limit=max(KS), scorer=scorer, candidates_per_hit=2
+            )
             times.append((time.perf_counter() - t) * 1000)
             ranked = [ids[h.turn.turn_id] for h in hits]
             for k in KS:
@@ -235,16 +260,18 @@ async def evidence_recall(
 
 
 async def quality(dsn: str, conversations: Sequence[Conversation]) -> list[str]:
-    scorer = load_default_semantic_scorer()
+    scorer = default_scorer()
     rows: list[list[str]] = []
 
-    async def measure(name: str, open_store: Callable[[], Awaitable[SessionStore]]) -> None:
+    async def measure(
+        name: str, open_store: Callable[[], Awaitable[SessionStore]], semantic: bool = False
+    ) -> None:
         store = await open_store()
         try:
             await load_sessions(store, conversations)
             variants: list[tuple[str, SemanticScorer | None]] = [("lexical", None)]
-            if scorer is not None:
-                variants.append(("lexical + semantic re-rank", scorer))
+            if scorer is not None and semantic:
+                variants.append(("lexical, top 100 re-ranked by `[semantic]`", scorer))
             for label, sc in variants:
                 at_k, ms = await evidence_recall(store, conversations, sc)
                 log(f"{name} {label}: recall@20 {at_k[20]:.3f}")
@@ -263,7 +290,7 @@ async def quality(dsn: str, conversations: Sequence[Conversation]) -> list[str]:
             return store
 
         await measure("memory (bm25s scan)", memory)
-        await measure("SQLite FTS5", sqlite)
+        await measure("SQLite FTS5", sqlite, semantic=True)
     async with fresh_schema(dsn, "bench_recall_q") as schema:
 
         async def postgres() -> SessionStore:

@@ -17,6 +17,7 @@ from durable_sessions.errors import (
     CheckpointNotFoundError,
     InvalidTransitionError,
     InvalidTurnError,
+    RecallUnavailableError,
     SessionBusyError,
     SessionCapacityError,
     SessionClosedError,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from durable_sessions.group import GroupSession
     from durable_sessions.http.middleware import SessionMiddleware
     from durable_sessions.plugin import DurableSessionsPlugin
+    from durable_sessions.recall import RecallHit
     from durable_sessions.stores.base import SessionStore
     from durable_sessions.stores.memory import InMemorySessionStore
     from durable_sessions.stores.postgres import PostgresSessionStore
@@ -76,6 +78,8 @@ __all__ = [
     "InvalidTurnError",
     "PostgresSessionStore",
     "PriorityTurnManager",
+    "RecallHit",
+    "RecallUnavailableError",
     "RelevanceContextPruner",
     "RoundRobinTurnManager",
     "SQLiteSessionStore",
@@ -113,6 +117,7 @@ _LAZY: dict[str, str] = {
     "InMemorySessionStore": "durable_sessions.stores.memory",
     "PostgresSessionStore": "durable_sessions.stores.postgres",
     "PriorityTurnManager": "durable_sessions.core.turn_managers",
+    "RecallHit": "durable_sessions.recall",
     "RelevanceContextPruner": "durable_sessions.core.pruning",
     "RoundRobinTurnManager": "durable_sessions.core.turn_managers",
     "SQLiteSessionStore": "durable_sessions.stores.sqlite",
