@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """``<key>=<user_id>`` pairs, comma-separated; ``sha256:<hex>=<user_id>`` for a stored hash."""
     http_port: int = 8000
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=1)
+    """Workflow tasks a worker runs at once; ``create_worker``'s default is 4 (see
+    ``worker.WORKFLOW_TASK_SLOTS``)."""
     max_concurrent_activities: int | None = Field(default=None, ge=1)
     max_cached_workflows: int = Field(default=1000, ge=0)
     """Sessions a worker keeps in memory; memory is ~115 MB + ~0.15-0.2 MB per slot (measured

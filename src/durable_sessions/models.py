@@ -175,7 +175,7 @@ class SessionConfig(BaseModel):
     max_updates_per_run: int = Field(default=1000, ge=10, le=1900)
     """Continue-as-new after this many updates and signals in one run (Temporal caps a run at
     2,000 updates), or earlier when the server suggests it."""
-    max_events_per_run: int = Field(default=400, ge=50, le=3_000)
+    max_events_per_run: int = Field(default=200, ge=50, le=3_000)
     """Continue-as-new once the run's history holds this many events (about five per turn). A
     call that finds no worker holding the session in cache (after a deploy, or an eviction)
     replays the whole current run, so this bounds what such a call costs."""

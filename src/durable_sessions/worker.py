@@ -49,6 +49,13 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 STICKY_QUEUE_TIMEOUT = timedelta(seconds=3)
+WORKFLOW_TASK_SLOTS = 4
+"""Workflow tasks a worker runs at once (the SDK's default is 100). Python runs them on one core
+at a time: when a deploy leaves every session cold, 100 replays at once each take 100 times
+longer and overrun the 2 s workflow-task timeout, so they are retried and replayed again (the
+storm seen after restarts). Four at a time keeps each replay well inside the timeout while the
+rest wait in the server's queue, which no timeout limits; more would add no CPU (one core runs
+Python at a time), only overlap local activities' I/O."""
 
 
 def create_worker(
@@ -76,6 +83,7 @@ def create_worker(
     # A workflow task routed to a worker that died waits this long on that worker's own (sticky)
     # queue before any worker may take it: the SDK's 10 s is 10 s of a session not answering.
     worker_kwargs.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_QUEUE_TIMEOUT)
+    worker_kwargs.setdefault("max_concurrent_workflow_tasks", WORKFLOW_TASK_SLOTS)
     plugin = DurableSessionsPlugin(store, agents, setup_store=False)
     plugins = [plugin, *worker_kwargs.pop("plugins", ())]
     return Worker(client, task_queue=task_queue, plugins=plugins, **worker_kwargs)
