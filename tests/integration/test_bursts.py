@@ -3,11 +3,14 @@
 100 concurrent ``add_turn`` calls on one session, from one manager and from 4 managers on one
 client (the per-session limiter, shared by the managers of a client, queues them in order):
 every call is acknowledged, each turn is stored exactly once, and the transcript is contiguous.
+Processes that do not share a client split the budget with ``max_in_flight``.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+from temporalio.client import Client
 
 from durable_sessions.client import SessionManager
 from durable_sessions.models import SessionConfig, SessionTurn
@@ -56,6 +59,29 @@ async def test_100_concurrent_add_turns_from_four_managers(stack: Stack) -> None
         for _ in range(4)
     ]
     assert len({id(m._limiter) for m in managers}) == 1  # one budget per client
+    await _burst(stack, managers)
+
+
+async def test_100_concurrent_add_turns_from_four_clients_sharing_the_budget(
+    stack: Stack,
+) -> None:
+    """Four clients stand for four processes: no limiter is shared, so each takes a quarter of
+    the server's 10 updates in flight (``max_in_flight=2``). Going past the server's limit
+    also succeeds, retried, but about ten times slower (the SDK backs off on the limit)."""
+    clients = [
+        await Client.connect(
+            stack.client.service_client.config.target_host,
+            data_converter=stack.client.data_converter,
+        )
+        for _ in range(4)
+    ]
+    managers = [
+        SessionManager(
+            c, stack.store, SessionConfig(flush_interval=0.2), stack.task_queue, max_in_flight=2
+        )
+        for c in clients
+    ]
+    assert len({id(m._limiter) for m in managers}) == 4
     await _burst(stack, managers)
 
 
