@@ -57,7 +57,7 @@ TURN_BUDGET = 20
 SPEED_SIZES = (1_000, 10_000)
 SPEED_RUNS = 21
 LOCOMO_KS = (10, 20, 50)
-SEMANTIC_WEIGHT = 0.1  # the worker's default (ContextActivities)
+SEMANTIC_WEIGHT = 0.05  # the worker's default (ContextActivities)
 
 
 # ------------------------------------------------------------------------------------------

@@ -644,18 +644,20 @@ def test_semantic_scorer_finds_a_turn_without_shared_words() -> None:
     query = "Any food allergies I told you about?"
     lexical_only = RelevanceContextPruner().prune_sync(history, query, 5)
     assert history[11] not in lexical_only
-    kept = RelevanceContextPruner(semantic_scorer=scorer).prune_sync(history, query, 5)
+    kept = RelevanceContextPruner(semantic_scorer=scorer, semantic_weight=0.5).prune_sync(
+        history, query, 5
+    )
     assert history[11] in kept
     assert calls == [(query, 100)]
     check_invariants("relevance", history, kept, 5, None)
     # weight 0 disables it; an empty query never calls it
     assert (
-        RelevanceContextPruner(semantic_scorer=scorer, semantic_weight=0.0).prune_sync(
-            history, query, 5
-        )
+        RelevanceContextPruner(
+            semantic_scorer=scorer, semantic_weight=0.0, semantic_boost=0.0
+        ).prune_sync(history, query, 5)
         == lexical_only
     )
-    RelevanceContextPruner(semantic_scorer=scorer).prune_sync(history, "", 5)
+    RelevanceContextPruner(semantic_scorer=scorer, semantic_weight=0.5).prune_sync(history, "", 5)
     assert len(calls) == 1
 
 

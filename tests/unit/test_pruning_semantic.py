@@ -123,7 +123,7 @@ def test_embedder_finds_a_paraphrase_and_embeds_each_turn_once() -> None:
 
     embedder = KeywordEmbedder()
     cache = RelevanceIndexCache()
-    pruner = RelevanceContextPruner(index_cache=cache, embedder=embedder)
+    pruner = RelevanceContextPruner(index_cache=cache, embedder=embedder, semantic_weight=0.5)
     kept = pruner.prune_sync(history, query, 5, cache_key="s")
     assert history[11] in kept
     assert (embedder.texts_embedded, cache.embedded_turns) == (101, 100)  # turns + the query

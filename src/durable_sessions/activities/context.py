@@ -120,7 +120,7 @@ class ContextActivities:
         agents: Sequence[Agent] = (),
         compaction: CompactionConfig | None = None,
         embedder: Embedder | Literal["auto"] | None = "auto",
-        semantic_weight: float = 0.1,
+        semantic_weight: float = 0.05,
     ) -> None:
         """Args beyond the store: ``embedder`` is the relevance pruner's semantic model (``"auto"``:
         the packaged one when the ``[semantic]`` extra is installed, else lexical only; ``None``:

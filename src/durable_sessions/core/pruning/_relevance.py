@@ -34,17 +34,20 @@ _BM25_METHODS: Final = ("lucene", "robertson", "atire")
 
 
 class RelevanceContextPruner(ContextPruner):
-    _semantic_floor = 0.5
-
     """Keeps the turns most relevant to the query, plus recent turns, within the budgets.
 
     Each turn's *relevance* is its BM25 score for the query (over stemmed terms) divided by the
     best score in the history, so in ``[0, 1]``. With an ``embedder`` (or a
-    ``semantic_scorer``) it is blended as ``(1 - w) * lexical + w * semantic``, where
-    ``semantic`` is the cosine similarity to the query rescaled so the history's median
-    similarity is 0 and its best is 1. When the query names a date ("in May 2023", "on 3 June,
-    2023"), relevance is multiplied by ``1 + date_weight * affinity``, where the affinity is 1
-    for turns said in that period and halves every week after it (see ``_dates``). A turn
+    ``semantic_scorer``) it becomes ``(1 - w) * lexical * (1 + semantic_boost * semantic) + w
+    * semantic`` (``w`` is ``semantic_weight``), where ``semantic`` is the cosine similarity to
+    the query rescaled so the history's median similarity is 0 and its best is 1: similarity
+    mostly reorders lexical matches, and with a small share lets in a turn that shares no
+    word with the query. (On LoCoMo, with the small packaged static model, boosting beats
+    blending: a weak model's similarity alone ranks poorly.)
+
+    When the query names a date ("in May 2023", "on 3 June, 2023"), relevance is multiplied
+    by ``1 + date_weight * affinity``, where the affinity is 1 for turns said in that period
+    and halves every week after it (see ``_dates``). A turn
     then scores ``role_weight[role] * relevance + recency_weight * 0.5 ** (age /
     recency_half_life)`` (``age`` in turns), and a group (see :func:`group_turns`) scores as
     its best turn. System groups are kept first; the others are taken greedily, best first
@@ -69,7 +72,8 @@ class RelevanceContextPruner(ContextPruner):
         index_cache: RelevanceIndexCache | None = None,
         embedder: Embedder | None = None,
         semantic_scorer: SemanticScorer | None = None,
-        semantic_weight: float = 0.5,
+        semantic_weight: float = 0.05,
+        semantic_boost: float = 0.6,
         date_weight: float = 1.0,
         recency_weight: float = 0.3,
         recency_half_life: float = 20.0,
@@ -90,7 +94,10 @@ class RelevanceContextPruner(ContextPruner):
             semantic_scorer: Older form of the semantic hook: ``scorer(query, texts) ->
                 similarities``, called once per prune with every turn's content. Use
                 ``embedder`` instead for long histories; not both.
-            semantic_weight: Share of the semantic score in the relevance, in ``[0, 1]``.
+            semantic_weight: Share of the semantic score in the relevance, in ``[0, 1]``:
+                what lets a turn that shares no word with the query in.
+            semantic_boost: How much semantic similarity raises a lexical match: lexical
+                relevance is multiplied by ``1 + semantic_boost * semantic``.
             date_weight: Boost of turns said in a period the query names (0 disables).
             recency_weight: Weight of the recency term relative to a perfect match (1.0).
             recency_half_life: Age in turns at which the recency term halves.
@@ -107,6 +114,8 @@ class RelevanceContextPruner(ContextPruner):
         """
         if not 0.0 <= semantic_weight <= 1.0:
             raise ValueError("semantic_weight must be within [0, 1]")
+        if semantic_boost < 0.0:
+            raise ValueError("semantic_boost must be >= 0")
         if date_weight < 0.0:
             raise ValueError("date_weight must be >= 0")
         if recency_weight < 0.0:
@@ -123,6 +132,7 @@ class RelevanceContextPruner(ContextPruner):
         self.embedder = embedder
         self.semantic_scorer = semantic_scorer
         self.semantic_weight = semantic_weight
+        self.semantic_boost = semantic_boost
         self.date_weight = date_weight
         self.recency_weight = recency_weight
         self.recency_half_life = recency_half_life
@@ -203,7 +213,7 @@ class RelevanceContextPruner(ContextPruner):
         """Raw semantic similarity of each turn to the query, or ``None`` without a scorer."""
         import numpy as np
 
-        if self.semantic_weight <= 0.0:
+        if self.semantic_weight <= 0.0 and self.semantic_boost <= 0.0:
             return None
         if self.embedder is not None:
             vectors = index.vectors(history, self.embedder)
@@ -241,14 +251,16 @@ class RelevanceContextPruner(ContextPruner):
         sims = self._similarities(index, history, query)
         if sims is not None:
             sims = np.nan_to_num(sims, nan=0.0, posinf=0.0, neginf=0.0)
-            floor = float(np.quantile(sims, self._semantic_floor))
+            floor = float(np.median(sims))
             spread = float(sims.max()) - floor
             if spread > 0.0:
                 semantic = np.clip((sims - floor) / spread, 0.0, 1.0)
                 w = self.semantic_weight
-                relevance = (
-                    w * semantic if relevance is None else (1 - w) * relevance + w * semantic
-                )
+                if relevance is None:
+                    relevance = w * semantic
+                else:
+                    boosted = relevance * (1.0 + self.semantic_boost * semantic)
+                    relevance = (1 - w) * boosted + w * semantic
         if relevance is None or not relevance.any():
             return None
         if self.date_weight > 0.0:
