@@ -127,6 +127,7 @@ async def test_only_the_users_own_sessions(store: SessionStore) -> None:
     ]
     assert await search(store, "lighthouse", session_ids=["theirs"]) == []
     assert await search(store, "lighthouse", session_ids=[]) == []
+    assert await search(store, "lighthouse", session_ids=["no\x00such"]) == []
     assert await search(store, "lighthouse", user="nobody") == []
 
 

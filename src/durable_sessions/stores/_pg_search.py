@@ -196,7 +196,11 @@ async def pg_search_turns(
     terms = query_terms(query)
     if not terms:
         return []
-    sessions = None if session_ids is None else list(session_ids)
+    sessions = None
+    if session_ids is not None:  # PostgreSQL text holds no NUL, so no session id has one
+        sessions = [sid for sid in session_ids if "\x00" not in sid]
+        if not sessions:
+            return []
     lexemes, shares, threshold = await common.get(pool, s.strip('"'))
     cap = max(COMMON_CANDIDATES, limit)
     args = (user_id, " ".join(terms), sessions, limit, lexemes, shares, threshold, cap)
