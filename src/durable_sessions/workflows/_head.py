@@ -258,6 +258,8 @@ class HeadHandlers(SessionBase):
                 if last is not None and last.role == request.role:
                     dropped = last
                     await self._cut_head(self._state.turn_count - 1, "regenerate")
+            # The answer's id is fixed before the agent speaks: its streamed chunks carry it.
+            answer_id = workflow.uuid4().hex
             ask = AgentTurnRequest(
                 session_id=self._state.session_id,
                 generation=self._state.generation,
@@ -265,6 +267,7 @@ class HeadHandlers(SessionBase):
                 agent=request.agent,
                 role=request.role,
                 max_turns=request.max_turns,
+                turn_id=answer_id,
             )
         # The agent may take long: turns and operations go on meanwhile (as in a group tick).
         try:
@@ -283,7 +286,11 @@ class HeadHandlers(SessionBase):
         if dropped is not None:
             metadata["regenerated_from"] = dropped.turn_id
         answer = TurnInput(
-            role=request.role, content=reply.content, agent=request.agent, metadata=metadata
+            turn_id=answer_id,
+            role=request.role,
+            content=reply.content,
+            agent=request.agent,
+            metadata=metadata,
         )
         async with self._operation():
             self._check_live()

@@ -90,6 +90,9 @@ class GroupHandlers(SessionBase):
         slot = next(a for a in g.roster if a.name == name)
         await self._flush()  # the agent's context is read from the store
         now = workflow.now()
+        # Runs of this version fix the turn's id before the agent speaks, so its streamed
+        # chunks carry it (older runs drew it when storing the turn; their replay must too).
+        turn_id = workflow.uuid4().hex if self._modern else None
         turn: TurnInput
         try:
             reply = await calls.run_agent_turn(
@@ -100,12 +103,14 @@ class GroupHandlers(SessionBase):
                     agent=name,
                     role=slot.role,
                     max_turns=g.context_max_turns,
+                    turn_id=turn_id,
                 ),
                 timeout=g.agent_timeout,
                 max_attempts=g.max_attempts,
             )
             private = reply.private or slot.private
             turn = TurnInput(
+                turn_id=turn_id,
                 role="assistant",
                 content=reply.content,
                 agent=name,
