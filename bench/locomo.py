@@ -197,7 +197,7 @@ def report(
         hybrid = RelevanceContextPruner(
             index_cache=RelevanceIndexCache(), embedder=embedder, semantic_weight=semantic_weight
         )
-        selectors[f"RelevanceContextPruner hybrid (semantic {semantic_weight})"] = pruner_selector(
+        selectors["RelevanceContextPruner hybrid (packaged embedder)"] = pruner_selector(
             hybrid, timings["hybrid"]
         )
     results: dict[str, dict[int, float]] = {}
