@@ -73,6 +73,56 @@ async def main() -> None:
     m = SessionManager(client, store, SessionConfig(flush_interval=0.2), "record")
     try:
         async with create_worker(client, store, task_queue="record", agents=team()):  # type: ignore[arg-type]
+            # 0. Runs of this version (features in the input, no patch markers): serialized
+            # operations with turns racing them (restore, truncate, pop, edit, merge, branch at
+            # a turn, regenerate), a batch of turns, then close.
+            one_run = SessionConfig(auto_checkpoint_interval=4, max_events_per_run=3000)
+            s = await m.create("recorder", config=one_run)
+            sid = s.session_id
+            await m.add_turns(
+                sid, [SessionTurn(role="user", content=f"b{i}", turn_id=f"b{i}") for i in range(6)]
+            )
+            cp = await m.checkpoint(sid)
+
+            async def racer(c: int) -> None:
+                for i in range(3):
+                    await m.add_turn(sid, SessionTurn(role="user", content=f"race {c}-{i}"))
+
+            await asyncio.gather(
+                racer(0), racer(1), m.restore(cp.checkpoint_id), m.truncate(sid, 5), racer(2)
+            )
+            await m.pop_turn(sid)
+            await m.edit(sid, 2, "edited", mode="rewind")
+            alt = await BranchManager(m).create_branch(sid, "at-turn", at_seq=2)
+            await m.add_turn(alt.session_id, SessionTurn(role="user", content="on the branch"))
+            await BranchManager(m).merge(alt.session_id, sid)
+            await m.add_turn(sid, SessionTurn(role="assistant", content="first answer"))
+            await m.regenerate(sid, agent="researcher")
+            await m.close(alt.session_id)
+            await m.close(sid)
+            await client.get_workflow_handle(sid).result()
+            await save(client, sid, "operations_v2")
+
+            # 0b. Idle continue-as-new: a run that grew, went quiet and continued into a minimal
+            # run (both runs recorded), then a turn into the minimal run.
+            cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
+            s = await m.create("recorder", config=cfg)
+            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+            for i in range(12):
+                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"i{i}"))
+
+            async def continued() -> str:
+                run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+                assert run != first_run
+                return run
+
+            second_run = await assert_eventually(continued, timeout=30)
+            await m.add_turn(s.session_id, SessionTurn(role="user", content="after idle"))
+            await m.close(s.session_id)
+            await client.get_workflow_handle(s.session_id).result()
+            await save(client, s.session_id, "idle_continue_v2", run_id=first_run)
+            await save(client, s.session_id, "idle_continued_run_v2", run_id=second_run)
+
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})
             for i in range(4):
@@ -171,6 +221,7 @@ async def main() -> None:
             await m.close(s.session_id)
             await client.get_workflow_handle(s.session_id).result()
             await save(client, s.session_id, "local_flush")
+
     finally:
         await env.shutdown()
 

@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from durable_sessions.plugin import DurableSessionsPlugin
+from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.worker import WORKFLOWS, workflow_runner
 from durable_sessions.workflows.messages import SessionWorkflowInput
 
-HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
+HISTORIES_DIR = Path(__file__).parents[1] / "histories"
+HISTORIES = sorted(HISTORIES_DIR.glob("*.json"))
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -36,6 +40,10 @@ def test_histories_are_recorded() -> None:
         "branch_and_merge_child",
         "group_and_context",
         "drain_with_signals",
+        "local_flush",
+        "operations_v2",
+        "idle_continue_v2",
+        "idle_continued_run_v2",
     } <= names
 
 
@@ -47,6 +55,28 @@ async def test_replay(path: Path) -> None:
         workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(load(path))
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_replay_through_the_plugin(path: Path) -> None:
+    """What users run: the plugin brings the workflows, converter and sandbox pass-throughs."""
+    replayer = Replayer(workflows=[], plugins=[DurableSessionsPlugin(InMemorySessionStore())])
+    await replayer.replay_workflow(load(path))
+
+
+def test_run_features_replay_without_patch_markers() -> None:
+    """Runs of this version carry ``features`` and record no patch marker (fewer events to
+    replay on a cache miss); their continued runs start with five events."""
+    for name in ("operations_v2", "idle_continue_v2", "idle_continued_run_v2"):
+        events = load(HISTORIES_DIR / f"{name}.json").events
+        started = events[0].workflow_execution_started_event_attributes
+        assert b'"features":2' in started.input.payloads[0].data.replace(b" ", b"")
+        markers = [
+            e for e in events if e.marker_recorded_event_attributes.marker_name == "core_patch"
+        ]
+        assert not markers, name
+    continued = load(HISTORIES_DIR / "idle_continued_run_v2.json").events
+    assert continued[4].event_type == EventType.EVENT_TYPE_TIMER_STARTED  # the TTL timer, no more
 
 
 @workflow.defn(name="Session")
