@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import BaseModel, Field
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -27,7 +26,7 @@ from durable_sessions.errors import (
 )
 from durable_sessions.models import Checkpoint, SessionState, SessionStatus, SessionTurn
 from durable_sessions.stores.base import read_transcript
-from durable_sessions.workflows.messages import ContextQuery, SessionSnapshot
+from durable_sessions.workflows.messages import ContextQuery, RecentWindow, SessionSnapshot
 
 if TYPE_CHECKING:
     from durable_sessions.recall import RecallHit
@@ -35,15 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["SessionReads", "window_tail"]
 
 T = TypeVar("T")
-
-
-class RecentWindow(BaseModel):
-    """What the workflow's ``recent_window`` query answers (one query instead of ``state`` and
-    ``recent_turns``): the head's size and its latest turns, taken together. Decoded here by
-    field name; workers without that query are asked the two older queries instead."""
-
-    turn_count: int
-    turns: list[SessionTurn] = Field(default_factory=list)
 
 
 RECENT_WINDOW_RETRY_SECONDS = 300.0

@@ -152,6 +152,14 @@ class CheckpointRequest(BaseModel):
     reason: str = "manual"
 
 
+class RecentWindow(BaseModel):
+    """What the ``recent_window`` query answers: the head's size and its latest turns, taken
+    together (one query instead of ``state`` and ``recent_turns``)."""
+
+    turn_count: int
+    turns: list[SessionTurn] = Field(default_factory=list)
+
+
 class SessionSnapshot(BaseModel):
     """The live header plus the turns not yet in the store: what ``history()`` merges."""
 
