@@ -9,6 +9,7 @@ slow or down, so an outage neither holds a workflow task open nor grows history.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -61,6 +62,7 @@ LOCAL_STORE_TIMEOUT = timedelta(seconds=5)
 """A local flush gives up after this (its retries included) and hands the batch to an ordinary
 activity, whose retries wait in the server, not in a workflow task kept open."""
 CONTEXT_TIMEOUT = timedelta(seconds=60)
+T = TypeVar("T")
 CONTEXT_HEARTBEAT = timedelta(seconds=10)
 
 
@@ -96,79 +98,44 @@ async def persist_batch(batch: PersistBatch, *, local: bool, session_id: str) ->
     )
 
 
-async def load_checkpoint(checkpoint_id: str) -> Checkpoint | None:
-    cp: Checkpoint | None = await workflow.execute_activity(
-        "load_checkpoint",
-        checkpoint_id,
-        result_type=Checkpoint,
+async def _store_call(name: str, arg: object, result_type: type[T] | None = None) -> T:
+    """An ordinary store activity: the one set of options every store read and write uses."""
+    result: T = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
         start_to_close_timeout=STORE_TIMEOUT,
         retry_policy=STORE_RETRY,
     )
-    return cp
+    return result
+
+
+async def load_checkpoint(checkpoint_id: str) -> Checkpoint | None:
+    return await _store_call("load_checkpoint", checkpoint_id, Checkpoint)
 
 
 async def record_generation(record: GenerationRecord) -> None:
-    await workflow.execute_activity(
-        "record_generation",
-        record,
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
+    await _store_call("record_generation", record)
 
 
 async def load_transcript_tail(request: TranscriptTailRequest) -> list[SessionTurn]:
-    turns: list[SessionTurn] = await workflow.execute_activity(
-        "load_transcript_tail",
-        request,
-        result_type=list[SessionTurn],
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
-    return turns
+    return await _store_call("load_transcript_tail", request, list[SessionTurn])
 
 
 async def range_totals(request: ExistingTurnsRequest) -> RangeTotals:
-    totals: RangeTotals = await workflow.execute_activity(
-        "range_totals",
-        request,
-        result_type=RangeTotals,
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
-    return totals
+    return await _store_call("range_totals", request, RangeTotals)
 
 
 async def branch_names(session_id: str) -> list[str]:
-    names: list[str] = await workflow.execute_activity(
-        "branch_names",
-        session_id,
-        result_type=list[str],
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
-    return names
+    return await _store_call("branch_names", session_id, list[str])
 
 
 async def load_turns_page(request: TurnsPageRequest) -> list[SessionTurn]:
-    page: list[SessionTurn] = await workflow.execute_activity(
-        "load_turns_page",
-        request,
-        result_type=list[SessionTurn],
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
-    return page
+    return await _store_call("load_turns_page", request, list[SessionTurn])
 
 
 async def existing_turn_ids(request: ExistingTurnsRequest) -> list[str]:
-    ids: list[str] = await workflow.execute_activity(
-        "existing_turn_ids",
-        request,
-        result_type=list[str],
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
-    return ids
+    return await _store_call("existing_turn_ids", request, list[str])
 
 
 async def compute_context(request: ContextRequest) -> ContextResult:
