@@ -83,6 +83,8 @@ class Series:
     wall: float = 0.0
     events: list[int] = field(default_factory=list)
     """History events in the target's current run just before each call (cold series)."""
+    failures: list[str] = field(default_factory=list)
+    """Error types of the calls that failed (cold series; not in the latencies)."""
 
     def pct(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -98,9 +100,15 @@ class Series:
             f"{self.pct(50):.1f}",
             f"{self.pct(90):.1f}",
             f"{self.pct(99):.1f}",
-            f"{max(self.latencies_ms):.0f}",
+            f"{max(self.latencies_ms, default=float('nan')):.0f}",
             f"{self.throughput:.1f}",
         ]
+
+    def failed_text(self) -> str:
+        if not self.failures:
+            return "0"
+        kinds = sorted(set(self.failures))
+        return f"**{len(self.failures)}** ({', '.join(kinds)})"
 
     def events_text(self) -> str:
         if not self.events:
@@ -224,6 +232,8 @@ def _goals(args: Args, res: Results) -> tuple[list[list[str]], list[tuple[bool, 
         ">=",
         None,
     )
+    if long_.failures:
+        checks.append((False, f"cold turns into long sessions that failed: {long_.failed_text()}"))
     for q in (50, 99):
         add(
             f"cold turn, {args.long_turns}-turn session / fresh session, p{q}",
@@ -339,9 +349,9 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         "current run's history length just before the call (median, range).",
         "",
         md_table(
-            [*SERIES_HEADERS, "events in the run"],
-            [[*s.row(name), s.events_text()] for name, s in res.cold.items()],
-            "lrrrrrrr",
+            [*SERIES_HEADERS, "events in the run", "failed calls"],
+            [[*s.row(name), s.events_text(), s.failed_text()] for name, s in res.cold.items()],
+            "lrrrrrrrr",
         ),
         "",
         f"{args.long_turns}-turn sessions / fresh ones: p50 "
