@@ -127,6 +127,11 @@ class ContextActivities:
         always lexical) and ``semantic_weight`` its share of the relevance."""
         self.store = store
         self._embedder_setting = embedder
+        if embedder == "auto":
+            # Loading takes seconds: start now, and prune lexically until it is there.
+            from durable_sessions.core.semantic import preload_default_embedder
+
+            preload_default_embedder()
         self.semantic_weight = semantic_weight
         self.compactor = Compactor(store, {a.name: a for a in agents})
         self.compaction = compaction
@@ -137,11 +142,12 @@ class ContextActivities:
 
     @property
     def embedder(self) -> Embedder | None:
-        """The semantic embedder in use (loads the packaged model on first use with "auto")."""
+        """The semantic embedder in use: with "auto", the packaged model once it has loaded (in
+        the background, from construction on; until then ``None``, so no call waits for it)."""
         if self._embedder_setting == "auto":
-            from durable_sessions.core.semantic import load_default_embedder
+            from durable_sessions.core.semantic import default_embedder_nowait
 
-            return load_default_embedder()
+            return default_embedder_nowait()
         return self._embedder_setting
 
     def pruner(self, name: str) -> ContextPruner:

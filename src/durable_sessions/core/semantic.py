@@ -136,6 +136,8 @@ def default_model_path() -> Path | None:
 _default_lock = threading.Lock()
 _default: StaticEmbedder | None = None
 _default_loaded = False
+_default_ready = threading.Event()
+"""Set once ``load_default_embedder`` has finished (with a model or without)."""
 
 
 def load_default_embedder() -> StaticEmbedder | None:
@@ -152,13 +154,28 @@ def load_default_embedder() -> StaticEmbedder | None:
         path = default_model_path()
         if path is None or importlib.util.find_spec("model2vec") is None:
             logger.info("semantic extra not installed; relevance scoring is lexical")
+            _default_ready.set()
             return None
         try:
             _default = StaticEmbedder.from_path(path, name=f"{DEFAULT_MODEL_PACKAGE}/model")
         except Exception:
             logger.warning("could not load the static embedding model; scoring is lexical")
             _default = None
+        finally:
+            _default_ready.set()
         return _default
+
+
+def default_embedder_nowait() -> StaticEmbedder | None:
+    """The packaged model if it has finished loading, else ``None``: never waits. Loading the
+    model takes seconds (its tokenizer), which a context call must not pay."""
+    return _default if _default_ready.is_set() else None
+
+
+def preload_default_embedder() -> None:
+    """Start loading the packaged model in a background thread (once per process)."""
+    if not _default_ready.is_set():
+        threading.Thread(target=load_default_embedder, name="embedder-load", daemon=True).start()
 
 
 def similarity_scorer(embedder: Embedder) -> Callable[[str, list[str]], list[float]]:
