@@ -85,6 +85,8 @@ class Series:
     """History events in the target's current run just before each call (cold series)."""
     failures: list[str] = field(default_factory=list)
     """Error types of the calls that failed (cold series; not in the latencies)."""
+    worker_cpu: float = 0.0
+    """CPU seconds the side's worker used while this series ran (its timers too: flushes)."""
 
     def pct(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -117,6 +119,12 @@ class Series:
 
 
 SERIES_HEADERS = ["series", "calls", "p50 ms", "p90 ms", "p99 ms", "max ms", "calls/s"]
+CPU_HEADERS = [*SERIES_HEADERS, "worker CPU ms / call"]
+
+
+def cpu_row(name: str, s: Series) -> list[str]:
+    per_call = 1000 * s.worker_cpu / len(s.latencies_ms) if s.latencies_ms else float("nan")
+    return [*s.row(name), f"{per_call:.1f}"]
 
 
 async def run_calls(series: Series, calls: list[Call], callers: int) -> None:
@@ -318,7 +326,7 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         "",
         "### A turn into a random session (one sequential caller)",
         "",
-        md_table(SERIES_HEADERS, [s.row(name) for name, s in res.seq.items()], "lrrrrrr"),
+        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.seq.items()], "lrrrrrrr"),
         "",
         f"History events in a workflow's current run (median of {HISTORY_SAMPLE}, before "
         f"the measured calls), i.e. what a cache miss replays: session "
@@ -326,7 +334,10 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         "",
         f"### {CONCURRENT_CALLERS} concurrent callers, random targets",
         "",
-        md_table(SERIES_HEADERS, [s.row(name) for name, s in res.conc.items()], "lrrrrrr"),
+        "Worker CPU per call: the CPU time the side's worker process used while the series ran "
+        "(its workflow tasks, flush timers and local activities included), over its calls.",
+        "",
+        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.conc.items()], "lrrrrrrr"),
         "",
         f"### Create + first turn ({CONCURRENT_CALLERS} callers, {CREATE_ROUNDS} interleaved "
         "rounds)",

@@ -401,7 +401,11 @@ class ScaleBench:
             log(f"sequential round {r + 1}/{ROUNDS}: {per_round} calls per series ...")
             for name in order:
                 calls = [makers[name]() for _ in range(per_round)]
-                await run_calls(res.seq.setdefault(name, Series()), calls, 1)
+                series = res.seq.setdefault(name, Series())
+                worker = self.ours if name.startswith("ours") else self.bare
+                cpu0 = cpu_seconds(worker.pid)
+                await run_calls(series, calls, 1)
+                series.worker_cpu += cpu_seconds(worker.pid) - cpu0
         for name in SEQ_NAMES:
             self.log_series(name, res.seq[name])
         await self.cold_pass(1)
@@ -411,7 +415,11 @@ class ScaleBench:
             log(f"{CONCURRENT_CALLERS} callers, round {r + 1}/{CONCURRENT_ROUNDS} ...")
             for name in CONC_NAMES if r % 2 == 0 else CONC_NAMES[::-1]:
                 calls = [makers[name]() for _ in range(per_round)]
-                await run_calls(res.conc.setdefault(name, Series()), calls, CONCURRENT_CALLERS)
+                series = res.conc.setdefault(name, Series())
+                worker = self.ours if name.startswith("ours") else self.bare
+                cpu0 = cpu_seconds(worker.pid)
+                await run_calls(series, calls, CONCURRENT_CALLERS)
+                series.worker_cpu += cpu_seconds(worker.pid) - cpu0
         for name in CONC_NAMES:
             self.log_series(f"{CONCURRENT_CALLERS} callers, {name}", res.conc[name])
         await self.cold_pass(2)
