@@ -13,7 +13,7 @@ from durable_sessions.stores.memory import InMemorySessionStore
 
 
 @contextlib.asynccontextmanager
-async def make_store(kind: str) -> AsyncIterator[SessionStore]:
+async def make_store(kind: str, *, recall: bool = False) -> AsyncIterator[SessionStore]:
     kind = os.environ.get("DURABLE_SESSIONS_TEST_STORE", kind)
     if kind == "memory":
         yield InMemorySessionStore()
@@ -34,7 +34,7 @@ async def make_store(kind: str) -> AsyncIterator[SessionStore]:
 
     dsn = await postgres_dsn_or_skip()
     async with temporary_schema(dsn) as schema:
-        pg = PostgresSessionStore(dsn, schema=schema)
+        pg = PostgresSessionStore(dsn, schema=schema, recall=recall)
         await pg.setup()
         try:
             yield pg

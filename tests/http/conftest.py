@@ -16,7 +16,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from durable_sessions.http import EventStreamOptions, create_app, hash_api_key
-from tests.integration.conftest import Stack, stack, store  # noqa: F401  (fixtures)
+from durable_sessions.stores.base import SessionStore
+from tests.integration.conftest import Stack, stack  # noqa: F401  (fixtures)
+from tests.stores_fixtures import make_store
 
 KEY_A = "key-alice-0123456789"
 KEY_B = "key-bob-9876543210"
@@ -57,6 +59,13 @@ def make_client(app: FastAPI, key: str | None) -> httpx.AsyncClient:
         base_url="http://testserver",
         headers=auth(key) if key else None,
     )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def store() -> AsyncIterator[SessionStore]:
+    """The stack's PostgreSQL store, with the full-text index: the API serves ``/recall``."""
+    async with make_store("postgres", recall=True) as s:
+        yield s
 
 
 @pytest_asyncio.fixture(loop_scope="session")
