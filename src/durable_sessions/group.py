@@ -147,7 +147,7 @@ class GroupSession:
         """Run ``rounds`` rounds (every agent on the roster speaks once per round, in the turn
         manager's order, continuing where the last tick left off); with ``until``, stop after
         the first agent turn for which it returns True. Returns the agent turns produced."""
-        roster = (await self.state()).roster
+        roster = (await self._patiently(self.state)).roster
         total = rounds * agents_per_round(roster)
         if total == 0:
             return []
@@ -159,7 +159,9 @@ class GroupSession:
                 if until(turn):
                     break
             return produced
-        before = (await self.session()).turn_count
+        before = (await self._patiently(self.session)).turn_count
         await self._wait(await self._schedule(total))
-        history = await self.manager.history(self.session_id, offset=before)
+        history = await self._patiently(
+            lambda: self.manager.history(self.session_id, offset=before)
+        )
         return [t for t in history if t.agent is not None and t.role in ("assistant", "system")]
