@@ -60,7 +60,7 @@ EXPECTED_ERRORS: tuple[type[SessionError], ...] = (
 )
 """Refusals a schedule may meet: the session said no, nothing was applied."""
 
-HEAD_MOVES = frozenset({"restore", "truncate"})
+HEAD_MOVES = frozenset({"restore", "truncate", "pop", "edit"})
 
 
 class LatencyStore:
@@ -106,6 +106,9 @@ KINDS: tuple[tuple[str, int], ...] = (
     ("resume", 8),
     ("close", 2),
     ("add_branch", 2),
+    ("add_batch", 4),
+    ("pop", 3),
+    ("edit", 3),
 )
 
 
@@ -197,6 +200,9 @@ class Ledger:
     """Time spent in calls, per kind (where a schedule's time goes)."""
     unexpected: list[str] = field(default_factory=list)
     """Errors no operation should raise (an untyped ``SessionError``, ...): violations."""
+    edits: set[str] = field(default_factory=set)
+    """Contents sent by ``edit`` (the edited copy gets an id of its own; ``edited_from`` in its
+    metadata names the turn it replaces)."""
 
     def outcome(self, kind: str, result: str) -> None:
         self.outcomes[f"{kind}:{result}"] += 1
@@ -302,6 +308,19 @@ class Runner:
                 if self._acked >= count:
                     event.set()
 
+    async def add_batch(self, sid: str) -> None:
+        turns = [self._turn(sid, "batch") for _ in range(3)]
+        started = self._now()
+        status, result = await self._call("add_batch", lambda: self.manager.add_turns(sid, turns))
+        if status == "ok":
+            for stored in result:
+                assert stored.seq is not None
+                self.ledger.acks.setdefault(sid, {})[stored.turn_id] = Ack(stored.seq, started, 1)
+            self._acked += len(result)
+            for count, event in self._ack_waiters:
+                if self._acked >= count:
+                    event.set()
+
     async def send(self, sid: str) -> None:
         turn = self._turn(sid, "send")
         await self._call("send", lambda: self.manager.send_turn(sid, turn))
@@ -318,6 +337,21 @@ class Runner:
 
             def call() -> Awaitable[SessionState]:
                 return self.manager.restore(cp.checkpoint_id)
+        elif kind == "pop":
+
+            def call() -> Awaitable[Any]:
+                return self.manager.pop_turn(sid)
+        elif kind == "edit":
+            state = await self.manager.store.get_session(sid)
+            if state is None or state.turn_count == 0:
+                return
+            at = int(pick * state.turn_count)
+            self._n += 1
+            content = f"s{self.schedule.seed} edit {self._n} in {sid[:6]}"
+            self.ledger.edits.add(content)
+
+            def call() -> Awaitable[Any]:
+                return self.manager.edit(sid, at, content, mode="rewind")
         else:
             state = await self.manager.store.get_session(sid)
             keep = int(pick * (state.turn_count if state else 0))
@@ -359,6 +393,8 @@ class Runner:
                 await self.add(self._live_branches[int(op.pick * len(self._live_branches))])
         elif op.kind == "send":
             await self.send(sid)
+        elif op.kind == "add_batch":
+            await self.add_batch(sid)
         elif op.kind in HEAD_MOVES:
             await self.head_move(sid, op.kind, op.pick)
         elif op.kind == "checkpoint":
@@ -510,6 +546,8 @@ async def check(
         for gen, turn in await _all_own_turns(store, sid, max(header.generation, state.generation)):
             original = _original_id(turn)
             content = ledger.contents.get(original)
+            if "edited_from" in turn.metadata and turn.content in ledger.edits:
+                content = turn.content  # an edited copy: its content is the edit's
             if content is None:
                 out.append(Violation("unknown", sid, f"turn {turn.turn_id} was never sent"))
             elif turn.content != content:

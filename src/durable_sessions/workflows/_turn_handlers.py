@@ -112,6 +112,12 @@ class TurnHandlers(SessionBase):
             try:
                 self._check_turn_rules(turn, extra=len(seen))
             except ApplicationError as exc:
+                # The same error (closed, suspended, full, a bad field), naming the turn.
                 field = (exc.details[0] or {}).get("field") if exc.details else None
-                raise invalid(sid, f"turns[{i}]: {exc.message}", f"turns[{i}].{field}") from None
+                raise ApplicationError(
+                    f"turns[{i}]: {exc.message}",
+                    {"session_id": sid, "field": f"turns[{i}].{field}"},
+                    type=exc.type,
+                    non_retryable=True,
+                ) from None
             seen.add(turn.turn_id or f"#{i}")
