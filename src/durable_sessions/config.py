@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     """``<key>=<user_id>`` pairs, comma-separated; ``sha256:<hex>=<user_id>`` for a stored hash."""
     http_port: int = 8000
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=1)
-    """Workflow tasks a worker runs at once; ``create_worker``'s default is 4 (see
+    """Workflow tasks a worker runs at once; ``create_worker``'s default is 16 (see
     ``worker.WORKFLOW_TASK_SLOTS``)."""
     max_concurrent_activities: int | None = Field(default=None, ge=1)
     max_cached_workflows: int = Field(default=1000, ge=0)

@@ -49,13 +49,14 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 STICKY_QUEUE_TIMEOUT = timedelta(seconds=3)
-WORKFLOW_TASK_SLOTS = 4
+WORKFLOW_TASK_SLOTS = 16
 """Workflow tasks a worker runs at once (the SDK's default is 100). Python runs them on one core
 at a time: when a deploy leaves every session cold, 100 replays at once each take 100 times
-longer and overrun the 2 s workflow-task timeout, so they are retried and replayed again (the
-storm seen after restarts). Four at a time keeps each replay well inside the timeout while the
-rest wait in the server's queue, which no timeout limits; more would add no CPU (one core runs
-Python at a time), only overlap local activities' I/O."""
+longer and overran the 2 s workflow-task timeout, so they were retried and replayed again (the
+storm seen after restarts). 16 keeps a burst of cold replays of bounded runs inside the timeout
+while the rest wait in the server's queue (no timeout limits that wait); fewer starved hot
+sessions, whose local-activity flushes hold a slot while the store answers (4 slots halved
+bench_turns' 20-session throughput)."""
 
 
 def create_worker(
