@@ -40,6 +40,7 @@ from durable_sessions.branches import BranchManager
 from durable_sessions.client import SessionManager
 from durable_sessions.core.merging import MERGED_FROM_KEY
 from durable_sessions.errors import (
+    AgentFailedError,
     BranchExistsError,
     CheckpointNotFoundError,
     InvalidTransitionError,
@@ -57,10 +58,16 @@ EXPECTED_ERRORS: tuple[type[SessionError], ...] = (
     InvalidTransitionError,
     CheckpointNotFoundError,
     BranchExistsError,
+    AgentFailedError,
 )
-"""Refusals a schedule may meet: the session said no, nothing was applied."""
+"""Refusals a schedule may meet: the session said no, nothing was applied (a regenerate whose
+agent failed, e.g. on a worker without agents, may have dropped the last answer: a head move)."""
 
-HEAD_MOVES = frozenset({"restore", "truncate", "pop", "edit"})
+HEAD_MOVES = frozenset({"restore", "truncate", "pop", "edit", "regenerate"})
+
+
+REGENERATE_AGENT = "researcher"
+"""The agent ``regenerate`` asks (``examples.agents.team``, on the schedules' workers)."""
 
 
 class LatencyStore:
@@ -109,6 +116,7 @@ KINDS: tuple[tuple[str, int], ...] = (
     ("add_batch", 4),
     ("pop", 3),
     ("edit", 3),
+    ("regenerate", 2),
 )
 
 
@@ -337,6 +345,10 @@ class Runner:
 
             def call() -> Awaitable[SessionState]:
                 return self.manager.restore(cp.checkpoint_id)
+        elif kind == "regenerate":
+
+            def call() -> Awaitable[Any]:
+                return self.manager.regenerate(sid, agent=REGENERATE_AGENT, timeout=10.0)
         elif kind == "pop":
 
             def call() -> Awaitable[Any]:
@@ -548,6 +560,8 @@ async def check(
             content = ledger.contents.get(original)
             if "edited_from" in turn.metadata and turn.content in ledger.edits:
                 content = turn.content  # an edited copy: its content is the edit's
+            if turn.agent == REGENERATE_AGENT:
+                content = turn.content  # an agent's answer: nobody sent it
             if content is None:
                 out.append(Violation("unknown", sid, f"turn {turn.turn_id} was never sent"))
             elif turn.content != content:

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from examples.agents import team
 from temporalio.testing import WorkflowEnvironment
 
 from durable_sessions.client import SessionManager
@@ -142,7 +143,7 @@ async def run_batch(
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def latency_stack() -> AsyncIterator[tuple[TestStack, LatencyStore]]:
     store = LatencyStore(InMemorySessionStore(), max_delay=0.04)
-    async with session_stack(store=store) as stack:  # type: ignore[arg-type]
+    async with session_stack(store=store, agents=team()) as stack:  # type: ignore[arg-type]
         yield stack, store
 
 
@@ -153,7 +154,7 @@ async def pg_stack() -> AsyncIterator[tuple[TestStack, LatencyStore]]:
         pg = PostgresSessionStore(dsn, schema=schema)
         store = LatencyStore(pg, max_delay=0.01)
         try:
-            async with session_stack(store=store) as stack:  # type: ignore[arg-type]
+            async with session_stack(store=store, agents=team()) as stack:  # type: ignore[arg-type]
                 yield stack, store
         finally:
             await pg.close()
