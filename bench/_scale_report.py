@@ -184,6 +184,8 @@ class Results:
     populate_cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
     """CPU seconds the side's worker and the dev server used while populating."""
     idle_wait: float = 0.0
+    create_retries: int = 0
+    """``create`` calls that answered busy and were retried (waiting for ``ready``)."""
     long_build: float = 0.0
     warnings: dict[str, int] = field(default_factory=dict)
 
@@ -429,7 +431,9 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         f"Warnings in the worker logs (a workflow task that outlived its "
         f"{WORKFLOW_TASK_TIMEOUT.total_seconds():g} s timeout shows as "
         '"Task not found when completing"): ours '
-        f"{res.warnings.get('ours', -1)}, bare {res.warnings.get('bare', -1)}.",
+        f"{res.warnings.get('ours', -1)}, bare {res.warnings.get('bare', -1)}. "
+        f"`create` calls that answered `SessionBusyError` and were retried: "
+        f"{res.create_retries}.",
         "",
         "### Goals",
         "",

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
 
 from bench._scale_procs import (
     WorkerProcess,
@@ -95,7 +96,7 @@ from bench.common import (
 )
 from durable_sessions.client import WORKFLOW_TASK_TIMEOUT, SessionManager
 from durable_sessions.core.clock import utcnow
-from durable_sessions.errors import SessionError
+from durable_sessions.errors import SessionBusyError, SessionError
 from durable_sessions.models import (
     SessionConfig,
     SessionState,
@@ -241,11 +242,31 @@ class ScaleBench:
             task_timeout=WORKFLOW_TASK_TIMEOUT,
         )
 
+    async def create(self, user_id: str) -> str:
+        """``SessionManager.create``, retried as a caller would when it answers busy (its first
+        workflow task failed, e.g. past the task timeout on a saturated worker): the run exists,
+        so the retry waits for its ``ready`` update. Retries are counted and reported."""
+        sid = new_id()
+        try:
+            await self.manager.create(user_id, session_id=sid)
+            return sid
+        except SessionBusyError:
+            pass
+        handle = self.client.get_workflow_handle(sid)
+        for attempt in range(1, 11):
+            self.results.create_retries += 1
+            log(f"  create answered busy: retry {attempt} (waiting for ready)")
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(RPCError):
+                await handle.execute_update("ready", rpc_timeout=RPC_TIMEOUT)
+                return sid
+        raise SessionBusyError("create stayed busy after 10 retries", session_id=sid)
+
     async def make_session(self, i: int) -> None:
-        state = await self.manager.create(f"scale-user-{i}")
-        self.session_ids[i] = state.session_id
+        sid = await self.create(f"scale-user-{i}")
+        self.session_ids[i] = sid
         for _ in range(updates_at_creation(i)):
-            await self.add_turn(state.session_id)()
+            await self.add_turn(sid)()
 
     async def make_bare(self, i: int) -> None:
         wid = f"bench-scale-bare-{i}-{self.tag}"
@@ -256,8 +277,8 @@ class ScaleBench:
 
     async def create_and_turn(self) -> None:
         self.created += 1
-        state = await self.manager.create(f"scale-user-new-{self.created}")
-        await self.manager.add_turn(state.session_id, self.turns.next())
+        sid = await self.create(f"scale-user-new-{self.created}")
+        await self.manager.add_turn(sid, self.turns.next())
 
     async def start_no_wait_and_turn(self) -> None:
         """An experiment on the create path (not what ``create`` does): start the run without
