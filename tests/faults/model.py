@@ -44,6 +44,7 @@ from durable_sessions.errors import (
     BranchExistsError,
     CheckpointNotFoundError,
     InvalidTransitionError,
+    InvalidTurnError,
     SessionBusyError,
     SessionClosedError,
     SessionError,
@@ -290,6 +291,14 @@ class Runner:
                     continue
                 self.ledger.outcome(kind, type(exc).__name__)
                 return "unknown", exc
+            except InvalidTurnError as exc:
+                if kind != "edit" or exc.field != "seq":
+                    self.ledger.outcome(kind, f"unexpected {type(exc).__name__}")
+                    self.ledger.unexpected.append(f"{kind}: {type(exc).__name__}: {exc}")
+                    return "unknown", exc
+                # The head moved back past the turn to edit after the schedule picked it.
+                self.ledger.outcome(kind, type(exc).__name__)
+                return "refused", exc
             except SessionError as exc:
                 self.ledger.outcome(kind, f"unexpected {type(exc).__name__}")
                 self.ledger.unexpected.append(f"{kind}: {type(exc).__name__}: {exc}")
