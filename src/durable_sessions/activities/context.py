@@ -127,11 +127,6 @@ class ContextActivities:
         always lexical) and ``semantic_weight`` its share of the relevance."""
         self.store = store
         self._embedder_setting = embedder
-        if embedder == "auto":
-            # Loading takes seconds: start now, and prune lexically until it is there.
-            from durable_sessions.core.semantic import preload_default_embedder
-
-            preload_default_embedder()
         self.semantic_weight = semantic_weight
         self.compactor = Compactor(store, {a.name: a for a in agents})
         self.compaction = compaction
@@ -145,8 +140,14 @@ class ContextActivities:
         """The semantic embedder in use: with "auto", the packaged model once it has loaded (in
         the background, from construction on; until then ``None``, so no call waits for it)."""
         if self._embedder_setting == "auto":
-            from durable_sessions.core.semantic import default_embedder_nowait
+            from durable_sessions.core.semantic import (
+                default_embedder_nowait,
+                preload_default_embedder,
+            )
 
+            # Loaded on the first relevance prune (not at worker start: ~400 MB of RSS for
+            # workers that never prune), in the background; lexical until it is there.
+            preload_default_embedder()
             return default_embedder_nowait()
         return self._embedder_setting
 
