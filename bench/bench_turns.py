@@ -7,7 +7,7 @@ Markdown section to stdout; the exit status is 1 when a goal is missed:
   one session with one sequential caller, and 20 sessions with one sequential caller each.
 
 Both sides run on the same dev server, in the same process, with the same worker settings
-(``create_worker``'s sandbox runner, SDK defaults otherwise), each on its own task queue. The
+(``create_worker``'s runner, unsandboxed, SDK defaults otherwise), each on its own task queue. The
 bare side is ``bench.bare.BareCounterWorkflow``: an update that takes the same ``SessionTurn``
 payload and only counts it. Our side is ``SessionManager.add_turn`` on a session with the
 default ``SessionConfig`` and a ``PostgresSessionStore`` in a fresh schema. Every measurement

@@ -47,7 +47,7 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Replayer, Worker
 
 from bench.bare import BareCounterWorkflow
 from bench.common import (
@@ -92,7 +92,7 @@ class Replay:
     tasks: int
     """Workflow tasks in the run (each is one activation on replay)."""
     ms: float
-    """Median of the replays, sandboxed (as the worker runs it)."""
+    """Median of the replays, sandboxed (as workers ran it before the runner went unsandboxed)."""
     min_ms: float
     unsandboxed_ms: float
 
@@ -258,7 +258,7 @@ async def replay_times(
     replayer = Replayer(
         workflows=[BareCounterWorkflow] if bare else WORKFLOWS,
         data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner() if sandbox else UnsandboxedWorkflowRunner(),
+        workflow_runner=workflow_runner(sandboxed=sandbox),
     )
 
     async def histories() -> AsyncIterator[WorkflowHistory]:

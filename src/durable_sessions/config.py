@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     """Workflow tasks a worker runs at once; ``create_worker``'s default is 16 (see
     ``worker.WORKFLOW_TASK_SLOTS``)."""
     max_concurrent_activities: int | None = Field(default=None, ge=1)
+    sandbox: bool = False
+    """Run workflows in Temporal's sandbox (about twice the CPU per workflow task; see
+    ``worker.workflow_runner``)."""
     max_cached_workflows: int = Field(default=1000, ge=0)
     """Sessions a worker keeps in memory; memory is ~115 MB + ~0.15-0.2 MB per slot (measured
     by ``bench/bench_scale.py``), however many sessions are live."""

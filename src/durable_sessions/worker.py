@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from durable_sessions.agents import Agent
@@ -41,8 +41,20 @@ __all__ = [
 log = logging.getLogger("durable_sessions.worker")
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, passing our modules and pydantic through (imported once, not per run)."""
+def workflow_runner(*, sandboxed: bool = False) -> WorkflowRunner:
+    """How a worker runs our workflow code: without the sandbox unless ``sandboxed``.
+
+    Why not sandboxed by default: the sandbox doubles what every workflow activation costs
+    (measured on a cold session's replay of a 170-event run: 130-158 ms sandboxed, 75-81 ms
+    without; ``bench/profile_cold.py``). After a deploy every session replays at once, and that
+    cost decided whether the replays fit in the workflow-task timeout. Our workflow code is
+    deterministic without it: ruff bans clocks, randomness and I/O in ``workflows/`` and
+    ``core/`` (TID251), and the replay tests run every recorded history through the sandbox
+    (``sandboxed=True``), which fails on any restricted call. Sandboxed, our modules and
+    pydantic are passed through (imported once, not per run).
+    """
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
@@ -65,9 +77,13 @@ def create_worker(
     *,
     task_queue: str = DEFAULT_TASK_QUEUE,
     agents: Sequence[Agent] = (),
+    sandboxed: bool = False,
     **worker_kwargs: Any,
 ) -> Worker:
     """A worker for sessions on ``task_queue``. ``store`` defaults to an in-memory store.
+
+    ``sandboxed=True`` runs the workflows in Temporal's sandbox (see ``workflow_runner``: about
+    twice the CPU per workflow task); a ``workflow_runner`` in ``worker_kwargs`` wins over both.
 
     A thin use of ``DurableSessionsPlugin``: the plugin (given to this worker only) brings the
     workflows, activities and sandbox pass-throughs; ``client`` must already use pydantic
@@ -85,6 +101,7 @@ def create_worker(
     # queue before any worker may take it: the SDK's 10 s is 10 s of a session not answering.
     worker_kwargs.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_QUEUE_TIMEOUT)
     worker_kwargs.setdefault("max_concurrent_workflow_tasks", WORKFLOW_TASK_SLOTS)
+    worker_kwargs.setdefault("workflow_runner", workflow_runner(sandboxed=sandboxed))
     plugin = DurableSessionsPlugin(store, agents, setup_store=False)
     plugins = [plugin, *worker_kwargs.pop("plugins", ())]
     return Worker(client, task_queue=task_queue, plugins=plugins, **worker_kwargs)
@@ -137,7 +154,12 @@ async def run_worker(settings: Settings | None = None) -> None:
     if settings.max_concurrent_activities:
         kwargs["max_concurrent_activities"] = settings.max_concurrent_activities
     worker = create_worker(
-        client, store, task_queue=settings.task_queue, agents=load_agents(settings.agents), **kwargs
+        client,
+        store,
+        task_queue=settings.task_queue,
+        agents=load_agents(settings.agents),
+        sandboxed=settings.sandbox,
+        **kwargs,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

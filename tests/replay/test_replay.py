@@ -52,7 +52,7 @@ async def test_replay(path: Path) -> None:
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(sandboxed=True),
     )
     await replayer.replay_workflow(load(path))
 
@@ -92,7 +92,7 @@ async def test_an_incompatible_change_is_caught() -> None:
     replayer = Replayer(
         workflows=[ChangedSession],
         data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(sandboxed=True),
     )
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load(HISTORIES[0]))
