@@ -143,7 +143,8 @@ async def translate(
         ):
             raise _busy(session_id, "the session is busy") from None
         if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-            raise _busy(session_id, "Temporal is throttling calls") from None
+            # The server's own words (a limit's name, never conversation text) say which limit.
+            raise _busy(session_id, f"Temporal is throttling calls ({exc.message[:120]})") from None
         if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
             if _cancelled_here(exc):
                 raise asyncio.CancelledError() from None

@@ -5,6 +5,7 @@ Private; re-exported by ``durable_sessions.client`` and the package.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio.client import Client
@@ -24,6 +25,7 @@ async def connect(
     api_key: str | None = None,
     encryption: EncryptionConfig | None = None,
     keystore: KeyStore | None = None,
+    starting_timeout: float = 10.0,
     **kwargs: Any,
 ) -> Client:
     """A Temporal client with our data converter; ``SessionManager`` and workers take it.
@@ -32,6 +34,10 @@ async def connect(
     (``durable_sessions.encryption``), failure messages included; workers built from the client
     and stores used with it encrypt too. With a ``keystore`` as well (shared by every client and
     worker), each session gets its own data key, and ``SessionManager.delete`` crypto-erases it.
+
+    A server that is still starting (it answers "Frontend is not healthy yet", as a dev server
+    or a compose stack does for a moment after its port opens) is waited for, at most
+    ``starting_timeout`` seconds; any other connection failure is raised at once.
     """
     if keystore is not None and encryption is None:
         raise ValueError("keystore= needs encryption=EncryptionConfig(...)")
@@ -40,11 +46,19 @@ async def connect(
         if keystore is not None:
             await keystore.setup()
         converter = data_converter(encryption, keystore)
-    return await Client.connect(
-        target,
-        namespace=namespace,
-        data_converter=converter,
-        tls=tls if api_key is None else (tls or True),
-        api_key=api_key,
-        **kwargs,
-    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + starting_timeout
+    while True:
+        try:
+            return await Client.connect(
+                target,
+                namespace=namespace,
+                data_converter=converter,
+                tls=tls if api_key is None else (tls or True),
+                api_key=api_key,
+                **kwargs,
+            )
+        except RuntimeError as exc:
+            if "not healthy yet" not in str(exc) or loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.1)

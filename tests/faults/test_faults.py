@@ -21,12 +21,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from durable_sessions.client import SessionManager
+from durable_sessions.client import SessionManager, connect
 from durable_sessions.errors import SessionError
 from durable_sessions.models import SessionConfig, SessionTurn
 from durable_sessions.stores.base import SessionStore, read_transcript
@@ -210,9 +208,7 @@ async def test_b_restart_temporal_server_mid_stream(
     await store.setup()
     server = DevServer(tmp_path)
     server.start()
-    client = await Client.connect(
-        f"127.0.0.1:{server.port}", data_converter=pydantic_data_converter
-    )
+    client = await connect(f"127.0.0.1:{server.port}")  # waits while "not healthy yet"
     manager = SessionManager(
         client, store, SessionConfig(flush_interval=0.3), task_queue, call_timeout=3
     )
