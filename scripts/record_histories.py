@@ -123,6 +123,21 @@ async def main() -> None:
             await save(client, s.session_id, "idle_continue_v2", run_id=first_run)
             await save(client, s.session_id, "idle_continued_run_v2", run_id=second_run)
 
+            # 0c. Features 3: a session created by the client (header stored by the client, the
+            # run started without waiting), given two turns, then quiet: it continues as new
+            # from 18 events (both runs recorded), then a turn into the minimal run.
+            cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
+            s = await m.create("recorder", config=cfg)
+            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+            for i in range(2):
+                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"s{i}"))
+            second_run = await assert_eventually(continued, timeout=30)
+            await m.add_turn(s.session_id, SessionTurn(role="user", content="after idle"))
+            await m.close(s.session_id)
+            await client.get_workflow_handle(s.session_id).result()
+            await save(client, s.session_id, "small_idle_v3", run_id=first_run)
+            await save(client, s.session_id, "small_idle_continued_v3", run_id=second_run)
+
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})
             for i in range(4):

@@ -10,6 +10,7 @@ the per-session limiter for bursts, cancellation that never hides a write's outc
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -72,6 +73,8 @@ if TYPE_CHECKING:
     from durable_sessions.streaming import SessionEvent
 
 __all__ = ["SessionManager", "connect"]
+
+log = logging.getLogger("durable_sessions.client")
 
 T = TypeVar("T")
 
@@ -169,7 +172,12 @@ class SessionManager(SessionReads):
         ttl: float | None = None,
         config: SessionConfig | None = None,
     ) -> SessionState:
-        """Start a session; returns once its workflow runs and its header is stored."""
+        """Start a session; returns once its workflow is started and its header is stored.
+
+        The header is written to the store here, and the workflow is started without waiting
+        for its first workflow task (the first turn's update runs it): about half the work of
+        waiting for the run to store the header itself.
+        """
         if not user_id:
             raise SessionError("user_id must not be empty", field="user_id")
         cfg = (config or self.config).model_copy()
@@ -191,7 +199,7 @@ class SessionManager(SessionReads):
             updated_at=now,
             expires_at=now + timedelta(seconds=cfg.session_ttl),
         )
-        return await self._start(SessionWorkflowInput(state=state, config=cfg))
+        return await self._start(SessionWorkflowInput(state=state, config=cfg, header_stored=True))
 
     async def _start(
         self,
@@ -202,24 +210,34 @@ class SessionManager(SessionReads):
         state = input.state
         # Runs of this version start with every workflow patch on (no markers in history).
         input = input.model_copy(update={"features": RUN_FEATURES})
-        op: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-            WORKFLOW_TYPE,
-            input,
-            id=state.session_id,
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=reuse,
-            task_timeout=WORKFLOW_TASK_TIMEOUT,
-            search_attributes=TypedSearchAttributes(
+        options: dict[str, Any] = {
+            "id": state.session_id,
+            "task_queue": self.task_queue,
+            "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+            "id_reuse_policy": reuse,
+            "task_timeout": WORKFLOW_TASK_TIMEOUT,
+            "search_attributes": TypedSearchAttributes(
                 [
                     SearchAttributePair(SESSION_USER_ID, state.user_id),
                     SearchAttributePair(SESSION_STATUS, SessionStatus.ACTIVE.value),
                 ]
             ),
+        }
+        op: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            WORKFLOW_TYPE, input, **options
         )
 
         async def start(progress: WriteProgress) -> SessionState:
             async with progress.sending():
+                if input.header_stored:
+                    await self._translate(
+                        state.session_id,
+                        lambda: self.client.start_workflow(
+                            WORKFLOW_TYPE, input, rpc_timeout=self.call_timeout, **options
+                        ),
+                    )
+                    await self._store_header(state)
+                    return state
                 return await self._translate(
                     state.session_id,
                     lambda: self.client.execute_update_with_start_workflow(
@@ -237,6 +255,15 @@ class SessionManager(SessionReads):
                 "a session with this id already exists", session_id=state.session_id
             ) from None
         return result
+
+    async def _store_header(self, state: SessionState) -> None:
+        """The header of a session just started, written by the client. Should the store fail,
+        the run is asked to write it (its flushes retry until the store is back)."""
+        try:
+            await self.store.upsert_session(state)
+        except Exception:  # any store failure: the workflow's own flush is the fallback
+            log.warning("storing the header failed; the session's run stores it", exc_info=True)
+            await self._update(state.session_id, "annotate", {}, SessionState)
 
     @staticmethod
     def _prepare(turn: SessionTurn) -> SessionTurn:

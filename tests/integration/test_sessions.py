@@ -234,9 +234,13 @@ async def test_bad_input_typed_errors_and_session_keeps_working(stack: Stack) ->
 async def test_no_worker_fails_fast_naming_the_task_queue(client: Client, stack: Stack) -> None:
     queue = "nobody-polls-" + uuid.uuid4().hex[:8]
     m = SessionManager(client, stack.store, task_queue=queue, call_timeout=1.0)
+    # ``create`` needs no worker (the client stores the header and starts the run); the first
+    # call that needs the session's answer fails fast, naming the queue nobody polls.
+    s = await m.create("henry")
+    assert await stack.store.get_session(s.session_id) == s
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(WorkerUnavailableError) as exc_info:
-        await m.create("henry")
+        await m.add_turn(s.session_id, SessionTurn(role="user", content="anyone?"))
     assert loop.time() - started < 5
     assert queue in str(exc_info.value)

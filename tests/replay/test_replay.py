@@ -44,6 +44,8 @@ def test_histories_are_recorded() -> None:
         "operations_v2",
         "idle_continue_v2",
         "idle_continued_run_v2",
+        "small_idle_v3",
+        "small_idle_continued_v3",
     } <= names
 
 
@@ -77,6 +79,24 @@ def test_run_features_replay_without_patch_markers() -> None:
         assert not markers, name
     continued = load(HISTORIES_DIR / "idle_continued_run_v2.json").events
     assert continued[4].event_type == EventType.EVENT_TYPE_TIMER_STARTED  # the TTL timer, no more
+
+
+def test_runs_of_features_3_shrink_small_idle_runs() -> None:
+    """A session created by the client (header stored first, the run started without waiting)
+    with two turns idles into a new run below the 40 events runs of features 2 wait for."""
+    events = load(HISTORIES_DIR / "small_idle_v3.json").events
+    started = events[0].workflow_execution_started_event_attributes
+    data = started.input.payloads[0].data.replace(b" ", b"")
+    assert b'"features":3' in data and b'"header_stored":true' in data
+    assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert len(events) < 40
+    # No local-activity marker before the first turn: the run did not store the header itself.
+    first_update = next(
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    )
+    assert all(e.event_type != EventType.EVENT_TYPE_MARKER_RECORDED for e in events[:first_update])
 
 
 @workflow.defn(name="Session")

@@ -17,6 +17,7 @@ from durable_sessions.core.flushing import (
     cut_batch,
     flushable,
     idle_continue_due,
+    idle_min_events,
     must_turn_away,
     plan_batch,
     should_continue_as_new,
@@ -261,3 +262,14 @@ def test_idle_continue_needs_quiet_growth_and_nothing_in_progress() -> None:
     assert not idle_continue_due(grown - 1, 60.0, 10.0, busy=False)  # already minimal
     assert not idle_continue_due(grown, 60.0, 10.0, busy=True)
     assert not idle_continue_due(grown, 60.0, None, busy=False)  # switched off
+
+
+def test_runs_of_features_3_continue_small_idle_runs() -> None:
+    """A created session with a turn or two (19-30 events) shrinks once it idles; a continued
+    run with one turn (about 16) does not; runs started before keep their threshold."""
+    assert idle_min_events(0) == idle_min_events(2) == IDLE_CONTINUE_MIN_EVENTS
+    small = idle_min_events(3)
+    assert 16 < small <= 19
+    assert idle_continue_due(19, 10.0, 10.0, busy=False, min_events=small)
+    assert not idle_continue_due(16, 10.0, 10.0, busy=False, min_events=small)
+    assert not idle_continue_due(30, 10.0, 10.0, busy=False, min_events=idle_min_events(2))

@@ -26,6 +26,7 @@ __all__ = [
     "cut_batch",
     "flushable",
     "idle_continue_due",
+    "idle_min_events",
     "must_turn_away",
     "plan_batch",
     "should_continue_as_new",
@@ -147,17 +148,30 @@ def must_turn_away(size: RunSize, draining: bool) -> bool:
 
 
 IDLE_CONTINUE_MIN_EVENTS = 40
-"""An idle run continues as new only past this many history events: a fresh run (about five)
-is already as cheap to replay as it gets, and continuing it again would only add runs."""
+"""An idle run continues as new only past this many history events (runs of features 2): a
+fresh run (about five) is already as cheap to replay as it gets, and continuing it again would
+only add runs."""
+
+IDLE_CONTINUE_MIN_EVENTS_SMALL = 18
+"""The same for runs of features 3 and later: a session created and given a turn or two (19-30
+events in 3-5 workflow tasks, against 6 events in one task for a bare workflow's update) goes
+down to about five once it idles, so a cold call into it replays one workflow task instead of
+several. A continued run with one turn (about 16 events) stays as it is."""
 
 
-def idle_continue_due(events: int, idle_seconds: float, after: float | None, busy: bool) -> bool:
+def idle_min_events(features: int) -> int:
+    """The history length from which an idle run of ``features`` continues as new."""
+    return IDLE_CONTINUE_MIN_EVENTS_SMALL if features >= 3 else IDLE_CONTINUE_MIN_EVENTS
+
+
+def idle_continue_due(
+    events: int,
+    idle_seconds: float,
+    after: float | None,
+    busy: bool,
+    min_events: int = IDLE_CONTINUE_MIN_EVENTS,
+) -> bool:
     """Whether an idle run should continue as new into a minimal one now: it has been quiet for
-    ``after`` seconds, has grown past ``IDLE_CONTINUE_MIN_EVENTS``, and nothing is in progress
-    (unflushed turns, an agent turn, an operation)."""
-    return (
-        after is not None
-        and not busy
-        and idle_seconds >= after
-        and events >= IDLE_CONTINUE_MIN_EVENTS
-    )
+    ``after`` seconds, has grown to ``min_events``, and nothing is in progress (unflushed turns,
+    an agent turn, an operation)."""
+    return after is not None and not busy and idle_seconds >= after and events >= min_events

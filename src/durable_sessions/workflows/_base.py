@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.core.flushing import (
         CAN_HISTORY_EVENTS,
         RunSize,
+        idle_min_events,
         must_turn_away,
         should_continue_as_new,
     )
@@ -36,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.workflows._errors import busy, closed, to_application_error
     from durable_sessions.workflows._flusher import Flusher
     from durable_sessions.workflows._patches import (
-        RUN_FEATURES,
+        MODERN_FEATURES,
         SERIALIZED_OPERATIONS,
         SIGNALS_WHILE_DRAINING,
     )
@@ -60,11 +61,12 @@ class SessionBase:
             lambda: self._state,
             list(input.pending),
             list(input.pending_checkpoints),
-            header_dirty=not input.continued,
+            header_dirty=not (input.continued or input.header_stored),
         )
         self._messages_this_run = 0
-        self._modern = input.features >= RUN_FEATURES
+        self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
+        self._idle_min_events = idle_min_events(input.features)
         self._last_message: datetime | None = None
         """When the latest update or signal arrived (None: none yet in this run)."""
         self._idle_due = False

@@ -10,10 +10,12 @@ from __future__ import annotations
 __all__ = [
     "IDLE_CONTINUE",
     "LOCAL_FLUSH",
+    "MODERN_FEATURES",
     "PATCHES",
     "RUN_FEATURES",
     "SERIALIZED_OPERATIONS",
     "SIGNALS_WHILE_DRAINING",
+    "SMALL_IDLE_RUNS",
 ]
 
 LOCAL_FLUSH = "local-flush-in-flow"
@@ -36,18 +38,30 @@ IDLE_CONTINUE = "idle-continue-as-new"
 minimal run; runs start without patch markers or a status upsert. Not a ``workflow.patched``
 id: only runs whose input says ``features >= RUN_FEATURES`` do it (see below)."""
 
-RUN_FEATURES = 2
+SMALL_IDLE_RUNS = "small-idle-runs"
+"""Runs of ``features >= 3`` continue an idle run as new from 18 history events instead of 40
+(``core.flushing.idle_min_events``), so a session created and given a turn or two replays one
+workflow task, not several, on a cold call. By input features, not a marker."""
+
+MODERN_FEATURES = 2
+"""A run with ``features >= MODERN_FEATURES`` has every patch above on without calling
+``workflow.patched`` (no marker, no ``TemporalChangeVersion`` upsert: two history events fewer
+per run, which a cold replay pays for) and does ``IDLE_CONTINUE``. Inputs recorded before the
+field have ``features == 0`` and keep deciding by ``workflow.patched``."""
+
+RUN_FEATURES = 3
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
-branch or a continue-as-new). A run with ``features >= RUN_FEATURES`` has every patch above on
-without calling ``workflow.patched`` (no marker, no ``TemporalChangeVersion`` upsert: two history
-events fewer per run, which a cold replay pays for) and does ``IDLE_CONTINUE``. Inputs recorded
-before the field have ``features == 0`` and keep deciding by ``workflow.patched``. Deploy workers
-before clients: a run whose input says 2 must not be started on a worker that predates it."""
+branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``. A run keeps
+the features it was started with for its whole life, so its replay never changes. Deploy
+workers before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues
+idle runs later), which is safe; a run of 3 replayed by such a worker after it idled into a
+continue-as-new between 18 and 40 events is not, so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
     SIGNALS_WHILE_DRAINING: "signals carried over while draining",
     SERIALIZED_OPERATIONS: "head operations exclusive of turn acceptance",
     IDLE_CONTINUE: "idle runs continue as new (by input features, not a marker)",
+    SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

@@ -70,6 +70,9 @@ class SessionWorkflowInput(BaseModel):
     """Start by rewinding to this checkpoint: how a closed or expired session is restored."""
     continued: bool = False
     """False on the first run of a session (the header is written to the store then)."""
+    header_stored: bool = False
+    """The client stored the header before starting the first run (``SessionManager.create``),
+    so the run does not flush it at start; the first flush rewrites it along with the turns."""
     group: GroupState | None = None
     """Present on group sessions: roster, turn manager and agent-turn progress."""
     features: int = 0

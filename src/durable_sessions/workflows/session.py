@@ -55,7 +55,6 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.activities.context import PRUNERS, ContextRequest, ContextResult
     from durable_sessions.core.flushing import (
         CARRY_OVER_BYTES,
-        IDLE_CONTINUE_MIN_EVENTS,
         idle_continue_due,
         text_bytes,
     )
@@ -104,8 +103,8 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
             # Runs of this code start with the status search attribute set (by the client, the
             # parent, or carried over by continue-as-new) and upsert it on transitions only.
             self._upsert_status()
-        if not input.continued:
-            await self._flush()  # the header is in the store before ``create`` returns
+        if not (input.continued or input.header_stored):
+            await self._flush()  # the header is in the store before ``ready`` answers
         self._ready = True
         tasks = [asyncio.create_task(self._ttl_watch()), asyncio.create_task(self._agent_loop())]
         if self._modern and self._config.idle_continue_after is not None:
@@ -229,7 +228,7 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
         quiet period; messages only move the time it looks at."""
         while not self._state.status.is_terminal:
             await workflow.wait_condition(
-                lambda: workflow.info().get_current_history_length() >= IDLE_CONTINUE_MIN_EVENTS
+                lambda: workflow.info().get_current_history_length() >= self._idle_min_events
             )
             since = self._last_message
             quiet = 0.0 if since is None else (workflow.now() - since).total_seconds()
@@ -240,7 +239,8 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
                 or self._op_lock.locked()
                 or not workflow.all_handlers_finished()
             )
-            if idle_continue_due(workflow.info().get_current_history_length(), quiet, after, busy):
+            events = workflow.info().get_current_history_length()
+            if idle_continue_due(events, quiet, after, busy, self._idle_min_events):
                 self._idle_due = True
                 return
             await workflow.sleep(after - quiet if quiet < after else after, summary="idle")
