@@ -372,7 +372,10 @@ async def test_no_worker_is_503(stack: Stack) -> None:
     )
     app = create_app(manager, API_KEYS)
     async with make_client(app, KEY_A) as client:
-        r = await client.post("/sessions")
+        r = await client.post("/sessions")  # creating needs no worker; its first turn does
+        assert r.status_code == 201, r.text
+        sid = r.json()["session_id"]
+        r = await client.post(f"/sessions/{sid}/turns", json={"role": "user", "content": "hi"})
         message = error_of(r, 503, "worker_unavailable")
         assert "no-worker-here" not in message  # the task queue is for the logs
         assert r.headers["retry-after"] == "1"
