@@ -40,8 +40,9 @@ Other shape decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -118,15 +119,12 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
         while True:
             armed = self._flusher.has_unflushed()
             armed_at = workflow.now()
-            timed_out = False
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     functools.partial(self._must_act_now, armed, armed_at),
                     timeout=self._config.flush_interval if armed else None,
                     timeout_summary="flush" if armed else None,
                 )
-            except TimeoutError:
-                timed_out = True
             if self._expire_due and not self._state.status.is_terminal:
                 async with self._operation():
                     self._expire()
@@ -134,17 +132,21 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
                 # Not the turns that arrived in this workflow task: when the flush timer fires
                 # in the task that also brings a turn, the turn waits for the next flush, in
                 # whichever order the SDK hands the two over.
-                # A flush woken by a turn (not by its timer) rides on that turn's workflow
-                # task; in runs of features 4 it is an ordinary activity, so the task (and the
-                # turn's answer) does not wait for the store (``_patches.REMOTE_FLUSH_IN_FLOW``).
-                # Not when the run is about to end: then the flush, the drain and the
+                # A flush woken by a turn before its timer was due rides on that turn's
+                # workflow task; in runs of features 4 it is an ordinary activity, so the task
+                # (and the turn's answer) does not wait for the store
+                # (``_patches.REMOTE_FLUSH_IN_FLOW``). Decided by the clock, not by whether the
+                # wait timed out: a timer and a turn in one task may reach the workflow in
+                # either order (sdk-python#1591), and both orders must give the same command.
+                # Not when the run is about to end either: then the flush, the drain and the
                 # continue-as-new go in the task of the turn that asked for them, whose caller
                 # (answered with that task) finds the next run, not a run that is closing.
                 ending = self._state.status.is_terminal or self._should_continue_as_new()
+                timer_due = workflow.now() - armed_at >= self._flush_interval_delta()
                 local = self._flusher.local
                 await self._flusher.flush(
                     limit=self._flusher.flushable() if local else None,
-                    in_flow=not (timed_out or ending or self._idle_due),
+                    in_flow=not (timer_due or ending or self._idle_due),
                 )
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
@@ -187,6 +189,9 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
             or (not armed and self._flusher.has_unflushed())
             or (armed and self._flush_in_flow_due(armed_at))
         )
+
+    def _flush_interval_delta(self) -> timedelta:
+        return timedelta(seconds=self._config.flush_interval)
 
     def _flush_in_flow_due(self, armed_at: datetime) -> bool:
         """A turn arriving half a flush interval after the batch began flushes it there and then:
