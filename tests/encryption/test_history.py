@@ -98,10 +98,18 @@ async def test_history_holds_no_plaintext_and_decodes_with_the_codec(
     ) as stack:
         manager = stack.manager
         sid = (await manager.create("user-a", metadata={"title": session_meta})).session_id
-        for text in texts:
-            await manager.add_turn(
-                sid, SessionTurn(role="user", content=text, metadata={"note": turn_meta})
-            )
+        # One batch, then nothing until it is stored: its flush is the timer's (a local
+        # activity, then the ordinary activity it falls back to), not one riding on a later
+        # turn's task (an ordinary activity from the start, one recorded failure).
+        await manager.add_turns(
+            sid, [SessionTurn(role="user", content=t, metadata={"note": turn_meta}) for t in texts]
+        )
+
+        async def stored() -> None:
+            header = await stack.store.get_session(sid)
+            assert header is not None and header.turn_count == len(texts)
+
+        await assert_eventually(stored, timeout=30)
         await manager.send_turn(sid, SessionTurn(role="assistant", content=signal_text))
         handle = stack.client.get_workflow_handle(sid)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest_asyncio
 from temporalio.client import Client
 
-from durable_sessions.stores.memory import InMemorySessionStore
+from durable_sessions.stores.sqlite import SQLiteSessionStore
 from durable_sessions.worker import create_worker
 
 CLI = [sys.executable, "-m", "durable_sessions.cli", "session", "create"]
@@ -29,16 +29,22 @@ HEX_ID = re.compile(r"[0-9a-f]{32}")
 @pytest_asyncio.fixture(loop_scope="session")
 async def cli_env(
     client: Client, task_queue: str, tmp_path: Path
-) -> AsyncIterator[tuple[dict[str, str], InMemorySessionStore]]:
-    store = InMemorySessionStore()
+) -> AsyncIterator[tuple[dict[str, str], SQLiteSessionStore]]:
+    # The worker and the CLI's manager share one store, as they must (``create`` writes the
+    # header from the client; the worker writes turns).
+    store = SQLiteSessionStore(tmp_path / "cli.db")
+    await store.setup()
     env = {
         **os.environ,
         "DURABLE_SESSIONS_TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "DURABLE_SESSIONS_TASK_QUEUE": task_queue,
         "DURABLE_SESSIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
     }
-    async with create_worker(client, store, task_queue=task_queue):
-        yield env, store
+    try:
+        async with create_worker(client, store, task_queue=task_queue):
+            yield env, store
+    finally:
+        await store.close()
 
 
 async def _run(args: list[str], env: dict[str, str]) -> str:
@@ -72,7 +78,7 @@ def _run_at_a_terminal(args: list[str], env: dict[str, str]) -> str:
 
 
 async def test_piped_output_is_just_the_session_id(
-    cli_env: tuple[dict[str, str], InMemorySessionStore],
+    cli_env: tuple[dict[str, str], SQLiteSessionStore],
 ) -> None:
     env, store = cli_env
     out = await _run(["--user", "piped"], env)
@@ -82,7 +88,7 @@ async def test_piped_output_is_just_the_session_id(
     assert header is not None and header.user_id == "piped"
 
 
-async def test_quiet_and_json(cli_env: tuple[dict[str, str], InMemorySessionStore]) -> None:
+async def test_quiet_and_json(cli_env: tuple[dict[str, str], SQLiteSessionStore]) -> None:
     env, _ = cli_env
     quiet = await _run(["-q", "--user", "quiet", "--session-id", "cli-quiet-1"], env)
     assert quiet == "cli-quiet-1\n"
@@ -91,7 +97,7 @@ async def test_quiet_and_json(cli_env: tuple[dict[str, str], InMemorySessionStor
 
 
 async def test_a_terminal_gets_the_table(
-    cli_env: tuple[dict[str, str], InMemorySessionStore],
+    cli_env: tuple[dict[str, str], SQLiteSessionStore],
 ) -> None:
     env, _ = cli_env
     out = await asyncio.to_thread(_run_at_a_terminal, ["--user", "tty"], env)
