@@ -138,18 +138,6 @@ async def main() -> None:
             await save(client, s.session_id, "small_idle_v3", run_id=first_run)
             await save(client, s.session_id, "small_idle_continued_v3", run_id=second_run)
 
-            # 0d. Features 4: steady turns, so flushes ride on turns' workflow tasks as ordinary
-            # activities, up to a continue-as-new (whose flush stays local), then close.
-            cfg = SessionConfig(flush_interval=0.2, max_events_per_run=80)
-            s = await m.create("recorder", config=cfg)
-            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
-            for i in range(30):
-                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"f{i}"))
-                await asyncio.sleep(0.04)
-            await m.close(s.session_id)
-            await client.get_workflow_handle(s.session_id).result()
-            await save(client, s.session_id, "remote_flush_v4", run_id=first_run)
-
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})
             for i in range(4):

@@ -46,7 +46,6 @@ def test_histories_are_recorded() -> None:
         "idle_continued_run_v2",
         "small_idle_v3",
         "small_idle_continued_v3",
-        "remote_flush_v4",
     } <= names
 
 
@@ -117,24 +116,3 @@ async def test_an_incompatible_change_is_caught() -> None:
     )
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load(HISTORIES[0]))
-
-
-def test_runs_of_features_4_flush_in_flow_through_ordinary_activities() -> None:
-    """Under steady turns a flush rides on a turn's task as an ordinary activity (the task does
-    not wait for the store); the flush before continue-as-new stays local (one marker)."""
-    events = load(HISTORIES_DIR / "remote_flush_v4.json").events
-    started = events[0].workflow_execution_started_event_attributes
-    assert b'"features":4' in started.input.payloads[0].data.replace(b" ", b"")
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
-    assert scheduled and set(scheduled) == {"persist_batch"}
-    assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    last_task = max(
-        i
-        for i, e in enumerate(events)
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
-    )
-    assert any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in events[last_task:])

@@ -38,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.workflows._flusher import Flusher
     from durable_sessions.workflows._patches import (
         MODERN_FEATURES,
-        REMOTE_FLUSH_FEATURES,
         SERIALIZED_OPERATIONS,
         SIGNALS_WHILE_DRAINING,
     )
@@ -68,7 +67,6 @@ class SessionBase:
         self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
         self._idle_min_events = idle_min_events(input.features)
-        self._flusher.remote_in_flow = input.features >= REMOTE_FLUSH_FEATURES
         self._last_message: datetime | None = None
         """When the latest update or signal arrived (None: none yet in this run)."""
         self._idle_due = False

@@ -41,9 +41,6 @@ class Flusher:
         self.header_dirty = header_dirty
         self.local = False
         """Flush through a local activity, in flow (patch ``local-flush-in-flow``)."""
-        self.remote_in_flow = False
-        """... except a flush that rides on a turn's workflow task, which is an ordinary
-        activity (runs of features 4: ``_patches.REMOTE_FLUSH_IN_FLOW``)."""
         self._lock = asyncio.Lock()
         self._arrived_task = -1
         """The workflow task (by its history length) the latest pending turns arrived in ..."""
@@ -86,10 +83,9 @@ class Flusher:
 
     # ------------------------------------------------------------------ flushing
 
-    async def flush(self, limit: int | None = None, *, in_flow: bool = False) -> None:
+    async def flush(self, limit: int | None = None) -> None:
         """Write the pending turns (the oldest ``limit`` of them, or all pending now), with the
-        checkpoints and header as of the last of them. ``in_flow``: the flush rides on a
-        workflow task that answers turns (see ``remote_in_flow``).
+        checkpoints and header as of the last of them.
 
         One activity per batch of at most ``FLUSH_BATCH_BYTES`` of turn text, so no payload in
         history comes near Temporal's limits however large the turns are. Turns arriving while
@@ -99,12 +95,12 @@ class Flusher:
             # This await (the lock) only orders flushes; what they write is decided inside.
             target = len(self.pending) if limit is None else min(limit, len(self.pending))
             while self.has_unflushed():
-                flushed = await self._flush_batch(None if limit is None else target, in_flow)
+                flushed = await self._flush_batch(None if limit is None else target)
                 target -= flushed
                 if target <= 0 and (flushed or limit is not None):
                     break
 
-    async def _flush_batch(self, max_turns: int | None, in_flow: bool = False) -> int:
+    async def _flush_batch(self, max_turns: int | None) -> int:
         """Flush the oldest pending turns, at most ``max_turns`` (one activity); how many."""
         state = self._state()
         batch = plan_batch(state, self.pending, self.checkpoints, max_turns)
@@ -113,7 +109,7 @@ class Flusher:
         try:
             await calls.persist_batch(
                 PersistBatch(state=batch.header, turns=batch.turns, checkpoints=batch.checkpoints),
-                local=self.local and not (in_flow and self.remote_in_flow),
+                local=self.local,
                 session_id=state.session_id,
             )
         except BaseException:

@@ -12,8 +12,6 @@ __all__ = [
     "LOCAL_FLUSH",
     "MODERN_FEATURES",
     "PATCHES",
-    "REMOTE_FLUSH_FEATURES",
-    "REMOTE_FLUSH_IN_FLOW",
     "RUN_FEATURES",
     "SERIALIZED_OPERATIONS",
     "SIGNALS_WHILE_DRAINING",
@@ -45,25 +43,15 @@ SMALL_IDLE_RUNS = "small-idle-runs"
 (``core.flushing.idle_min_events``), so a session created and given a turn or two replays one
 workflow task, not several, on a cold call. By input features, not a marker."""
 
-REMOTE_FLUSH_IN_FLOW = "remote-flush-in-flow"
-"""Runs of ``features >= REMOTE_FLUSH_FEATURES`` flush through an ordinary activity when the
-flush rides on a turn's workflow task (woken by a turn, not by the flush timer). A local
-activity keeps that task open until the store answers, and every update that arrives meanwhile
-waits behind it: with 20 busy sessions the store's p99 (~70 ms here) became the turns' p99.
-Timer-driven flushes, drains and handler flushes stay local. By input features, not a marker."""
-
-REMOTE_FLUSH_FEATURES = 4
-
 MODERN_FEATURES = 2
 """A run with ``features >= MODERN_FEATURES`` has every patch above on without calling
 ``workflow.patched`` (no marker, no ``TemporalChangeVersion`` upsert: two history events fewer
 per run, which a cold replay pays for) and does ``IDLE_CONTINUE``. Inputs recorded before the
 field have ``features == 0`` and keep deciding by ``workflow.patched``."""
 
-RUN_FEATURES = 4
+RUN_FEATURES = 3
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
-branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 4 adds
-``REMOTE_FLUSH_IN_FLOW``. A run keeps
+branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``. A run keeps
 the features it was started with for its whole life, so its replay never changes. Deploy
 workers before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues
 idle runs later), which is safe; a run of 3 replayed by such a worker after it idled into a
@@ -75,6 +63,5 @@ PATCHES = {
     SERIALIZED_OPERATIONS: "head operations exclusive of turn acceptance",
     IDLE_CONTINUE: "idle runs continue as new (by input features, not a marker)",
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
-    REMOTE_FLUSH_IN_FLOW: "in-flow flushes are ordinary activities (input features 4)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -132,22 +132,8 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
                 # Not the turns that arrived in this workflow task: when the flush timer fires
                 # in the task that also brings a turn, the turn waits for the next flush, in
                 # whichever order the SDK hands the two over.
-                # A flush woken by a turn before its timer was due rides on that turn's
-                # workflow task; in runs of features 4 it is an ordinary activity, so the task
-                # (and the turn's answer) does not wait for the store
-                # (``_patches.REMOTE_FLUSH_IN_FLOW``). Decided by the clock, not by whether the
-                # wait timed out: a timer and a turn in one task may reach the workflow in
-                # either order (sdk-python#1591), and both orders must give the same command.
-                # Not when the run is about to end either: then the flush, the drain and the
-                # continue-as-new go in the task of the turn that asked for them, whose caller
-                # (answered with that task) finds the next run, not a run that is closing.
-                ending = self._state.status.is_terminal or self._should_continue_as_new()
-                timer_due = workflow.now() - armed_at >= self._flush_interval_delta()
                 local = self._flusher.local
-                await self._flusher.flush(
-                    limit=self._flusher.flushable() if local else None,
-                    in_flow=not (timer_due or ending or self._idle_due),
-                )
+                await self._flush(limit=self._flusher.flushable() if local else None)
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -189,9 +175,6 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
             or (not armed and self._flusher.has_unflushed())
             or (armed and self._flush_in_flow_due(armed_at))
         )
-
-    def _flush_interval_delta(self) -> timedelta:
-        return timedelta(seconds=self._config.flush_interval)
 
     def _flush_in_flow_due(self, armed_at: datetime) -> bool:
         """A turn arriving half a flush interval after the batch began flushes it there and then:
