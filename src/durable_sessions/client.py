@@ -10,6 +10,7 @@ the per-session limiter for bursts, cancellation that never hides a write's outc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -251,6 +252,10 @@ class SessionManager(SessionReads):
         try:
             result = await shielded_write(start, settle_timeout=self.call_timeout.total_seconds())
         except WorkflowAlreadyStartedError:
+            # The operation's own handle future holds the same error: read it, or asyncio logs
+            # "Future exception was never retrieved" when the operation is collected.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(op.workflow_handle(), timeout=0.01)
             raise SessionError(
                 "a session with this id already exists", session_id=state.session_id
             ) from None
