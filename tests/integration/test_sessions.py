@@ -20,7 +20,8 @@ from durable_sessions.errors import (
     SessionNotFoundError,
     WorkerUnavailableError,
 )
-from durable_sessions.models import SessionConfig, SessionStatus, SessionTurn
+from durable_sessions.models import SessionConfig, SessionState, SessionStatus, SessionTurn
+from durable_sessions.stores.base import SessionStore
 from durable_sessions.worker import create_worker
 from tests.helpers import assert_eventually
 from tests.integration.conftest import Stack
@@ -244,3 +245,36 @@ async def test_no_worker_fails_fast_naming_the_task_queue(client: Client, stack:
         await m.add_turn(s.session_id, SessionTurn(role="user", content="anyone?"))
     assert loop.time() - started < 5
     assert queue in str(exc_info.value)
+
+
+class _HeaderWriteFails:
+    """The manager's view of the store, whose header write fails (the worker's store works)."""
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def upsert_session(self, state: SessionState) -> None:
+        self.failed += 1
+        raise ConnectionError("injected: the store is unreachable from this client")
+
+
+async def test_create_stores_the_header_itself_or_has_the_run_store_it(stack: Stack) -> None:
+    """``create`` writes the header from the client and starts the run without waiting for it;
+    when that write fails, the run stores the header before ``create`` returns."""
+    s = await stack.manager.create("ivy", {"topic": "fast path"})
+    assert await stack.store.get_session(s.session_id) == s
+    history = await stack.client.get_workflow_handle(s.session_id).fetch_history()
+    assert not any(e.marker_recorded_event_attributes.marker_name for e in history.events)
+
+    broken = _HeaderWriteFails(stack.store)
+    m = SessionManager(stack.client, broken, task_queue=stack.task_queue)  # type: ignore[arg-type]
+    s = await m.create("ivy", {"topic": "fallback"})
+    assert broken.failed == 1
+    header = await stack.store.get_session(s.session_id)
+    assert header is not None and header.metadata == {"topic": "fallback"}
+    await stack.manager.add_turn(s.session_id, SessionTurn(role="user", content="still fine"))
+    assert [t.content for t in await stack.manager.history(s.session_id)] == ["still fine"]
