@@ -65,6 +65,31 @@ async def _fully_stored(store: InMemorySessionStore, session_id: str, turns: int
     assert header.turn_count == turns
 
 
+async def record_idle_continue(
+    m: SessionManager, turns: int, first_name: str, continued_name: str
+) -> None:
+    """A session given ``turns`` turns, then quiet until its run continues as new (both runs
+    recorded under the two names), then a turn into the minimal run and a close."""
+    client = m.client
+    cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
+    s = await m.create("recorder", config=cfg)
+    first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+    for i in range(turns):
+        await m.add_turn(s.session_id, SessionTurn(role="user", content=f"i{i}"))
+
+    async def continued() -> str:
+        run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+        assert run != first_run
+        return run
+
+    second_run = await assert_eventually(continued, timeout=30)
+    await m.add_turn(s.session_id, SessionTurn(role="user", content="after idle"))
+    await m.close(s.session_id)
+    await client.get_workflow_handle(s.session_id).result()
+    await save(client, s.session_id, first_name, run_id=first_run)
+    await save(client, s.session_id, continued_name, run_id=second_run)
+
+
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     env = await start_dev_server()
@@ -103,40 +128,13 @@ async def main() -> None:
             await client.get_workflow_handle(sid).result()
             await save(client, sid, "operations_v2")
 
-            # 0b. Idle continue-as-new: a run that grew, went quiet and continued into a minimal
-            # run (both runs recorded), then a turn into the minimal run.
-            cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
-            s = await m.create("recorder", config=cfg)
-            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
-            for i in range(12):
-                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"i{i}"))
-
-            async def continued() -> str:
-                run = (await client.get_workflow_handle(s.session_id).describe()).run_id
-                assert run != first_run
-                return run
-
-            second_run = await assert_eventually(continued, timeout=30)
-            await m.add_turn(s.session_id, SessionTurn(role="user", content="after idle"))
-            await m.close(s.session_id)
-            await client.get_workflow_handle(s.session_id).result()
-            await save(client, s.session_id, "idle_continue_v2", run_id=first_run)
-            await save(client, s.session_id, "idle_continued_run_v2", run_id=second_run)
+            # 0b. Idle continue-as-new: a run that grew (12 turns), went quiet and continued
+            # into a minimal run (both runs recorded), then a turn into the minimal run.
+            await record_idle_continue(m, 12, "idle_continue_v2", "idle_continued_run_v2")
 
             # 0c. Features 3: a session created by the client (header stored by the client, the
-            # run started without waiting), given two turns, then quiet: it continues as new
-            # from 18 events (both runs recorded), then a turn into the minimal run.
-            cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
-            s = await m.create("recorder", config=cfg)
-            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
-            for i in range(2):
-                await m.add_turn(s.session_id, SessionTurn(role="user", content=f"s{i}"))
-            second_run = await assert_eventually(continued, timeout=30)
-            await m.add_turn(s.session_id, SessionTurn(role="user", content="after idle"))
-            await m.close(s.session_id)
-            await client.get_workflow_handle(s.session_id).result()
-            await save(client, s.session_id, "small_idle_v3", run_id=first_run)
-            await save(client, s.session_id, "small_idle_continued_v3", run_id=second_run)
+            # run started without waiting) with only two turns continues as new from 18 events.
+            await record_idle_continue(m, 2, "small_idle_v3", "small_idle_continued_v3")
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})
