@@ -224,9 +224,6 @@ class SessionManager(SessionReads):
                 ]
             ),
         }
-        op: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-            WORKFLOW_TYPE, input, **options
-        )
 
         async def start(progress: WriteProgress) -> SessionState:
             async with progress.sending():
@@ -239,27 +236,32 @@ class SessionManager(SessionReads):
                     )
                     await self._store_header(state)
                     return state
-                return await self._translate(
-                    state.session_id,
-                    lambda: self.client.execute_update_with_start_workflow(
-                        "ready",
-                        start_workflow_operation=op,
-                        result_type=SessionState,
-                        rpc_timeout=self.call_timeout,
-                    ),
+                op: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+                    WORKFLOW_TYPE, input, **options
                 )
+                try:
+                    return await self._translate(
+                        state.session_id,
+                        lambda: self.client.execute_update_with_start_workflow(
+                            "ready",
+                            start_workflow_operation=op,
+                            result_type=SessionState,
+                            rpc_timeout=self.call_timeout,
+                        ),
+                    )
+                except WorkflowAlreadyStartedError:
+                    # The operation's handle future holds the same error: read it, or asyncio
+                    # logs "Future exception was never retrieved" when it is collected.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(op.workflow_handle(), timeout=0.01)
+                    raise
 
         try:
-            result = await shielded_write(start, settle_timeout=self.call_timeout.total_seconds())
+            return await shielded_write(start, settle_timeout=self.call_timeout.total_seconds())
         except WorkflowAlreadyStartedError:
-            # The operation's own handle future holds the same error: read it, or asyncio logs
-            # "Future exception was never retrieved" when the operation is collected.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(op.workflow_handle(), timeout=0.01)
             raise SessionError(
                 "a session with this id already exists", session_id=state.session_id
             ) from None
-        return result
 
     async def _store_header(self, state: SessionState) -> None:
         """The header of a session just started, written by the client. Should the store fail,

@@ -48,9 +48,10 @@ def workflow_runner(*, sandboxed: bool = False) -> WorkflowRunner:
     (measured on a cold session's replay of a 170-event run: 130-158 ms sandboxed, 75-81 ms
     without; ``bench/profile_cold.py``). After a deploy every session replays at once, and that
     cost decided whether the replays fit in the workflow-task timeout. Our workflow code is
-    deterministic without it: ruff bans clocks, randomness and I/O in ``workflows/`` and
-    ``core/`` (TID251), and the replay tests run every recorded history through the sandbox
-    (``sandboxed=True``), which fails on any restricted call. Sandboxed, our modules and
+    deterministic without it: ``tests/unit/test_workflow_determinism.py`` keeps clocks,
+    randomness, threads and I/O out of ``workflows/`` and the ``core/`` modules they import, and
+    the replay tests run every recorded history through the sandbox (``sandboxed=True``), which
+    fails on any restricted call. Sandboxed, our modules and
     pydantic are passed through (imported once, not per run).
     """
     if not sandboxed:
