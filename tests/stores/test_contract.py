@@ -886,3 +886,34 @@ async def test_sqlite_memory_url_works() -> None:
         assert ids(await read_transcript(s, "s1")) == ["a-0"]
     finally:
         await s.close()
+
+
+async def test_stray_copies_past_the_head_are_removed(store: SessionStore) -> None:
+    """A flush inside a workflow task that then timed out wrote turns at seqs the retried task
+    gave to other turns; the retried flush removes the copies of its own turns left past the
+    head, and leaves every other row alone."""
+    await persist(store, header("s1", turn_count=3), turns("a", range(3)))
+    # The timed-out task's flush: t at seq 5, x at seq 4 (neither acknowledged there).
+    stray = [*turns("x", range(3, 4)), *turns("y", range(4, 5))]
+    stray.append(turns("t", range(5, 6))[0])
+    await persist(store, header("s1", turn_count=6), stray)
+    # The retried task gave t seq 3 and flushed up to it; later turns are still pending.
+    t_at_3 = turns("t", range(5, 6))[0].model_copy(update={"seq": 3})
+    await persist(store, header("s1", turn_count=4), [t_at_3])
+
+    assert [(t.turn_id, t.seq) for t in await store.get_own_turns("s1", 0, 0, 100)] == [
+        ("a-0", 0),
+        ("a-1", 1),
+        ("a-2", 2),
+        ("t-5", 3),
+        ("y-4", 4),  # not one of the batch's turns: left for the next flush to overwrite
+    ]
+    assert ids(await read_transcript(store, "s1")) == ["a-0", "a-1", "a-2", "t-5"]
+
+
+async def test_a_late_retry_of_an_earlier_batch_keeps_later_turns(store: SessionStore) -> None:
+    first = turns("a", range(3))
+    await persist(store, header("s1", turn_count=3), first)
+    await persist(store, header("s1", turn_count=6), turns("a", range(3, 6)))
+    await persist(store, header("s1", turn_count=3), first)  # an old attempt landing late
+    assert ids(await store.get_own_turns("s1", 0, 0, 100)) == [f"a-{i}" for i in range(6)]

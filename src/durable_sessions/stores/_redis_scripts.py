@@ -66,7 +66,7 @@ return 1
 #       6 user version, 7 parent's branch listing, 8 parent's branch version.
 # ARGV: 1 header json ('' for none), 2 ttl ms, 3 recent, 4 generation, 5 session id,
 #       6 '1' when the session has a parent, 7 number of turns, 8.. seq, json pairs
-#       (sorted by seq, unique).
+#       (sorted by seq, unique), then the header's turn_count (the head).
 WRITE = """
 local ttl = tonumber(ARGV[2])
 local function bump(k)
@@ -112,6 +112,12 @@ else
     local s = tonumber(ARGV[8 + 2 * i])
     if s >= lo and s < hi then redis.call('HSET', KEYS[3], ARGV[8 + 2 * i], ARGV[9 + 2 * i]) end
   end
+end
+local head = tonumber(ARGV[8 + 2 * n])
+if head and hi > head then
+  -- stray copies past the head (PersistBatch): the window ends at the head
+  for s = math.max(lo, head), hi - 1 do redis.call('HDEL', KEYS[3], tostring(s)) end
+  hi = math.max(lo, head)
 end
 local newlo = math.max(lo, hi - recent)
 for s = lo, newlo - 1 do redis.call('HDEL', KEYS[3], tostring(s)) end

@@ -46,6 +46,12 @@ class PersistBatch(BaseModel):
     """One flush: the header as of the last turn, the new turns and checkpoints to write.
 
     Written in one transaction so a header never points past turns the log does not hold.
+
+    The same transaction deletes this generation's rows at ``seq >= state.turn_count`` that
+    hold one of the batch's turns (same ``turn_id``). Such a stray copy is left when a flush ran
+    inside a workflow task that then timed out: its writes stay, its commands are discarded,
+    and the retried task may give the same turns other seqs. Rows of other turns past the head
+    are left alone, so a late retry of an earlier batch never removes a later batch's turns.
     """
 
     state: SessionState

@@ -42,6 +42,9 @@ class InMemorySessionStore:
         if any(turn.seq is None for turn in batch.turns):  # all or nothing, like a transaction
             raise ValueError("turn.seq must be set before it is persisted")
         log = self._turns.setdefault((state.session_id, state.generation), {})
+        ids = {turn.turn_id for turn in batch.turns}
+        for seq in [s for s, t in log.items() if s >= state.turn_count and t.turn_id in ids]:
+            del log[seq]  # a stray copy past the head: see ``PersistBatch``
         for turn in batch.turns:
             assert turn.seq is not None
             log[turn.seq] = turn.model_copy(deep=True)

@@ -110,8 +110,13 @@ class PostgresSessionStore(PgPoolOwner):
         )
         # Header and turns in one statement: the upsert hands the session's sid to the turns.
         # A retried batch rewrites no turn: the WHERE skips rows that are already identical.
+        # ``d`` drops stray copies of this batch's turns past the head (``seq >= turn_count``),
+        # left by a flush whose workflow task then timed out (see ``PersistBatch``); it touches
+        # other rows than the insert, which only writes below ``turn_count``.
         self._sql_upsert_session_and_turns = (
-            f"WITH h AS ({self._sql_upsert_session} RETURNING sid)"
+            f"WITH h AS ({self._sql_upsert_session} RETURNING sid),"
+            f" d AS (DELETE FROM {s}.turns USING h WHERE turns.sid = h.sid"
+            " AND turns.generation = $10 AND turns.seq >= $9 AND turns.turn_id = ANY($18::text[]))"
             f" INSERT INTO {s}.turns (sid, generation, {_TURN_COLS})"
             " SELECT h.sid, $10, u.* FROM h, unnest($17::int[], $18::text[], $19::text[],"
             " $20::text[], $21::timestamptz[], $22::int[], $23::float8[], $24::text[],"

@@ -221,6 +221,7 @@ class RedisSessionStore(RedisKeys):
             "1" if parent is not None else "0",
             len(by_seq),
             *pairs,
+            state.turn_count,
         ]
         await self._mirror(sid, lambda: self._script(_lua.WRITE, keys, args), state)
 

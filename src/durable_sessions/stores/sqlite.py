@@ -177,6 +177,11 @@ class SQLiteSessionStore(SQLiteThread):
                     sid = conn.execute(
                         "SELECT sid FROM sessions WHERE session_id = ?", (state.session_id,)
                     ).fetchone()[0]
+                    conn.executemany(  # stray copies past the head: see ``PersistBatch``
+                        "DELETE FROM turns WHERE sid = ? AND generation = ? AND seq >= ?"
+                        " AND turn_id = ?",
+                        [(sid, state.generation, state.turn_count, t.turn_id) for t in batch.turns],
+                    )
                     conn.executemany(
                         _UPSERT_TURN, [(sid, state.generation, *row) for row in turn_rows]
                     )
