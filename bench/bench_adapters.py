@@ -17,6 +17,7 @@ the SDK's own ``SQLiteSession`` (in memory) runs the same calls for information.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ from bench.common import (
 from durable_sessions.adapters.openai_agents import DurableAgentsSession, item_to_turn
 from durable_sessions.client import SessionManager
 from durable_sessions.models import SessionConfig
+from durable_sessions.stores.base import SessionStore
 from durable_sessions.worker import create_worker
 
 ROUNDS = 5
@@ -135,6 +137,16 @@ async def singles(
     return ours, theirs
 
 
+async def settled(store: SessionStore, session_id: str, turns: int) -> float:
+    """Seconds until the store holds the session's ``turns`` turns (its flushes landed)."""
+    started = time.perf_counter()
+    while True:
+        header = await store.get_session(session_id)
+        if header is not None and header.turn_count >= turns:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.05)
+
+
 async def reads(session: Memory, n: int, limit: int) -> list[float]:
     return [await timed_ms(lambda: session.get_items(limit=limit)) for _ in range(n)]
 
@@ -193,6 +205,10 @@ async def main() -> int:
                     await big.add_items(chunk)
                     await big_lite.add_items(chunk)
                 assert (await big.state()).turn_count == BIG_SESSION
+                # Settled, as a conversation is when its next run reads it: the last write's
+                # flush has landed (reads meanwhile wait behind that flush's workflow task).
+                settle_s = await settled(store, big.session_id, BIG_SESSION)
+                log(f"  flushed {settle_s:.1f} s after the last add_items")
                 await reads(big, 10, 20)  # warm-up
                 log(f"{READS} get_items(limit=20) ...")
                 read_ms = await reads(big, READS, 20)
