@@ -29,11 +29,13 @@ Expected refusals (``SessionClosedError`` after a close, ``SessionBusyError``,
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from durable_sessions.branches import BranchManager
@@ -524,6 +526,21 @@ async def _patiently(call: Callable[[], Awaitable[T]], seconds: float = 30.0) ->
             await asyncio.sleep(0.2)
 
 
+async def _keep_history(manager: SessionManager, sid: str) -> None:
+    """Write an unreadable session's history to ``$DURABLE_SESSIONS_MODEL_HISTORIES/<sid>.json``
+    (when set), for ``Replayer`` and a look at the events."""
+    folder = os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES")
+    if not folder:
+        return
+    history = await manager.client.get_workflow_handle(sid).fetch_history()
+
+    def write() -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{sid}.json").write_text(history.to_json())
+
+    await asyncio.to_thread(write)
+
+
 async def check(
     manager: SessionManager,
     ledger: Ledger,
@@ -548,6 +565,7 @@ async def check(
             history = await _patiently(lambda sid=sid: manager.history(sid))
         except SessionError as exc:  # the session must stay readable whatever happened to it
             out.append(Violation("unreadable", sid, f"{type(exc).__name__}: {exc.message}"))
+            await _keep_history(manager, sid)
             continue
         # 1. contiguous transcript of turn_count turns
         if not _contiguous(history) or len(history) != state.turn_count:
