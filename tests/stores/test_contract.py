@@ -917,3 +917,33 @@ async def test_a_late_retry_of_an_earlier_batch_keeps_later_turns(store: Session
     await persist(store, header("s1", turn_count=6), turns("a", range(3, 6)))
     await persist(store, header("s1", turn_count=3), first)  # an old attempt landing late
     assert ids(await store.get_own_turns("s1", 0, 0, 100)) == [f"a-{i}" for i in range(6)]
+
+
+async def test_a_checkpoint_left_by_a_timed_out_flush_goes_with_its_stray_turns(
+    store: SessionStore,
+) -> None:
+    """The timed-out task's flush also wrote an auto checkpoint past the head the retried task
+    built; once its stray turns are gone it cannot be restored, and the flush deletes it. Every
+    checkpoint whose turns are all in the log stays, whatever generation it belongs to."""
+    await persist(
+        store, header("s1", turn_count=3), turns("a", range(3)), [checkpoint("ok", "s1", 3)]
+    )
+    stray = turns("x", range(3, 5))
+    await persist(store, header("s1", turn_count=5), stray, [checkpoint("orphan", "s1", 5)])
+    # The retried task took x-4 first, at seq 3, and has flushed only that.
+    retried = turns("x", range(4, 5))[0].model_copy(update={"seq": 3})
+    await persist(store, header("s1", turn_count=4), [retried])
+    assert [c.checkpoint_id for c in await store.list_checkpoints("s1")] == ["ok"]
+
+    # A checkpoint of an older generation past the new head is kept: its turns are all there.
+    await persist(
+        store, header("s1", turn_count=6), turns("b", range(4, 6)), [checkpoint("six", "s1", 6)]
+    )
+    await store.add_generation("s1", 1, 0, 2)
+    await persist(
+        store,
+        header("s1", turn_count=2, generation=1),
+        [],
+        [checkpoint("restore", "s1", 2, generation=1)],
+    )
+    assert {c.checkpoint_id for c in await store.list_checkpoints("s1")} == {"ok", "six", "restore"}

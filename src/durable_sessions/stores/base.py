@@ -52,6 +52,8 @@ class PersistBatch(BaseModel):
     inside a workflow task that then timed out: its writes stay, its commands are discarded,
     and the retried task may give the same turns other seqs. Rows of other turns past the head
     are left alone, so a late retry of an earlier batch never removes a later batch's turns.
+    Likewise a checkpoint of this generation past ``turn_count`` whose turns are no longer all
+    in the log (that timed-out task wrote it too) is deleted: it could not be restored.
     """
 
     state: SessionState

@@ -128,6 +128,15 @@ class PostgresSessionStore(PgPoolOwner):
             ' EXCLUDED."timestamp", EXCLUDED.tokens, EXCLUDED.cost, EXCLUDED.agent,'
             " EXCLUDED.metadata)"
         )
+        # Checkpoints of this generation past the head whose turns are not all in the log: a
+        # flush of a timed-out workflow task wrote them (see ``PersistBatch``).
+        self._sql_drop_broken_checkpoints = (
+            f"DELETE FROM {s}.checkpoints c WHERE c.session_id = $1 AND c.generation = $2"
+            " AND c.turn_count > $3 AND c.checkpoint_id <> ALL($4::text[])"
+            f" AND (SELECT count(*) FROM {s}.turns t JOIN {s}.sessions h ON t.sid = h.sid"
+            " WHERE h.session_id = $1 AND t.generation = $2 AND t.seq >= $3"
+            " AND t.seq < c.turn_count) < c.turn_count - $3"
+        )
         self._sql_upsert_checkpoint = (
             f"INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS}) VALUES"
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -216,6 +225,14 @@ class PostgresSessionStore(PgPoolOwner):
                 )
             else:
                 await conn.execute(self._sql_upsert_session, *header)
+            state = batch.state
+            await conn.execute(
+                self._sql_drop_broken_checkpoints,
+                state.session_id,
+                state.generation,
+                state.turn_count,
+                [c.checkpoint_id for c in batch.checkpoints],
+            )
             if batch.checkpoints:
                 await conn.executemany(
                     self._sql_upsert_checkpoint,

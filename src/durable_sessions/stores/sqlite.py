@@ -185,6 +185,14 @@ class SQLiteSessionStore(SQLiteThread):
                     conn.executemany(
                         _UPSERT_TURN, [(sid, state.generation, *row) for row in turn_rows]
                     )
+                conn.execute(  # see PostgresSessionStore: checkpoints of a timed-out task
+                    "DELETE FROM checkpoints WHERE session_id = ?1 AND generation = ?2"
+                    " AND turn_count > ?3 AND (SELECT count(*) FROM turns t JOIN sessions h"
+                    " ON t.sid = h.sid WHERE h.session_id = ?1 AND t.generation = ?2"
+                    " AND t.seq >= ?3 AND t.seq < checkpoints.turn_count)"
+                    " < checkpoints.turn_count - ?3",
+                    (state.session_id, state.generation, state.turn_count),
+                )
                 if checkpoint_rows:
                     conn.executemany(_UPSERT_CHECKPOINT, checkpoint_rows)
 
