@@ -72,6 +72,15 @@ T = TypeVar("T")
 MAX_IN_FLIGHT = 8
 """Updates one manager sends to one session at once (Temporal admits 10 per workflow)."""
 
+RUN_ENDING = "the session's run was ending"
+"""A busy answer that always clears: the run continues as new or closes, then the call
+reaches the next run (or reads as closed)."""
+RUN_ENDING_PATIENCE = 3.0
+"""How many ``timeout``s a call keeps retrying while it only meets ``RUN_ENDING``: under a
+burst the server can refuse a run's continue-as-new several times in a row (updates admitted
+meanwhile), each retry landing in the next refusal's window."""
+
+
 _BUSY_MESSAGES = (
     # The server's per-workflow limit of updates in flight (10 by default).
     "limit on number of concurrent in-flight updates",
@@ -128,10 +137,13 @@ async def translate(
         raise unavailable() from None
     except RPCError as exc:
         message = exc.message.lower()
-        if exc.status == RPCStatusCode.NOT_FOUND and "aborted by closing" in message:
-            # The update reached the run's last workflow task (continue-as-new, or a close)
-            # and was not applied: retried, it reaches the next run or reads as closed.
-            raise _busy(session_id, "the session's run was ending") from None
+        if (exc.status == RPCStatusCode.NOT_FOUND and "aborted by closing" in message) or (
+            exc.status == RPCStatusCode.RESOURCE_EXHAUSTED and "workflow is closing" in message
+        ):
+            # The update reached the run's last workflow task (continue-as-new, or a close),
+            # or the server refused it while that run tries to close (temporal#5847): not
+            # applied; retried, it reaches the next run or reads as closed.
+            raise _busy(session_id, RUN_ENDING) from None
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise await missing(exc.message) from None
         if exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in message:
@@ -187,13 +199,17 @@ async def retry_busy(
     call: Callable[[], Awaitable[T]], *, timeout: float, loop: asyncio.AbstractEventLoop
 ) -> T:
     """``call()``, retried while it raises ``SessionBusyError`` (nothing was applied), with
-    jittered exponential backoff, for at most ``timeout`` seconds."""
-    deadline = loop.time() + timeout
+    jittered exponential backoff, for at most ``timeout`` seconds; up to
+    ``RUN_ENDING_PATIENCE`` times that while every refusal says the run was ending."""
+    started = loop.time()
     delay = 0.01
+    only_run_ending = True
     while True:
         try:
             return await call()
-        except SessionBusyError:
+        except SessionBusyError as exc:
+            only_run_ending = only_run_ending and exc.message.startswith(RUN_ENDING)
+            deadline = started + timeout * (RUN_ENDING_PATIENCE if only_run_ending else 1.0)
             pause = delay * (0.5 + random.random())
             if loop.time() + pause > deadline:
                 raise

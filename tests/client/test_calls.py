@@ -15,6 +15,7 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable_sessions._calls import (
+    RUN_ENDING,
     SessionLimiter,
     WriteProgress,
     retry_busy,
@@ -81,6 +82,24 @@ async def test_rpc_errors_become_typed_errors(
     err = await _translated(_rpc(status, message))
     assert type(err) is expected
     assert err.__cause__ is None  # no raw temporalio exception reaches the caller
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (RPCStatusCode.NOT_FOUND, "update aborted by closing workflow"),
+        (
+            RPCStatusCode.RESOURCE_EXHAUSTED,
+            "workflow operation can not be applied because workflow is closing",
+        ),
+    ],
+)
+async def test_a_run_that_is_ending_reads_as_run_ending(
+    status: RPCStatusCode, message: str
+) -> None:
+    err = await _translated(_rpc(status, message))
+    assert type(err) is SessionBusyError
+    assert err.message.startswith(RUN_ENDING)
 
 
 async def test_an_update_rpc_timeout_is_worker_unavailable() -> None:
@@ -177,6 +196,40 @@ async def test_busy_is_retried_until_it_succeeds_or_the_time_is_up() -> None:
     with pytest.raises(SessionBusyError):
         await retry_busy(always_busy, timeout=0.2, loop=loop)
     assert loop.time() - started < 0.5
+
+
+async def test_retry_busy_waits_longer_while_the_run_is_only_ending() -> None:
+    """A run refused its continue-as-new again and again under a burst: the call keeps
+    retrying past ``timeout`` (up to ``RUN_ENDING_PATIENCE`` times it), then reaches the next
+    run; any other busy answer on the way brings the deadline back to ``timeout``."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def ending_for(seconds: float) -> str:
+        if loop.time() - started < seconds:
+            raise SessionBusyError(f"{RUN_ENDING}; retry in a moment")
+        return "next run"
+
+    assert await retry_busy(lambda: ending_for(0.35), timeout=0.2, loop=loop) == "next run"
+    assert loop.time() - started < 0.6 + 0.3
+
+    started = loop.time()
+    with pytest.raises(SessionBusyError):
+        await retry_busy(lambda: ending_for(60), timeout=0.1, loop=loop)
+    assert 0.1 < loop.time() - started < 0.3 + 0.3
+
+    calls = 0
+
+    async def mixed() -> str:
+        nonlocal calls
+        calls += 1
+        message = RUN_ENDING if calls == 1 else "the session is busy"
+        raise SessionBusyError(f"{message}; retry in a moment")
+
+    started = loop.time()
+    with pytest.raises(SessionBusyError):
+        await retry_busy(mixed, timeout=0.2, loop=loop)
+    assert loop.time() - started < 0.2 + 0.3
 
 
 # ---------------------------------------------------------------- cancellation of writes
