@@ -43,12 +43,13 @@ class InMemorySessionStore:
             raise ValueError("turn.seq must be set before it is persisted")
         log = self._turns.setdefault((state.session_id, state.generation), {})
         ids = {turn.turn_id for turn in batch.turns}
-        for seq in [s for s, t in log.items() if s >= state.turn_count and t.turn_id in ids]:
+        strays = [s for s, t in log.items() if s >= state.turn_count and t.turn_id in ids]
+        for seq in strays:
             del log[seq]  # a stray copy past the head: see ``PersistBatch``
         for turn in batch.turns:
             assert turn.seq is not None
             log[turn.seq] = turn.model_copy(deep=True)
-        for cp_id, cp in list(self._checkpoints.items()):
+        for cp_id, cp in list(self._checkpoints.items()) if strays else []:
             mine = cp.session_id == state.session_id and cp.generation == state.generation
             if mine and any(seq not in log for seq in range(state.turn_count, cp.turn_count)):
                 del self._checkpoints[cp_id]  # written by a timed-out task's flush

@@ -112,12 +112,14 @@ class PostgresSessionStore(PgPoolOwner):
         # A retried batch rewrites no turn: the WHERE skips rows that are already identical.
         # ``d`` drops stray copies of this batch's turns past the head (``seq >= turn_count``),
         # left by a flush whose workflow task then timed out (see ``PersistBatch``); it touches
-        # other rows than the insert, which only writes below ``turn_count``.
+        # other rows than the insert, which only writes below ``turn_count``. The statement
+        # answers how many it dropped (the insert runs to completion all the same).
         self._sql_upsert_session_and_turns = (
             f"WITH h AS ({self._sql_upsert_session} RETURNING sid),"
             f" d AS (DELETE FROM {s}.turns USING h WHERE turns.sid = h.sid"
-            " AND turns.generation = $10 AND turns.seq >= $9 AND turns.turn_id = ANY($18::text[]))"
-            f" INSERT INTO {s}.turns (sid, generation, {_TURN_COLS})"
+            " AND turns.generation = $10 AND turns.seq >= $9 AND turns.turn_id = ANY($18::text[])"
+            " RETURNING 1),"
+            f" i AS (INSERT INTO {s}.turns (sid, generation, {_TURN_COLS})"
             " SELECT h.sid, $10, u.* FROM h, unnest($17::int[], $18::text[], $19::text[],"
             " $20::text[], $21::timestamptz[], $22::int[], $23::float8[], $24::text[],"
             " $25::jsonb[]) AS u"
@@ -126,10 +128,12 @@ class PostgresSessionStore(PgPoolOwner):
             " turns.tokens, turns.cost, turns.agent, turns.metadata)"
             " IS DISTINCT FROM (EXCLUDED.turn_id, EXCLUDED.role, EXCLUDED.content,"
             ' EXCLUDED."timestamp", EXCLUDED.tokens, EXCLUDED.cost, EXCLUDED.agent,'
-            " EXCLUDED.metadata)"
+            " EXCLUDED.metadata))"
+            " SELECT count(*) FROM d"
         )
         # Checkpoints of this generation past the head whose turns are not all in the log: a
-        # flush of a timed-out workflow task wrote them (see ``PersistBatch``).
+        # flush of a timed-out workflow task wrote them (see ``PersistBatch``). Only stray
+        # copies going can leave one so, so it runs only after ``d`` dropped some.
         self._sql_drop_broken_checkpoints = (
             f"DELETE FROM {s}.checkpoints c WHERE c.session_id = $1 AND c.generation = $2"
             " AND c.turn_count > $3 AND c.checkpoint_id <> ALL($4::text[])"
@@ -217,22 +221,24 @@ class PostgresSessionStore(PgPoolOwner):
         header = _ROWS.session_args(batch.state)
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
+            strays = 0
             if turns:
                 # One array per turn column ($17..$25), in _TURN_COLS order.
                 columns = zip(*(_ROWS.turn_args(t) for t in turns), strict=True)
-                await conn.execute(
+                strays = await conn.fetchval(
                     self._sql_upsert_session_and_turns, *header, *(list(c) for c in columns)
                 )
             else:
                 await conn.execute(self._sql_upsert_session, *header)
-            state = batch.state
-            await conn.execute(
-                self._sql_drop_broken_checkpoints,
-                state.session_id,
-                state.generation,
-                state.turn_count,
-                [c.checkpoint_id for c in batch.checkpoints],
-            )
+            if strays:
+                state = batch.state
+                await conn.execute(
+                    self._sql_drop_broken_checkpoints,
+                    state.session_id,
+                    state.generation,
+                    state.turn_count,
+                    [c.checkpoint_id for c in batch.checkpoints],
+                )
             if batch.checkpoints:
                 await conn.executemany(
                     self._sql_upsert_checkpoint,

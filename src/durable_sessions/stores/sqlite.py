@@ -173,26 +173,28 @@ class SQLiteSessionStore(SQLiteThread):
         def write(conn: sqlite3.Connection) -> None:
             with _write(conn):
                 conn.execute(_UPSERT_SESSION, session_row)  # first: it assigns the sid
+                strays = 0
                 if turn_rows:
                     sid = conn.execute(
                         "SELECT sid FROM sessions WHERE session_id = ?", (state.session_id,)
                     ).fetchone()[0]
-                    conn.executemany(  # stray copies past the head: see ``PersistBatch``
+                    strays = conn.executemany(  # stray copies past the head: see PersistBatch
                         "DELETE FROM turns WHERE sid = ? AND generation = ? AND seq >= ?"
                         " AND turn_id = ?",
                         [(sid, state.generation, state.turn_count, t.turn_id) for t in batch.turns],
-                    )
+                    ).rowcount
                     conn.executemany(
                         _UPSERT_TURN, [(sid, state.generation, *row) for row in turn_rows]
                     )
-                conn.execute(  # see PostgresSessionStore: checkpoints of a timed-out task
-                    "DELETE FROM checkpoints WHERE session_id = ?1 AND generation = ?2"
-                    " AND turn_count > ?3 AND (SELECT count(*) FROM turns t JOIN sessions h"
-                    " ON t.sid = h.sid WHERE h.session_id = ?1 AND t.generation = ?2"
-                    " AND t.seq >= ?3 AND t.seq < checkpoints.turn_count)"
-                    " < checkpoints.turn_count - ?3",
-                    (state.session_id, state.generation, state.turn_count),
-                )
+                if strays > 0:  # see PostgresSessionStore: checkpoints of a timed-out task
+                    conn.execute(
+                        "DELETE FROM checkpoints WHERE session_id = ?1 AND generation = ?2"
+                        " AND turn_count > ?3 AND (SELECT count(*) FROM turns t JOIN sessions h"
+                        " ON t.sid = h.sid WHERE h.session_id = ?1 AND t.generation = ?2"
+                        " AND t.seq >= ?3 AND t.seq < checkpoints.turn_count)"
+                        " < checkpoints.turn_count - ?3",
+                        (state.session_id, state.generation, state.turn_count),
+                    )
                 if checkpoint_rows:
                     conn.executemany(_UPSERT_CHECKPOINT, checkpoint_rows)
 
