@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -385,19 +385,12 @@ class SessionManager(SessionReads):
                     reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 )
             except SessionError as exc:
-                if type(exc) is not SessionError or not await self._running(cp.session_id):
+                if type(exc) is not SessionError:
                     raise
-                # Another caller brought the session back first: rewind the run it started.
+                # Another caller brought the session back first: rewind the run it started
+                # (the next attempt's update), or, if that run has already ended again (a
+                # close that raced both), start one of our own.
         raise SessionBusyError("the session kept changing; retry", session_id=cp.session_id)
-
-    async def _running(self, session_id: str) -> bool:
-        try:
-            info = await self.client.get_workflow_handle(session_id).describe(
-                rpc_timeout=self.call_timeout
-            )
-        except RPCError:
-            return False
-        return info.status == WorkflowExecutionStatus.RUNNING
 
     async def truncate(self, session_id: str, turn_count: int) -> SessionState:
         """Keep the first ``turn_count`` turns in the transcript; later ones stay in the log
