@@ -128,7 +128,11 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
             if self._expire_due and not self._state.status.is_terminal:
                 async with self._operation():
                     self._expire()
-            if self._flush_needed(armed):
+            quiet, self._flush_now = self._flush_now, False
+            if quiet:
+                # A turn after a quiet flush interval: stored in its own workflow task, no timer.
+                await self._flush()
+            elif self._flush_needed(armed):
                 # Not the turns that arrived in this workflow task: when the flush timer fires
                 # in the task that also brings a turn, the turn waits for the next flush, in
                 # whichever order the SDK hands the two over.
@@ -167,7 +171,8 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
 
     def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
-            self._flusher.flushable() >= self._config.flush_batch_size
+            self._flush_now
+            or self._flusher.flushable() >= self._config.flush_batch_size
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
