@@ -20,7 +20,10 @@ hold (``Violation`` per broken promise):
    the content it was sent with, and the ``seq`` its receipt gave when it was acknowledged in that
    session; every acknowledged turn is in the log (a restore rewinds, it never deletes);
 4. every turn whose ``add_turn`` was called after the last head move of its session had answered
-   is in that session's final transcript, at its acknowledged ``seq``.
+   is in that session's final transcript, at its acknowledged ``seq``;
+5. every run of every session replays from its recorded history (``replay_runs``): a live worker
+   replays only on a cache miss, so a history the code cannot replay would otherwise show up once
+   in thousands of schedules, as a nondeterminism error.
 
 Expected refusals (``SessionClosedError`` after a close, ``SessionBusyError``,
 ``InvalidTransitionError`` on a suspended session, ...) are counted, not violations.
@@ -37,6 +40,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from durable_sessions.branches import BranchManager
 from durable_sessions.client import SessionManager
@@ -524,6 +531,41 @@ async def _patiently(call: Callable[[], Awaitable[T]], seconds: float = 30.0) ->
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def replay_runs(manager: SessionManager, ledger: Ledger) -> list[Violation]:
+    """Replay every run of every session of the schedule from its recorded history.
+
+    A live worker replays a run only on a cache miss (an evicted run, a timed-out task, a
+    restart), so a history the code cannot replay shows up there once in thousands of
+    schedules. Replaying each run whole checks every workflow task of it, every time."""
+    from durable_sessions.worker import WORKFLOWS, workflow_runner
+
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(sandboxed=False),
+    )
+    client = manager.client
+    out: list[Violation] = []
+    for sid in ledger.sessions:
+        runs = [r.run_id async for r in client.list_workflows(f'WorkflowId = "{sid}"')]
+        for run_id in runs:
+            history = await client.get_workflow_handle(sid, run_id=run_id).fetch_history()
+            result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+            ledger.outcome("replay", "failed" if result.replay_failure else "ok")
+            if result.replay_failure is not None:
+                failure = str(result.replay_failure).splitlines()[0][:300]
+                out.append(Violation("replay", sid, f"run {run_id[:8]}: {failure}"))
+                await asyncio.to_thread(_write_history, f"{sid}-{run_id[:8]}", history)
+    return out
+
+
+def _write_history(name: str, history: WorkflowHistory) -> None:
+    folder = os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.json").write_text(history.to_json())
 
 
 async def _keep_history(manager: SessionManager, sid: str) -> None:

@@ -39,7 +39,14 @@ from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.stores.postgres import PostgresSessionStore
 from durable_sessions.testing import TestStack, session_stack
-from tests.faults.model import LatencyStore, Runner, Violation, check, make_schedule
+from tests.faults.model import (
+    LatencyStore,
+    Runner,
+    Violation,
+    check,
+    make_schedule,
+    replay_runs,
+)
 from tests.pg import postgres_dsn_or_skip, temporary_schema
 from tests.processes import PgWorker
 
@@ -108,6 +115,7 @@ async def run_schedule(
     violations = await check(
         manager, runner.ledger, restore_all=seed % RESTORE_ALL_EVERY == 0, store=store
     )
+    violations += await replay_runs(manager, runner.ledger)
     runner.ledger.seconds["(schedule)"] += ran - started
     runner.ledger.seconds["(check)"] += time.monotonic() - ran
     _record(backend, seed, runner, violations)
@@ -213,6 +221,7 @@ async def test_schedules_with_worker_killed(
         await asyncio.wait_for(run, 180)
         await runner.settle()
         violations = await check(manager, runner.ledger, restore_all=True)
+        violations += await replay_runs(manager, runner.ledger)
         _record("PostgreSQL, worker process killed -9", seed, runner, violations)
         if violations:
             failures.append(_fail_message(seed, runner, violations))
