@@ -38,6 +38,7 @@ plugin can safely do for every deployment (Temporal Cloud registers them through
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -61,11 +62,13 @@ __all__ = [
     "PLUGIN_NAME",
     "WORKFLOWS",
     "DurableSessionsPlugin",
+    "single_batch_activations",
     "with_passthrough",
     "with_pydantic_payloads",
 ]
 
 PLUGIN_NAME = "durable_sessions.DurableSessionsPlugin"
+log = logging.getLogger(__name__)
 
 PASSTHROUGH_MODULES: tuple[str, ...] = (
     "durable_sessions",
@@ -168,7 +171,33 @@ class DurableSessionsPlugin(SimplePlugin):
         return super().configure_worker(config)
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
-        """Set the store up before polling (when ``setup_store``), then run the worker."""
+        """Set the store up before polling (when ``setup_store``), then run the worker with
+        single-batch activations (``single_batch_activations``)."""
         if self.setup_store:
             await self.store.setup()
+        single_batch_activations(worker)
         await super().run_worker(worker, next)
+
+
+def single_batch_activations(worker: Worker) -> bool:
+    """Have ``worker`` apply every job of a workflow activation before running workflow code
+    (the SDK's workflow logic flag 2, recorded in history per task; off by default in
+    temporalio 1.35, which plans to turn it on after two releases). Whether it is on.
+
+    Why: without it, the SDK runs signal and update handlers, then checks every
+    ``wait_condition``, and only then applies the activation's other jobs (a timer firing, an
+    activity's result). An update rejected by its validator leaves nothing in history, so on
+    replay that activation holds only the other jobs, and a condition that was already true
+    (one that reads the history length or the time, as a session's idle and flush checks do)
+    runs after them instead of before: different commands, a nondeterminism error on the next
+    cache miss. The model test (tests/faults) found it about once in 70 schedules by replaying
+    every history. Histories recorded without the flag keep replaying the old way."""
+    try:
+        from temporalio.worker._workflow_instance import _WorkflowLogicFlag
+
+        flag = _WorkflowLogicFlag.PROCESS_WORKFLOW_ACTIVATION_JOBS_AS_SINGLE_BATCH
+        worker._set_default_workflow_logic_flag(flag, enabled=True)
+    except (ImportError, AttributeError, RuntimeError) as exc:  # a newer or older SDK
+        log.warning("could not turn on single-batch workflow activations: %s", exc)
+        return False
+    return True

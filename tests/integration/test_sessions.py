@@ -278,3 +278,20 @@ async def test_create_stores_the_header_itself_or_has_the_run_store_it(stack: St
     assert header is not None and header.metadata == {"topic": "fallback"}
     await stack.manager.add_turn(s.session_id, SessionTurn(role="user", content="still fine"))
     assert [t.content for t in await stack.manager.history(s.session_id)] == ["still fine"]
+
+
+async def test_workers_apply_each_activation_as_one_batch(stack: Stack) -> None:
+    """A worker from ``create_worker`` (through ``DurableSessionsPlugin``) runs sessions with
+    the SDK's single-batch activations: without them, an update rejected by its validator in
+    the same workflow task as an activity's result reorders commands on replay (the model
+    test's replay check found it). The flag is recorded in the session's first task."""
+    m = stack.manager
+    s = await m.create("flags")
+    await m.add_turn(s.session_id, SessionTurn(role="user", content="hello"))
+    history = await m.client.get_workflow_handle(s.session_id).fetch_history()
+    completed = [
+        e.workflow_task_completed_event_attributes.sdk_metadata
+        for e in history.events
+        if e.HasField("workflow_task_completed_event_attributes")
+    ]
+    assert 2 in completed[0].lang_used_flags

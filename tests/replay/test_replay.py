@@ -123,6 +123,18 @@ def test_runs_of_features_4_store_a_quiet_turn_in_its_own_task() -> None:
     assert sum(b"flush" in s for s in summaries) == 1  # the burst's, only
 
 
+def test_runs_of_features_4_apply_each_activation_as_one_batch() -> None:
+    """Workers of this version turn on the SDK's single-batch activations (workflow logic flag
+    2, ``plugin.single_batch_activations``); the history says so from the first task, and
+    replay follows it."""
+    for name in ("quiet_flush_v4", "quiet_flush_continued_v4"):
+        events = load(HISTORIES_DIR / f"{name}.json").events
+        first = next(
+            e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        )
+        assert 2 in first.workflow_task_completed_event_attributes.sdk_metadata.lang_used_flags
+
+
 @workflow.defn(name="Session")
 class ChangedSession:
     """A careless change: the first thing the workflow does is no longer a flush."""

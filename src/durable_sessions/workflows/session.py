@@ -128,16 +128,19 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
             if self._expire_due and not self._state.status.is_terminal:
                 async with self._operation():
                     self._expire()
-            quiet, self._flush_now = self._flush_now, False
-            if quiet:
-                # A turn after a quiet flush interval: stored in its own workflow task, no timer.
-                await self._flush()
-            elif self._flush_needed(armed):
+            if self._flush_needed(armed):
                 # Not the turns that arrived in this workflow task: when the flush timer fires
                 # in the task that also brings a turn, the turn waits for the next flush, in
                 # whichever order the SDK hands the two over.
                 local = self._flusher.local
                 await self._flush(limit=self._flusher.flushable() if local else None)
+            if self._flush_now:
+                # A turn after a quiet flush interval: stored in its own workflow task, no
+                # timer. After the timer's flush above, so that a timer and a quiet turn give
+                # the same two flushes whether the SDK hands them over in one activation or
+                # in two (live after a worker restart vs replay).
+                self._flush_now = False
+                await self._flush()
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
