@@ -136,7 +136,7 @@ async def main() -> None:
             # run started without waiting) with only two turns continues as new from 18 events.
             await record_idle_continue(m, 2, "small_idle_v3", "small_idle_continued_v3")
 
-            # 0d. Features 4: turns after a quiet spell are stored in their own workflow task
+            # 0d. Features 5: turns after a quiet spell are stored in their own workflow task
             # (one quiet turn, one quiet batch, a quiet signal), a burst by the timer, a quiet
             # turn whose local flush fails into an ordinary activity, then an idle
             # continue-as-new and a quiet turn into the minimal run.
@@ -167,8 +167,8 @@ async def main() -> None:
             await m.add_turn(sid, SessionTurn(role="user", content="quiet into the new run"))
             await m.close(sid)
             await client.get_workflow_handle(sid).result()
-            await save(client, sid, "quiet_flush_v4", run_id=first_run)
-            await save(client, sid, "quiet_flush_continued_v4", run_id=second_run)
+            await save(client, sid, "quiet_flush_v5", run_id=first_run)
+            await save(client, sid, "quiet_flush_continued_v5", run_id=second_run)
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

@@ -277,7 +277,7 @@ def test_runs_of_features_3_continue_small_idle_runs() -> None:
 
 
 def test_a_turn_after_a_quiet_flush_interval_is_flushed_at_once() -> None:
-    """Runs of features 4: a turn nothing could have joined is stored in its own task."""
+    """Runs of features 5: a turn nothing could have joined is stored in its own task."""
     assert quiet_arrival(2.0, 2.0, enabled=True)
     assert quiet_arrival(3600.0, 2.0, enabled=True)
     assert not quiet_arrival(1.99, 2.0, enabled=True)  # a burst: the timer batches it

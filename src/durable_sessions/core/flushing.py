@@ -107,7 +107,7 @@ def plan_batch(
 
 def quiet_arrival(quiet_seconds: float, flush_interval: float, *, enabled: bool) -> bool:
     """Whether a turn that arrives after ``quiet_seconds`` without any message is flushed in
-    its own workflow task (runs of features 4): nothing could have joined its batch in the
+    its own workflow task (runs of features 5): nothing could have joined its batch in the
     last flush interval, so waiting one out would only cost a timer and a workflow task of its
     own, the most a sparse, mostly cold session pays per turn. The turn's answer then waits for
     the store write (a local activity in the same task)."""

@@ -46,12 +46,15 @@ SMALL_IDLE_RUNS = "small-idle-runs"
 workflow task, not several, on a cold call. By input features, not a marker."""
 
 QUIET_FLUSH = "quiet-turn-flush"
-"""Runs of ``features >= 4`` store a turn that arrives after a quiet flush interval in its own
+"""Runs of ``features >= 5`` store a turn that arrives after a quiet flush interval in its own
 workflow task (``core.flushing.quiet_arrival``) instead of arming the flush timer: one workflow
 task per turn of a sparse, mostly cold session instead of two. By input features, not a
 marker."""
 
-QUIET_FLUSH_FEATURES = 4
+QUIET_FLUSH_FEATURES = 5
+"""Not 4: runs of features 4 flushed in flow through an ordinary activity, an experiment backed
+out (``ed1b353``) after it met the nondeterminism ``plugin.single_batch_activations`` now
+prevents. A number once given out is never given another meaning."""
 
 MODERN_FEATURES = 2
 """A run with ``features >= MODERN_FEATURES`` has every patch above on without calling
@@ -59,14 +62,14 @@ MODERN_FEATURES = 2
 per run, which a cold replay pays for) and does ``IDLE_CONTINUE``. Inputs recorded before the
 field have ``features == 0`` and keep deciding by ``workflow.patched``."""
 
-RUN_FEATURES = 4
+RUN_FEATURES = 5
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
-branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 4 adds
-``QUIET_FLUSH``. A run keeps the features it was started with for its whole life, so its replay
-never changes. Deploy workers before clients: a worker that predates a feature runs a run of it
-as a run of the features it knows, which is safe until it replays a history the newer code
-wrote (a continue-as-new between 18 and 40 events for 3, a quiet turn's flush for 4): do not
-roll workers back past a feature once runs of it exist."""
+branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 5 adds
+``QUIET_FLUSH`` (4 is retired, see ``QUIET_FLUSH_FEATURES``). A run keeps the features it was
+started with for its whole life, so its replay never changes. Deploy workers before clients: a
+worker that predates a feature runs a run of it as a run of the features it knows, which is safe
+until it replays a history the newer code wrote (a continue-as-new between 18 and 40 events for
+3, a quiet turn's flush for 5): do not roll workers back past a feature once runs of it exist."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -74,6 +77,6 @@ PATCHES = {
     SERIALIZED_OPERATIONS: "head operations exclusive of turn acceptance",
     IDLE_CONTINUE: "idle runs continue as new (by input features, not a marker)",
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
-    QUIET_FLUSH: "a turn after a quiet flush interval is stored in its own task (features 4)",
+    QUIET_FLUSH: "a turn after a quiet flush interval is stored in its own task (features 5)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""
