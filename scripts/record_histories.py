@@ -10,6 +10,7 @@ files are kept unless ``--force``::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tests.helpers import assert_eventually  # noqa: E402
 
 from durable_sessions.branches import BranchManager  # noqa: E402
 from durable_sessions.client import SessionManager  # noqa: E402
+from durable_sessions.errors import InvalidTurnError  # noqa: E402
 from durable_sessions.group import GroupSession  # noqa: E402
 from durable_sessions.models import SessionConfig, SessionTurn  # noqa: E402
 from durable_sessions.stores.base import PersistBatch  # noqa: E402
@@ -136,39 +138,27 @@ async def main() -> None:
             # run started without waiting) with only two turns continues as new from 18 events.
             await record_idle_continue(m, 2, "small_idle_v3", "small_idle_continued_v3")
 
-            # 0d. Features 5: turns after a quiet spell are stored in their own workflow task
-            # (one quiet turn, one quiet batch, a quiet signal), a burst by the timer, a quiet
-            # turn whose local flush fails into an ordinary activity, then an idle
-            # continue-as-new and a quiet turn into the minimal run.
-            cfg = SessionConfig(flush_interval=0.3, idle_continue_after=2.0)
+            # 0d. Single-batch activations (workflow logic flag 2, set by the plugin): updates
+            # rejected by their validator while a restore awaits its activities, so rejected
+            # updates share workflow tasks with activity results.
+            cfg = SessionConfig(max_turn_bytes=64, max_events_per_run=3000)
             s = await m.create("recorder", config=cfg)
             sid = s.session_id
-            first_run = (await client.get_workflow_handle(sid).describe()).run_id
-            await asyncio.sleep(0.5)
-            await m.add_turn(sid, SessionTurn(role="user", content="quiet one"))
-            for i in range(4):
-                await m.add_turn(sid, SessionTurn(role="user", content=f"burst {i}"))
-            await asyncio.sleep(0.5)
-            await m.add_turns(sid, [SessionTurn(role="user", content=f"q{i}") for i in range(3)])
-            await asyncio.sleep(0.5)
-            await m.send_turn(sid, SessionTurn(role="assistant", content="quiet signal"))
-            await asyncio.sleep(0.5)
-            store.fail_next = 4  # 3 local attempts, then the activity's first attempt
-            await m.add_turn(sid, SessionTurn(role="user", content="quiet, store failing"))
-            await assert_eventually(lambda: _fully_stored(store, sid, 10), timeout=30)
+            for i in range(3):
+                await m.add_turn(sid, SessionTurn(role="user", content=f"kept {i}"))
+            cp = await m.checkpoint(sid)
+            await m.add_turn(sid, SessionTurn(role="user", content="rewound"))
 
-            async def moved_on() -> str:
-                run = (await client.get_workflow_handle(sid).describe()).run_id
-                assert run != first_run
-                return run
+            async def rejected() -> None:
+                for _ in range(20):
+                    with contextlib.suppress(InvalidTurnError):
+                        await m.add_turn(sid, SessionTurn(role="user", content="x" * 100))
 
-            second_run = await assert_eventually(moved_on, timeout=30)
-            await asyncio.sleep(0.5)
-            await m.add_turn(sid, SessionTurn(role="user", content="quiet into the new run"))
+            await asyncio.gather(m.restore(cp.checkpoint_id), rejected(), rejected())
+            await m.add_turn(sid, SessionTurn(role="user", content="after"))
             await m.close(sid)
             await client.get_workflow_handle(sid).result()
-            await save(client, sid, "quiet_flush_v5", run_id=first_run)
-            await save(client, sid, "quiet_flush_continued_v5", run_id=second_run)
+            await save(client, sid, "single_batch_v3")
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

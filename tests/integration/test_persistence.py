@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from durable_sessions.errors import (
@@ -186,28 +184,3 @@ async def test_truncate_moves_the_head_and_keeps_the_log(stack: Stack) -> None:
         assert len(await stack.store.get_own_turns(s.session_id, 0, 0, 10)) == 5
 
     await assert_eventually(logged)
-
-
-async def test_a_turn_after_a_quiet_spell_is_stored_before_it_is_answered(stack: Stack) -> None:
-    """A sparse session pays one workflow task per turn: a turn that arrives after a quiet
-    flush interval is written to the store in its own task (no flush timer, no second task),
-    so it is there when ``add_turn`` returns. A burst right after it waits for the timer."""
-    m = stack.manager
-    s = await m.create("quiet", config=SessionConfig(flush_interval=0.3))
-    await asyncio.sleep(0.5)
-    first = await m.add_turn(s.session_id, turn("after a quiet spell"))
-    stored = await read_transcript(stack.store, s.session_id)
-    assert [(t.seq, t.content) for t in stored] == [(first.seq, "after a quiet spell")]
-
-    burst = await m.add_turn(s.session_id, turn("right behind it"))
-    handle = m.client.get_workflow_handle(s.session_id)
-    history = await handle.fetch_history()
-    timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
-    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-    assert markers, "the quiet turn's flush is a local activity in its own task"
-    assert len(timers) == 2, "the TTL timer and the burst's flush timer, none for the quiet turn"
-
-    async def burst_stored() -> None:
-        assert [t.seq for t in await read_transcript(stack.store, s.session_id)] == [0, burst.seq]
-
-    await assert_eventually(burst_stored)

@@ -46,8 +46,7 @@ def test_histories_are_recorded() -> None:
         "idle_continued_run_v2",
         "small_idle_v3",
         "small_idle_continued_v3",
-        "quiet_flush_v5",
-        "quiet_flush_continued_v5",
+        "single_batch_v3",
     } <= names
 
 
@@ -101,33 +100,11 @@ def test_runs_of_features_3_shrink_small_idle_runs() -> None:
     assert all(e.event_type != EventType.EVENT_TYPE_MARKER_RECORDED for e in events[:first_update])
 
 
-def test_runs_of_features_5_store_a_quiet_turn_in_its_own_task() -> None:
-    """A turn after a quiet spell: its update and its flush's local-activity marker in one
-    workflow task, no flush timer; a burst right after it still goes by the timer."""
-    for name in ("quiet_flush_v5", "quiet_flush_continued_v5"):
-        events = load(HISTORIES_DIR / f"{name}.json").events
-        started = events[0].workflow_execution_started_event_attributes
-        assert b'"features":5' in started.input.payloads[0].data.replace(b" ", b"")
-        kinds = [e.event_type for e in events]
-        first = kinds.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
-        assert kinds[first : first + 3] == [
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
-            EventType.EVENT_TYPE_MARKER_RECORDED,
-        ], name
-    summaries = [
-        e.user_metadata.summary.data
-        for e in load(HISTORIES_DIR / "quiet_flush_v5.json").events
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-    ]
-    assert sum(b"flush" in s for s in summaries) == 1  # the burst's, only
-
-
-def test_runs_of_features_5_apply_each_activation_as_one_batch() -> None:
+def test_workers_of_this_version_apply_each_activation_as_one_batch() -> None:
     """Workers of this version turn on the SDK's single-batch activations (workflow logic flag
     2, ``plugin.single_batch_activations``); the history says so from the first task, and
-    replay follows it."""
-    for name in ("quiet_flush_v5", "quiet_flush_continued_v5"):
+    replay follows it (it holds updates rejected while an operation awaited activities)."""
+    for name in ("single_batch_v3",):
         events = load(HISTORIES_DIR / f"{name}.json").events
         first = next(
             e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED

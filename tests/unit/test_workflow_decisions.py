@@ -20,7 +20,6 @@ from durable_sessions.core.flushing import (
     idle_min_events,
     must_turn_away,
     plan_batch,
-    quiet_arrival,
     should_continue_as_new,
     text_bytes,
 )
@@ -274,12 +273,3 @@ def test_runs_of_features_3_continue_small_idle_runs() -> None:
     assert idle_continue_due(19, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(16, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(30, 10.0, 10.0, busy=False, min_events=idle_min_events(2))
-
-
-def test_a_turn_after_a_quiet_flush_interval_is_flushed_at_once() -> None:
-    """Runs of features 5: a turn nothing could have joined is stored in its own task."""
-    assert quiet_arrival(2.0, 2.0, enabled=True)
-    assert quiet_arrival(3600.0, 2.0, enabled=True)
-    assert not quiet_arrival(1.99, 2.0, enabled=True)  # a burst: the timer batches it
-    assert not quiet_arrival(0.0, 2.0, enabled=True)
-    assert not quiet_arrival(3600.0, 2.0, enabled=False)  # runs of features 3 and before

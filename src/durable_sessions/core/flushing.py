@@ -29,7 +29,6 @@ __all__ = [
     "idle_min_events",
     "must_turn_away",
     "plan_batch",
-    "quiet_arrival",
     "should_continue_as_new",
     "text_bytes",
 ]
@@ -103,15 +102,6 @@ def plan_batch(
     upto = header.turn_count if not turns else (turns[-1].seq or 0) + 1
     checkpoints = [c for c in pending_checkpoints if c.turn_count <= upto]
     return Batch(turns, header, checkpoints, False)
-
-
-def quiet_arrival(quiet_seconds: float, flush_interval: float, *, enabled: bool) -> bool:
-    """Whether a turn that arrives after ``quiet_seconds`` without any message is flushed in
-    its own workflow task (runs of features 5): nothing could have joined its batch in the
-    last flush interval, so waiting one out would only cost a timer and a workflow task of its
-    own, the most a sparse, mostly cold session pays per turn. The turn's answer then waits for
-    the store write (a local activity in the same task)."""
-    return enabled and quiet_seconds >= flush_interval
 
 
 def flushable(

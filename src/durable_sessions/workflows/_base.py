@@ -22,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         RunSize,
         idle_min_events,
         must_turn_away,
-        quiet_arrival,
         should_continue_as_new,
     )
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
@@ -39,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.workflows._flusher import Flusher
     from durable_sessions.workflows._patches import (
         MODERN_FEATURES,
-        QUIET_FLUSH_FEATURES,
         SERIALIZED_OPERATIONS,
         SIGNALS_WHILE_DRAINING,
     )
@@ -71,11 +69,6 @@ class SessionBase:
         self._idle_min_events = idle_min_events(input.features)
         self._last_message: datetime | None = None
         """When the latest update or signal arrived (None: none yet in this run)."""
-        self._quiet_flush = input.features >= QUIET_FLUSH_FEATURES
-        self._quiet = False
-        """The latest message came after a quiet flush interval (``quiet_arrival``)."""
-        self._flush_now = False
-        """A turn arrived quiet: the main loop flushes it in this workflow task."""
         self._idle_due = False
         self._op_lock = asyncio.Lock()
         self._serialized: bool | None = None
@@ -173,11 +166,7 @@ class SessionBase:
 
     def _count_message(self) -> None:
         self._messages_this_run += 1
-        now = workflow.now()
-        since = self._last_message or workflow.info().start_time
-        quiet = (now - since).total_seconds()
-        self._quiet = quiet_arrival(quiet, self._config.flush_interval, enabled=self._quiet_flush)
-        self._last_message = now
+        self._last_message = workflow.now()
 
     def _check_not_draining(self) -> None:
         # Validators do not run on replay: reading the run's size here is safe.
@@ -243,8 +232,6 @@ class SessionBase:
             return stored
         self._touch()
         self._flusher.add_turn(stored)
-        if self._quiet:
-            self._quiet, self._flush_now = False, True
         push_recent(self._recent, stored, self._config.recent_window)
         remember(self._dedup, stored.turn_id, stored.seq or 0, self._config.dedup_window)
         if accepted.auto_checkpoint:

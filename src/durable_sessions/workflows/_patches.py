@@ -12,8 +12,7 @@ __all__ = [
     "LOCAL_FLUSH",
     "MODERN_FEATURES",
     "PATCHES",
-    "QUIET_FLUSH",
-    "QUIET_FLUSH_FEATURES",
+    "RETIRED_FEATURES",
     "RUN_FEATURES",
     "SERIALIZED_OPERATIONS",
     "SIGNALS_WHILE_DRAINING",
@@ -45,31 +44,26 @@ SMALL_IDLE_RUNS = "small-idle-runs"
 (``core.flushing.idle_min_events``), so a session created and given a turn or two replays one
 workflow task, not several, on a cold call. By input features, not a marker."""
 
-QUIET_FLUSH = "quiet-turn-flush"
-"""Runs of ``features >= 5`` store a turn that arrives after a quiet flush interval in its own
-workflow task (``core.flushing.quiet_arrival``) instead of arming the flush timer: one workflow
-task per turn of a sparse, mostly cold session instead of two. By input features, not a
-marker."""
-
-QUIET_FLUSH_FEATURES = 5
-"""Not 4: runs of features 4 flushed in flow through an ordinary activity, an experiment backed
-out (``ed1b353``) after it met the nondeterminism ``plugin.single_batch_activations`` now
-prevents. A number once given out is never given another meaning."""
-
 MODERN_FEATURES = 2
 """A run with ``features >= MODERN_FEATURES`` has every patch above on without calling
 ``workflow.patched`` (no marker, no ``TemporalChangeVersion`` upsert: two history events fewer
 per run, which a cold replay pays for) and does ``IDLE_CONTINUE``. Inputs recorded before the
 field have ``features == 0`` and keep deciding by ``workflow.patched``."""
 
-RUN_FEATURES = 5
+RETIRED_FEATURES = (4, 5)
+"""Feature numbers given out once and never to be given another meaning: 4 flushed in flow
+through an ordinary activity (backed out in ``ed1b353``: the nondeterminism that
+``plugin.single_batch_activations`` now prevents), 5 stored a turn that came after a quiet
+flush interval in its own workflow task (tried in session 6, not kept: it cost
+``bench_turns`` its p99 for a CPU saving ``bench_scale`` could not tell from noise)."""
+
+RUN_FEATURES = 3
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
-branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 5 adds
-``QUIET_FLUSH`` (4 is retired, see ``QUIET_FLUSH_FEATURES``). A run keeps the features it was
-started with for its whole life, so its replay never changes. Deploy workers before clients: a
-worker that predates a feature runs a run of it as a run of the features it knows, which is safe
-until it replays a history the newer code wrote (a continue-as-new between 18 and 40 events for
-3, a quiet turn's flush for 5): do not roll workers back past a feature once runs of it exist."""
+branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``. A run keeps
+the features it was started with for its whole life, so its replay never changes. Deploy
+workers before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues
+idle runs later), which is safe; a run of 3 replayed by such a worker after it idled into a
+continue-as-new between 18 and 40 events is not, so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -77,6 +71,5 @@ PATCHES = {
     SERIALIZED_OPERATIONS: "head operations exclusive of turn acceptance",
     IDLE_CONTINUE: "idle runs continue as new (by input features, not a marker)",
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
-    QUIET_FLUSH: "a turn after a quiet flush interval is stored in its own task (features 5)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

@@ -134,13 +134,6 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
                 # whichever order the SDK hands the two over.
                 local = self._flusher.local
                 await self._flush(limit=self._flusher.flushable() if local else None)
-            if self._flush_now:
-                # A turn after a quiet flush interval: stored in its own workflow task, no
-                # timer. After the timer's flush above, so that a timer and a quiet turn give
-                # the same two flushes whether the SDK hands them over in one activation or
-                # in two (live after a worker restart vs replay).
-                self._flush_now = False
-                await self._flush()
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -174,8 +167,7 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
 
     def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
-            self._flush_now
-            or self._flusher.flushable() >= self._config.flush_batch_size
+            self._flusher.flushable() >= self._config.flush_batch_size
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
