@@ -210,10 +210,11 @@ async def retry_busy(
         except SessionBusyError as exc:
             only_run_ending = only_run_ending and exc.message.startswith(RUN_ENDING)
             deadline = started + timeout * (RUN_ENDING_PATIENCE if only_run_ending else 1.0)
-            pause = delay * (0.5 + random.random())
-            if loop.time() + pause > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 raise
-            await asyncio.sleep(pause)
+            # The last pause is cut to the deadline: one more try there, not a give-up early.
+            await asyncio.sleep(min(delay * (0.5 + random.random()), remaining))
             delay = min(delay * 2, 0.25)
 
 
