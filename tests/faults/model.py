@@ -568,8 +568,8 @@ def _write_history(name: str, history: WorkflowHistory) -> None:
         (Path(folder) / f"{name}.json").write_text(history.to_json())
 
 
-async def _keep_history(manager: SessionManager, sid: str) -> None:
-    """Write an unreadable session's history to ``$DURABLE_SESSIONS_MODEL_HISTORIES/<sid>.json``
+async def keep_history(manager: SessionManager, sid: str) -> None:
+    """Write a failing session's history to ``$DURABLE_SESSIONS_MODEL_HISTORIES/<sid>.json``
     (when set), for ``Replayer`` and a look at the events."""
     folder = os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES")
     if not folder:
@@ -607,7 +607,7 @@ async def check(
             history = await _patiently(lambda sid=sid: manager.history(sid))
         except SessionError as exc:  # the session must stay readable whatever happened to it
             out.append(Violation("unreadable", sid, f"{type(exc).__name__}: {exc.message}"))
-            await _keep_history(manager, sid)
+            await keep_history(manager, sid)
             continue
         # 1. contiguous transcript of turn_count turns
         if not _contiguous(history) or len(history) != state.turn_count:

@@ -44,6 +44,7 @@ from tests.faults.model import (
     Runner,
     Violation,
     check,
+    keep_history,
     make_schedule,
     replay_runs,
 )
@@ -116,6 +117,8 @@ async def run_schedule(
         manager, runner.ledger, restore_all=seed % RESTORE_ALL_EVERY == 0, store=store
     )
     violations += await replay_runs(manager, runner.ledger)
+    for sid in {v.session_id for v in violations if v.session_id in runner.ledger.sessions}:
+        await keep_history(manager, sid)  # for a look at what the run did
     runner.ledger.seconds["(schedule)"] += ran - started
     runner.ledger.seconds["(check)"] += time.monotonic() - ran
     _record(backend, seed, runner, violations)
