@@ -562,25 +562,24 @@ async def replay_runs(manager: SessionManager, ledger: Ledger) -> list[Violation
 
 
 def _write_history(name: str, history: WorkflowHistory) -> None:
+    """``history`` to ``$DURABLE_SESSIONS_MODEL_HISTORIES/<name>.json`` (when set), for
+    ``Replayer`` and a look at the events."""
     folder = os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / f"{name}.json").write_text(history.to_json())
 
 
-async def keep_history(manager: SessionManager, sid: str) -> None:
-    """Write a failing session's history to ``$DURABLE_SESSIONS_MODEL_HISTORIES/<sid>.json``
-    (when set), for ``Replayer`` and a look at the events."""
-    folder = os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES")
-    if not folder:
+async def keep_histories(
+    manager: SessionManager, ledger: Ledger, violations: list[Violation]
+) -> None:
+    """Keep the current run's history of every session of the schedule with a violation
+    (when ``$DURABLE_SESSIONS_MODEL_HISTORIES`` is set)."""
+    if not os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES"):
         return
-    history = await manager.client.get_workflow_handle(sid).fetch_history()
-
-    def write() -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"{sid}.json").write_text(history.to_json())
-
-    await asyncio.to_thread(write)
+    for sid in {v.session_id for v in violations if v.session_id in ledger.sessions}:
+        history = await manager.client.get_workflow_handle(sid).fetch_history()
+        await asyncio.to_thread(_write_history, sid, history)
 
 
 async def check(
@@ -607,7 +606,6 @@ async def check(
             history = await _patiently(lambda sid=sid: manager.history(sid))
         except SessionError as exc:  # the session must stay readable whatever happened to it
             out.append(Violation("unreadable", sid, f"{type(exc).__name__}: {exc.message}"))
-            await keep_history(manager, sid)
             continue
         # 1. contiguous transcript of turn_count turns
         if not _contiguous(history) or len(history) != state.turn_count:

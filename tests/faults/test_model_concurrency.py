@@ -44,7 +44,7 @@ from tests.faults.model import (
     Runner,
     Violation,
     check,
-    keep_history,
+    keep_histories,
     make_schedule,
     replay_runs,
 )
@@ -117,8 +117,7 @@ async def run_schedule(
         manager, runner.ledger, restore_all=seed % RESTORE_ALL_EVERY == 0, store=store
     )
     violations += await replay_runs(manager, runner.ledger)
-    for sid in {v.session_id for v in violations if v.session_id in runner.ledger.sessions}:
-        await keep_history(manager, sid)  # for a look at what the run did
+    await keep_histories(manager, runner.ledger, violations)
     runner.ledger.seconds["(schedule)"] += ran - started
     runner.ledger.seconds["(check)"] += time.monotonic() - ran
     _record(backend, seed, runner, violations)
@@ -225,6 +224,7 @@ async def test_schedules_with_worker_killed(
         await runner.settle()
         violations = await check(manager, runner.ledger, restore_all=True)
         violations += await replay_runs(manager, runner.ledger)
+        await keep_histories(manager, runner.ledger, violations)
         _record("PostgreSQL, worker process killed -9", seed, runner, violations)
         if violations:
             failures.append(_fail_message(seed, runner, violations))

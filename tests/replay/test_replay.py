@@ -104,12 +104,9 @@ def test_workers_of_this_version_apply_each_activation_as_one_batch() -> None:
     """Workers of this version turn on the SDK's single-batch activations (workflow logic flag
     2, ``plugin.single_batch_activations``); the history says so from the first task, and
     replay follows it (it holds updates rejected while an operation awaited activities)."""
-    for name in ("single_batch_v3",):
-        events = load(HISTORIES_DIR / f"{name}.json").events
-        first = next(
-            e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-        )
-        assert 2 in first.workflow_task_completed_event_attributes.sdk_metadata.lang_used_flags
+    events = load(HISTORIES_DIR / "single_batch_v3.json").events
+    first = next(e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    assert 2 in first.workflow_task_completed_event_attributes.sdk_metadata.lang_used_flags
 
 
 @workflow.defn(name="Session")

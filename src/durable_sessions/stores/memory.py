@@ -49,10 +49,11 @@ class InMemorySessionStore:
         for turn in batch.turns:
             assert turn.seq is not None
             log[turn.seq] = turn.model_copy(deep=True)
-        for cp_id, cp in list(self._checkpoints.items()) if strays else []:
-            mine = cp.session_id == state.session_id and cp.generation == state.generation
-            if mine and any(seq not in log for seq in range(state.turn_count, cp.turn_count)):
-                del self._checkpoints[cp_id]  # written by a timed-out task's flush
+        if strays:  # only then can a checkpoint past the head have lost its turns
+            for cp_id, cp in list(self._checkpoints.items()):
+                mine = cp.session_id == state.session_id and cp.generation == state.generation
+                if mine and any(seq not in log for seq in range(state.turn_count, cp.turn_count)):
+                    del self._checkpoints[cp_id]  # written by a timed-out task's flush
         for cp in batch.checkpoints:
             self._checkpoints[cp.checkpoint_id] = cp.model_copy(deep=True)
         await self.upsert_session(state)
