@@ -9,8 +9,13 @@ from durable_sessions.errors import (
     SessionCapacityError,
     SessionNotFoundError,
 )
-from durable_sessions.models import SessionConfig, SessionStatus, SessionTurn
-from durable_sessions.stores.base import read_transcript
+from durable_sessions.models import (
+    Checkpoint,
+    SessionConfig,
+    SessionStatus,
+    SessionTurn,
+)
+from durable_sessions.stores.base import PersistBatch, read_transcript
 from tests.helpers import assert_eventually
 from tests.integration.conftest import Stack
 
@@ -184,3 +189,54 @@ async def test_truncate_moves_the_head_and_keeps_the_log(stack: Stack) -> None:
         assert len(await stack.store.get_own_turns(s.session_id, 0, 0, 10)) == 5
 
     await assert_eventually(logged)
+
+
+async def test_a_head_move_drops_rows_a_timed_out_task_left_past_the_head(stack: Stack) -> None:
+    """A flush in a workflow task that then timed out stays in the store: here turns past the
+    head of generation 0 and, as if that task had also moved the head, a turn and a checkpoint
+    in generation 1. The retried task's head move (a truncate from head 5) drops them all."""
+    m = stack.manager
+    s = await m.create("strays")
+    for i in range(5):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+
+    async def flushed() -> None:
+        stored = await stack.store.get_session(s.session_id)
+        assert stored is not None and stored.turn_count == 5
+
+    await assert_eventually(flushed)
+    header = await stack.store.get_session(s.session_id)
+    assert header is not None
+    ghost_turns = [
+        SessionTurn(turn_id=f"x{i}", role="user", content=f"x{i}", seq=i) for i in (5, 6)
+    ]
+    await stack.store.persist(
+        PersistBatch(state=header.model_copy(update={"turn_count": 7}), turns=ghost_turns)
+    )
+    await stack.store.add_generation(s.session_id, 1, 0, 1)
+    gen1 = header.model_copy(update={"generation": 1, "turn_count": 2})
+    await stack.store.persist(
+        PersistBatch(
+            state=gen1,
+            turns=[SessionTurn(turn_id="y1", role="user", content="y1", seq=1)],
+            checkpoints=[
+                Checkpoint(
+                    checkpoint_id="ghost",
+                    session_id=s.session_id,
+                    generation=1,
+                    turn_count=2,
+                    reason="auto",
+                    created_at=header.updated_at,
+                )
+            ],
+        )
+    )
+
+    state = await m.truncate(s.session_id, 3)
+    assert (state.generation, state.turn_count) == (1, 3)
+    old = await stack.store.get_own_turns(s.session_id, 0, 0, 100)
+    assert [t.content for t in old] == [f"t{i}" for i in range(5)]
+    assert await stack.store.get_own_turns(s.session_id, 1, 0, 100) == []
+    assert "ghost" not in {c.checkpoint_id for c in await m.list_checkpoints(s.session_id)}
+    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
+    assert (await m.add_turn(s.session_id, turn("t3 again"))).seq == 3

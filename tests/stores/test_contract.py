@@ -947,3 +947,42 @@ async def test_a_checkpoint_left_by_a_timed_out_flush_goes_with_its_stray_turns(
         [checkpoint("restore", "s1", 2, generation=1)],
     )
     assert {c.checkpoint_id for c in await store.list_checkpoints("s1")} == {"ok", "six", "restore"}
+
+
+async def test_moving_the_head_drops_what_timed_out_tasks_left_past_it(
+    store: SessionStore,
+) -> None:
+    """A flush in a workflow task that then timed out wrote turn x at seq 3 of generation 0, a
+    checkpoint past the head, and, having moved the head itself, turn y and a checkpoint in
+    generation 1. The retried task moved the head first, from head 3: recording generation 1
+    with ``prior_head`` drops all of that, and nothing under the head or of another session."""
+    await persist(
+        store, header("s1", turn_count=3), turns("a", range(3)), [checkpoint("ok", "s1", 3)]
+    )
+    await persist(store, header("s2", turn_count=5), turns("o", range(5)))
+    await persist(
+        store, header("s1", turn_count=5), turns("x", range(3, 5)), [checkpoint("gone", "s1", 5)]
+    )
+    await store.add_generation("s1", 1, 0, 1)
+    await persist(
+        store,
+        header("s1", turn_count=2, generation=1),
+        turns("y", range(1, 2)),
+        [checkpoint("ghost", "s1", 2, generation=1)],
+    )
+
+    await store.add_generation("s1", 1, 0, 2, prior_head=3)
+    for hi in (5, 100):  # 5: inside what a cache in front of the store has seen written
+        assert ids(await store.get_own_turns("s1", 0, 0, hi)) == ["a-0", "a-1", "a-2"]
+    assert await store.get_own_turns("s1", 1, 1, 2) == []
+    assert await store.get_own_turns("s1", 1, 0, 100) == []
+    assert [c.checkpoint_id for c in await store.list_checkpoints("s1")] == ["ok"]
+    assert await store.get_generation_parent("s1", 1) == (0, 2)
+    assert len(await store.get_own_turns("s2", 0, 0, 100)) == 5
+    await persist(store, header("s1", turn_count=3, generation=1), turns("z", range(2, 3)))
+    assert ids(await read_transcript(store, "s1")) == ["a-0", "a-1", "z-2"]
+
+    # Without prior_head (a workflow of an earlier version) nothing but the record changes.
+    await persist(store, header("s1", turn_count=5, generation=1), turns("w", range(3, 5)))
+    await store.add_generation("s1", 2, 1, 4)
+    assert ids(await store.get_own_turns("s1", 1, 0, 100)) == ["z-2", "w-3", "w-4"]

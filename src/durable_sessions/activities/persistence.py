@@ -88,7 +88,11 @@ class PersistenceActivities:
     async def record_generation(self, record: GenerationRecord) -> None:
         await classify_failures(
             lambda: self.store.add_generation(
-                record.session_id, record.generation, record.parent_generation, record.fork_seq
+                record.session_id,
+                record.generation,
+                record.parent_generation,
+                record.fork_seq,
+                prior_head=record.prior_head,
             )
         )
 

@@ -249,9 +249,17 @@ class EncryptedStore:
         return await self._open_states(await self.inner.list_branches(parent_session_id))
 
     async def add_generation(
-        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+        self,
+        session_id: str,
+        generation: int,
+        parent_generation: int,
+        fork_seq: int,
+        *,
+        prior_head: int | None = None,
     ) -> None:
-        await self.inner.add_generation(session_id, generation, parent_generation, fork_seq)
+        await self.inner.add_generation(
+            session_id, generation, parent_generation, fork_seq, prior_head=prior_head
+        )
 
     async def get_generation_parent(
         self, session_id: str, generation: int

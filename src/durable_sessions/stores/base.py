@@ -104,10 +104,23 @@ class SessionStore(Protocol):
         """Direct branches of a session, oldest first."""
 
     async def add_generation(
-        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+        self,
+        session_id: str,
+        generation: int,
+        parent_generation: int,
+        fork_seq: int,
+        *,
+        prior_head: int | None = None,
     ) -> None:
         """Record that ``generation`` of a session forks ``parent_generation`` at ``fork_seq``.
-        Idempotent."""
+        Idempotent.
+
+        ``prior_head`` is the head (``turn_count``) of the generation being left,
+        ``generation - 1``, when the workflow moves its head. Every turn under it was flushed
+        first, so that generation's rows at ``seq >= prior_head`` and its checkpoints past it,
+        and any row or checkpoint of ``generation`` itself, were written by flushes of workflow
+        tasks that then timed out (see ``PersistBatch``): the same transaction deletes them.
+        """
 
     async def get_generation_parent(
         self, session_id: str, generation: int

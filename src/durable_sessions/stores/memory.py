@@ -95,9 +95,26 @@ class InMemorySessionStore:
         return rows
 
     async def add_generation(
-        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+        self,
+        session_id: str,
+        generation: int,
+        parent_generation: int,
+        fork_seq: int,
+        *,
+        prior_head: int | None = None,
     ) -> None:
         self._generations[(session_id, generation)] = (parent_generation, fork_seq)
+        if prior_head is None:
+            return
+        # Strays of timed-out workflow tasks' flushes: see ``SessionStore.add_generation``.
+        left = self._turns.get((session_id, generation - 1), {})
+        for seq in [s for s in left if s >= prior_head]:
+            del left[seq]
+        self._turns.pop((session_id, generation), None)
+        for cp_id, cp in list(self._checkpoints.items()):
+            past = cp.generation == generation - 1 and cp.turn_count > prior_head
+            if cp.session_id == session_id and (past or cp.generation == generation):
+                del self._checkpoints[cp_id]
 
     async def get_generation_parent(
         self, session_id: str, generation: int

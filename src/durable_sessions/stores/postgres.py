@@ -250,18 +250,40 @@ class PostgresSessionStore(PgPoolOwner):
         await pool.execute(self._sql_upsert_session, *_ROWS.session_args(state))
 
     async def add_generation(
-        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+        self,
+        session_id: str,
+        generation: int,
+        parent_generation: int,
+        fork_seq: int,
+        *,
+        prior_head: int | None = None,
     ) -> None:
         pool = await self._get_pool()
-        await pool.execute(
-            f"INSERT INTO {self._s}.generations"
+        s = self._s
+        record = (
+            f"INSERT INTO {s}.generations"
             " (session_id, generation, parent_generation, fork_seq) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (session_id, generation) DO UPDATE SET"
-            " parent_generation = EXCLUDED.parent_generation, fork_seq = EXCLUDED.fork_seq",
+            " parent_generation = EXCLUDED.parent_generation, fork_seq = EXCLUDED.fork_seq"
+        )
+        if prior_head is None:
+            await pool.execute(record, session_id, generation, parent_generation, fork_seq)
+            return
+        # One statement, one transaction: strays of timed-out workflow tasks' flushes go with
+        # the record (see SessionStore.add_generation).
+        await pool.execute(
+            f"WITH g AS ({record}),"
+            f" t AS (DELETE FROM {s}.turns WHERE sid IN"
+            f" (SELECT sid FROM {s}.sessions WHERE session_id = $1)"
+            " AND ((generation = $2 - 1 AND seq >= $5) OR generation = $2)),"
+            f" c AS (DELETE FROM {s}.checkpoints WHERE session_id = $1"
+            " AND ((generation = $2 - 1 AND turn_count > $5) OR generation = $2))"
+            " SELECT 1",
             session_id,
             generation,
             parent_generation,
             fork_seq,
+            prior_head,
         )
 
     async def delete_session(self, session_id: str) -> bool:

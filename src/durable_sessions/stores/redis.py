@@ -163,19 +163,22 @@ class RedisSessionStore(RedisKeys):
         await self._write_through(state, [])
 
     async def add_generation(
-        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+        self,
+        session_id: str,
+        generation: int,
+        parent_generation: int,
+        fork_seq: int,
+        *,
+        prior_head: int | None = None,
     ) -> None:
-        await self.inner.add_generation(session_id, generation, parent_generation, fork_seq)
-        # Immutable once written: cache it right away (an idempotent rewrite is the same value).
-        key = self._k_gen_parents(session_id)
-
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, str(generation), f"{parent_generation}:{fork_seq}")
-                pipe.pexpire(key, self._ttl_ms)
-                await pipe.execute()
-
-        await self._mirror(session_id, write)
+        await self.inner.add_generation(
+            session_id, generation, parent_generation, fork_seq, prior_head=prior_head
+        )
+        sid = session_id
+        keys = [self._k_gen_parents(sid), self._k_version(sid)]
+        keys += [self._k_turns(sid, generation - 1), self._k_turns(sid, generation)]
+        args = [self._ttl_ms, generation, f"{parent_generation}:{fork_seq}", prior_head is not None]
+        await self._mirror(sid, lambda: self._script(_lua.ADD_GENERATION, keys, [*map(str, args)]))
 
     async def delete_session(self, session_id: str) -> bool:
         state = await self._cached_or_inner_header(session_id)

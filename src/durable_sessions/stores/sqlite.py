@@ -210,7 +210,13 @@ class SQLiteSessionStore(SQLiteThread):
         await self._run(write)
 
     async def add_generation(
-        self, session_id: str, generation: int, parent_generation: int, fork_seq: int
+        self,
+        session_id: str,
+        generation: int,
+        parent_generation: int,
+        fork_seq: int,
+        *,
+        prior_head: int | None = None,
     ) -> None:
         def write(conn: sqlite3.Connection) -> None:
             with _write(conn):
@@ -220,6 +226,20 @@ class SQLiteSessionStore(SQLiteThread):
                     " parent_generation = excluded.parent_generation,"
                     " fork_seq = excluded.fork_seq",
                     (session_id, generation, parent_generation, fork_seq),
+                )
+                if prior_head is None:
+                    return
+                # Strays of timed-out workflow tasks' flushes: see SessionStore.add_generation.
+                conn.execute(
+                    "DELETE FROM turns WHERE sid IN"
+                    " (SELECT sid FROM sessions WHERE session_id = ?1)"
+                    " AND ((generation = ?2 - 1 AND seq >= ?3) OR generation = ?2)",
+                    (session_id, generation, prior_head),
+                )
+                conn.execute(
+                    "DELETE FROM checkpoints WHERE session_id = ?1"
+                    " AND ((generation = ?2 - 1 AND turn_count > ?3) OR generation = ?2)",
+                    (session_id, generation, prior_head),
                 )
 
         await self._run(write)

@@ -126,6 +126,7 @@ class HeadHandlers(SessionBase):
                 generation=new_generation,
                 parent_generation=generation,
                 fork_seq=turn_count,
+                prior_head=self._state.turn_count,
             )
         )
         self._state.generation = new_generation

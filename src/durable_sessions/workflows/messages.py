@@ -177,6 +177,9 @@ class GenerationRecord(BaseModel):
     generation: int
     parent_generation: int
     fork_seq: int
+    prior_head: int | None = None
+    """Head of the generation being left (``generation - 1``); the store drops strays past it
+    (``SessionStore.add_generation``). None from workflows of earlier versions."""
 
 
 class TranscriptTailRequest(BaseModel):
