@@ -40,6 +40,7 @@ __all__ = [
     "load_checkpoint",
     "load_transcript_tail",
     "load_turns_page",
+    "load_turns_range",
     "persist_batch",
     "range_totals",
     "record_generation",
@@ -132,6 +133,23 @@ async def branch_names(session_id: str) -> list[str]:
 
 async def load_turns_page(request: TurnsPageRequest) -> list[SessionTurn]:
     return await _store_call("load_turns_page", request, list[SessionTurn])
+
+
+async def load_turns_range(session_id: str, generation: int, lo: int, hi: int) -> list[SessionTurn]:
+    """The transcript's turns ``lo <= seq < hi`` (of ``generation``), page by page."""
+    turns: list[SessionTurn] = []
+    offset = lo
+    while offset < hi:
+        page = await load_turns_page(
+            TurnsPageRequest(
+                session_id=session_id, generation=generation, turn_count=hi, offset=offset
+            )
+        )
+        if not page:
+            break
+        turns.extend(page)
+        offset = (page[-1].seq or offset) + 1
+    return turns
 
 
 async def existing_turn_ids(request: ExistingTurnsRequest) -> list[str]:

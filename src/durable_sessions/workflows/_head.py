@@ -77,13 +77,22 @@ class HeadHandlers(SessionBase):
             )
         return cp
 
-    async def _rewind(self, checkpoint_id: str) -> None:
-        """Move the head to a checkpoint; rewound turns stay in the log. Holds the lock."""
+    async def _rewind(self, checkpoint_id: str, *, own_head: bool = True) -> None:
+        """Move the head to a checkpoint; rewound turns stay in the log. Holds the lock.
+
+        ``own_head`` is False when the head came from the store (a closed session brought
+        back), not from this workflow: then nothing past it is taken for a stray.
+        """
         await self._flush()
         cp = await self._load_checkpoint(checkpoint_id)
         self._state.metadata = dict(cp.metadata)
         await self._move_head(
-            cp.generation, cp.turn_count, cp.total_tokens, cp.total_cost, checkpoint_id
+            cp.generation,
+            cp.turn_count,
+            cp.total_tokens,
+            cp.total_cost,
+            checkpoint_id,
+            own_head=own_head,
         )
 
     async def _range_totals(self, offset: int) -> tuple[int, float]:
@@ -111,13 +120,22 @@ class HeadHandlers(SessionBase):
         )
 
     async def _move_head(
-        self, generation: int, turn_count: int, tokens: int, cost: float, origin: str
+        self,
+        generation: int,
+        turn_count: int,
+        tokens: int,
+        cost: float,
+        origin: str,
+        *,
+        own_head: bool = True,
     ) -> None:
         """Start a new generation forked from ``generation`` at ``turn_count`` (copy-on-write).
 
         Every turn is flushed before this runs, and the caller holds the operation lock: the
         awaits below (recording the generation, reading the new tail) must not see a turn
         accepted under the old head, which would take a ``seq`` the new head gives again.
+        So the store may drop whatever lies past the head being left (``prior_head``): only
+        a flush of a workflow task that then timed out can have put it there.
         """
         new_generation = self._state.generation + 1
         await calls.record_generation(
@@ -126,7 +144,7 @@ class HeadHandlers(SessionBase):
                 generation=new_generation,
                 parent_generation=generation,
                 fork_seq=turn_count,
-                prior_head=self._state.turn_count,
+                prior_head=self._state.turn_count if own_head else None,
             )
         )
         self._state.generation = new_generation
@@ -389,7 +407,10 @@ class HeadHandlers(SessionBase):
     async def merge(self, request: MergeRequest) -> SessionState:
         """Copy chosen turns of another session into this one, exactly once per source turn."""
         self._count_message()
-        source = await self._load_source(request)
+        # Another session: read without the lock.
+        source = await calls.load_turns_range(
+            request.source_session_id, request.source_generation, request.lo, request.hi
+        )
         try:
             candidates = plan_merge(request.source_session_id, source, request.spec, set())
         except ValueError as exc:
@@ -424,25 +445,6 @@ class HeadHandlers(SessionBase):
             self._flusher.header_dirty = True
             await self._flush()
         return self._state
-
-    async def _load_source(self, request: MergeRequest) -> list[SessionTurn]:
-        """The source's turns ``lo <= seq < hi``, page by page (it is another session: no lock)."""
-        source: list[SessionTurn] = []
-        offset = request.lo
-        while offset < request.hi:
-            page = await calls.load_turns_page(
-                TurnsPageRequest(
-                    session_id=request.source_session_id,
-                    generation=request.source_generation,
-                    turn_count=request.hi,
-                    offset=offset,
-                )
-            )
-            if not page:
-                break
-            source.extend(page)
-            offset = (page[-1].seq or offset) + 1
-        return source
 
     @merge.validator
     def _validate_merge(self, request: MergeRequest) -> None:

@@ -93,7 +93,7 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
         self._serializing()
         if input.restore_checkpoint_id is not None:
             async with self._operation():
-                await self._rewind(input.restore_checkpoint_id)
+                await self._rewind(input.restore_checkpoint_id, own_head=False)
         if self._state.status.is_terminal:  # nothing to run (e.g. an already closed input)
             await self._flush()
             return self._state
