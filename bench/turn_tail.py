@@ -1,0 +1,100 @@
+"""Which `add_turn` calls are the slow tail, and what their workflow task also carried.
+
+    python -m bench.turn_tail [--calls 1500]
+
+One session, one sequential caller, default `SessionConfig`, PostgreSQL. Afterwards every run of
+the session is read from Temporal, and each call is matched (in order) to the workflow task that
+accepted its update. The slowest 2% of calls are then grouped by the other events of that task
+(a flush's local-activity marker, a timer, a continue-as-new), next to how many calls overall
+had a task of that kind. Prints a small markdown report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from bench.common import log, postgres_dsn, postgres_store, run_main, start_dev_server
+from durable_sessions.client import SessionManager
+from durable_sessions.models import SessionConfig, SessionTurn
+from durable_sessions.worker import create_worker
+
+_UPDATE_ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+_IGNORED = {
+    _UPDATE_ACCEPTED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+}
+
+
+async def task_kinds(client: Client, session_id: str) -> list[tuple[str, ...]]:
+    """For every accepted update of every run, in order: the other events of its task."""
+    runs = [r async for r in client.list_workflows(f"WorkflowId = '{session_id}'")]
+    runs.sort(key=lambda r: r.start_time)
+    kinds: list[tuple[str, ...]] = []
+    for run in runs:
+        history = await client.get_workflow_handle(session_id, run_id=run.run_id).fetch_history()
+        tasks: list[list[EventType.ValueType]] = []
+        for event in history.events:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                tasks.append([])
+            elif tasks:
+                tasks[-1].append(event.event_type)
+        for events in tasks:
+            other = tuple(
+                sorted(
+                    {EventType.Name(k).removeprefix("EVENT_TYPE_") for k in events}
+                    - {EventType.Name(k).removeprefix("EVENT_TYPE_") for k in _IGNORED}
+                )
+            )
+            kinds.extend(other for k in events if k == _UPDATE_ACCEPTED)
+    return kinds
+
+
+async def main(calls: int) -> int:
+    env = await start_dev_server()
+    try:
+        async with postgres_store(await postgres_dsn(), "turn_tail") as store:
+            manager = SessionManager(env.client, store, SessionConfig(), "turn-tail")
+            async with create_worker(env.client, store, task_queue="turn-tail"):
+                session = await manager.create("turn-tail")
+                latencies: list[float] = []
+                log(f"{calls} sequential add_turn calls into one session ...")
+                for i in range(calls):
+                    turn = SessionTurn(role="user", content=f"turn {i} " + "x" * 480)
+                    started = time.perf_counter()
+                    await manager.add_turn(session.session_id, turn)
+                    latencies.append((time.perf_counter() - started) * 1000)
+                kinds = await task_kinds(env.client, session.session_id)
+    finally:
+        await env.shutdown()
+    if len(kinds) != len(latencies):
+        log(f"matched {len(kinds)} accepted updates to {len(latencies)} calls: not one to one")
+        return 1
+    ranked = sorted(range(calls), key=lambda i: -latencies[i])
+    tail = ranked[: max(1, calls // 50)]
+    in_tail = Counter(kinds[i] for i in tail)
+    overall = Counter(kinds)
+    p99 = sorted(latencies)[int(calls * 0.99)]
+    print("## Where the add_turn tail comes from (one session, sequential)\n")
+    print(f"{calls} calls: p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms.\n")
+    print("| what the call's workflow task also held | calls in the slowest 2% | calls |")
+    print("| --- | ---: | ---: |")
+    for kind, n in in_tail.most_common():
+        print(f"| {', '.join(kind) or '(nothing else)'} | {n} | {overall[kind]} |")
+    slowest = ", ".join(f"{latencies[i]:.0f}" for i in ranked[:10])
+    print(f"\nSlowest 10 calls, ms: {slowest}.")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1500)
+    args = parser.parse_args()
+    run_main(lambda: main(args.calls))
