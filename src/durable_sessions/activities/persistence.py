@@ -9,6 +9,7 @@ stays retryable and Temporal retries it with backoff.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -26,9 +27,11 @@ from durable_sessions.workflows.messages import (
     TurnsPageRequest,
 )
 
-__all__ = ["PersistenceActivities", "classify_failures"]
+__all__ = ["PersistenceActivities", "add_generation", "classify_failures"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("durable_sessions.activities.persistence")
 
 _NON_RETRYABLE_NAMES = frozenset(
     {
@@ -67,6 +70,25 @@ async def classify_failures(call: Callable[[], Awaitable[T]]) -> T:
         raise
 
 
+async def add_generation(store: SessionStore, record: GenerationRecord) -> None:
+    """``store.add_generation`` with the record's ``prior_head``; a store written before that
+    keyword existed gets the call without it (its strays stay, as they did), and a warning."""
+    args = (record.session_id, record.generation, record.parent_generation, record.fork_seq)
+    if record.prior_head is not None:
+        try:
+            await store.add_generation(*args, prior_head=record.prior_head)
+            return
+        except TypeError as exc:
+            if "prior_head" not in str(exc):
+                raise
+            log.warning(
+                "%s.add_generation takes no prior_head: what timed-out workflow tasks left past "
+                "a head is not cleaned up (see SessionStore.add_generation)",
+                type(store).__name__,
+            )
+    await store.add_generation(*args)
+
+
 class PersistenceActivities:
     """Activities bound to one store (an asyncpg pool, a SQLite file, ...)."""
 
@@ -86,15 +108,7 @@ class PersistenceActivities:
 
     @activity.defn(name="record_generation")
     async def record_generation(self, record: GenerationRecord) -> None:
-        await classify_failures(
-            lambda: self.store.add_generation(
-                record.session_id,
-                record.generation,
-                record.parent_generation,
-                record.fork_seq,
-                prior_head=record.prior_head,
-            )
-        )
+        await classify_failures(lambda: add_generation(self.store, record))
 
     @activity.defn(name="load_transcript_tail")
     async def load_transcript_tail(self, request: TranscriptTailRequest) -> list[SessionTurn]:
