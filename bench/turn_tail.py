@@ -1,10 +1,11 @@
 """Which `add_turn` calls are the slow tail, and what their workflow task also carried.
 
-    python -m bench.turn_tail [--calls 1500]
+    python -m bench.turn_tail [--calls 1500] [--sessions 1]
 
-One session, one sequential caller, default `SessionConfig`, PostgreSQL. Afterwards every run of
-the session is read from Temporal, and each call is matched (in order) to the workflow task that
-accepted its update. The slowest 2% of calls are then grouped by the other events of that task
+``--sessions`` sessions, one sequential caller each (all at once), ``--calls`` calls in all,
+default `SessionConfig`, PostgreSQL. Afterwards every run of every session is read from
+Temporal, and each call is matched (in order, per session) to the workflow task that accepted
+its update. The slowest 2% of calls are then grouped by the other events of that task
 (a flush's local-activity marker, a timer, a continue-as-new), next to how many calls overall
 had a task of that kind. Prints a small markdown report.
 """
@@ -12,6 +13,7 @@ had a task of that kind. Prints a small markdown report.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 from collections import Counter
@@ -57,23 +59,34 @@ async def task_kinds(client: Client, session_id: str) -> list[tuple[str, ...]]:
     return kinds
 
 
-async def main(calls: int) -> int:
+async def main(calls: int, sessions: int) -> int:
     env = await start_dev_server()
+    per_session = calls // sessions
+    latencies: list[float] = []
+    kinds: list[tuple[str, ...]] = []
     try:
         async with postgres_store(await postgres_dsn(), "turn_tail") as store:
             manager = SessionManager(env.client, store, SessionConfig(), "turn-tail")
             async with create_worker(env.client, store, task_queue="turn-tail"):
-                session = await manager.create("turn-tail")
-                latencies: list[float] = []
-                log(f"{calls} sequential add_turn calls into one session ...")
-                for i in range(calls):
-                    turn = SessionTurn(role="user", content=f"turn {i} " + "x" * 480)
-                    started = time.perf_counter()
-                    await manager.add_turn(session.session_id, turn)
-                    latencies.append((time.perf_counter() - started) * 1000)
-                kinds = await task_kinds(env.client, session.session_id)
+                ids = [(await manager.create("turn-tail")).session_id for _ in range(sessions)]
+                log(f"{per_session} sequential add_turn calls into each of {sessions} sessions")
+
+                async def caller(session_id: str) -> list[float]:
+                    took: list[float] = []
+                    for i in range(per_session):
+                        turn = SessionTurn(role="user", content=f"turn {i} " + "x" * 480)
+                        started = time.perf_counter()
+                        await manager.add_turn(session_id, turn)
+                        took.append((time.perf_counter() - started) * 1000)
+                    return took
+
+                for took in await asyncio.gather(*(caller(sid) for sid in ids)):
+                    latencies.extend(took)
+                for sid in ids:
+                    kinds.extend(await task_kinds(env.client, sid))
     finally:
         await env.shutdown()
+    calls = len(latencies)
     if len(kinds) != len(latencies):
         log(f"matched {len(kinds)} accepted updates to {len(latencies)} calls: not one to one")
         return 1
@@ -82,7 +95,7 @@ async def main(calls: int) -> int:
     in_tail = Counter(kinds[i] for i in tail)
     overall = Counter(kinds)
     p99 = sorted(latencies)[int(calls * 0.99)]
-    print("## Where the add_turn tail comes from (one session, sequential)\n")
+    print(f"## Where the add_turn tail comes from ({sessions} session(s), sequential callers)\n")
     print(f"{calls} calls: p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms.\n")
     print("| what the call's workflow task also held | calls in the slowest 2% | calls |")
     print("| --- | ---: | ---: |")
@@ -95,6 +108,7 @@ async def main(calls: int) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=1500)
+    parser.add_argument("--calls", type=int, default=1500, help="in all")
+    parser.add_argument("--sessions", type=int, default=1)
     args = parser.parse_args()
-    run_main(lambda: main(args.calls))
+    run_main(lambda: main(args.calls, args.sessions))
