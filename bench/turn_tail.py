@@ -28,11 +28,12 @@ from durable_sessions.worker import create_worker
 
 _UPDATE_ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
 _IGNORED = {
-    _UPDATE_ACCEPTED,
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
-    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
-    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    "WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+    "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
+    "WORKFLOW_TASK_SCHEDULED",
+    "WORKFLOW_TASK_STARTED",
 }
+"""Events every answered update's task holds: not what tells the tasks apart."""
 
 
 async def task_kinds(client: Client, session_id: str) -> list[tuple[str, ...]]:
@@ -50,10 +51,7 @@ async def task_kinds(client: Client, session_id: str) -> list[tuple[str, ...]]:
                 tasks[-1].append(event.event_type)
         for events in tasks:
             other = tuple(
-                sorted(
-                    {EventType.Name(k).removeprefix("EVENT_TYPE_") for k in events}
-                    - {EventType.Name(k).removeprefix("EVENT_TYPE_") for k in _IGNORED}
-                )
+                sorted({EventType.Name(k).removeprefix("EVENT_TYPE_") for k in events} - _IGNORED)
             )
             kinds.extend(other for k in events if k == _UPDATE_ACCEPTED)
     return kinds

@@ -147,14 +147,14 @@ return 1
 """
 
 # KEYS: 1 generation parents hash, 2 session version, 3 turns of generation - 1, 4 turns of
-#       generation. ARGV: 1 ttl ms, 2 generation, 3 'parent:fork_seq', 4 'True' when the store
+#       generation. ARGV: 1 ttl ms, 2 generation, 3 'parent:fork_seq', 4 '1' when the store
 #       dropped the strays of both generations (SessionStore.add_generation's prior_head).
 # A generation's parent is immutable once written: it is cached right away (an idempotent
 # rewrite writes the same value). Dropping strays moves the version, so no read from before lands.
 ADD_GENERATION = """
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-if ARGV[4] == 'True' then
+if ARGV[4] == '1' then
   redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
   redis.call('DEL', KEYS[3], KEYS[4])

@@ -174,11 +174,11 @@ class RedisSessionStore(RedisKeys):
         await self.inner.add_generation(
             session_id, generation, parent_generation, fork_seq, prior_head=prior_head
         )
-        sid = session_id
-        keys = [self._k_gen_parents(sid), self._k_version(sid)]
-        keys += [self._k_turns(sid, generation - 1), self._k_turns(sid, generation)]
-        args = [self._ttl_ms, generation, f"{parent_generation}:{fork_seq}", prior_head is not None]
-        await self._mirror(sid, lambda: self._script(_lua.ADD_GENERATION, keys, [*map(str, args)]))
+        keys = [self._k_gen_parents(session_id), self._k_version(session_id)]
+        keys += [self._k_turns(session_id, generation - 1), self._k_turns(session_id, generation)]
+        dropped = "1" if prior_head is not None else "0"
+        args = [self._ttl_ms, generation, f"{parent_generation}:{fork_seq}", dropped]
+        await self._mirror(session_id, lambda: self._script(_lua.ADD_GENERATION, keys, args))
 
     async def delete_session(self, session_id: str) -> bool:
         state = await self._cached_or_inner_header(session_id)
