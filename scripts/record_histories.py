@@ -160,6 +160,24 @@ async def main() -> None:
             await client.get_workflow_handle(sid).result()
             await save(client, sid, "single_batch_v3")
 
+            # 0e. Features 6: a run that fills up (50 events) continues as new without flushing
+            # first; its pending turns and auto checkpoints go over in the input, and the next
+            # run stores them (both runs recorded; a signal and a checkpoint after).
+            cfg = SessionConfig(
+                max_events_per_run=50, flush_interval=30, auto_checkpoint_interval=3
+            )
+            s = await m.create("recorder", config=cfg)
+            sid = s.session_id
+            first_run = (await client.get_workflow_handle(sid).describe()).run_id
+            for i in range(12):
+                await m.add_turn(sid, SessionTurn(role="user", content=f"carried {i}"))
+            await m.send_turn(sid, SessionTurn(role="assistant", content="by signal"))
+            await m.checkpoint(sid)
+            await m.close(sid)
+            await client.get_workflow_handle(sid).result()
+            await save(client, sid, "carry_over_v6", run_id=first_run)
+            await save(client, sid, "carry_over_continued_v6")
+
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})
             for i in range(4):

@@ -47,6 +47,8 @@ def test_histories_are_recorded() -> None:
         "small_idle_v3",
         "small_idle_continued_v3",
         "single_batch_v3",
+        "carry_over_v6",
+        "carry_over_continued_v6",
     } <= names
 
 
@@ -107,6 +109,26 @@ def test_workers_of_this_version_apply_each_activation_as_one_batch() -> None:
     events = load(HISTORIES_DIR / "single_batch_v3.json").events
     first = next(e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
     assert 2 in first.workflow_task_completed_event_attributes.sdk_metadata.lang_used_flags
+
+
+def test_runs_of_features_6_carry_pending_turns_over() -> None:
+    """A run of features 6 that fills up continues as new with no local activity (no flush)
+    in it: its pending turns and checkpoints, and since when they waited, go in the next run's
+    input, and the next run stores them."""
+    first = load(HISTORIES_DIR / "carry_over_v6.json").events
+    started = first[0].workflow_execution_started_event_attributes
+    assert b'"features":6' in started.input.payloads[0].data.replace(b" ", b"")
+    assert all(e.event_type != EventType.EVENT_TYPE_MARKER_RECORDED for e in first)
+    last = first[-1]
+    assert last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    carried = last.workflow_execution_continued_as_new_event_attributes.input.payloads[0].data
+    handed = SessionWorkflowInput.model_validate_json(carried)
+    assert handed.pending and handed.pending_checkpoints and handed.pending_since is not None
+    assert handed.features == 6
+    after = load(HISTORIES_DIR / "carry_over_continued_v6.json").events
+    input = after[0].workflow_execution_started_event_attributes.input.payloads[0].data
+    assert SessionWorkflowInput.model_validate_json(input).pending == handed.pending
+    assert any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in after)
 
 
 @workflow.defn(name="Session")

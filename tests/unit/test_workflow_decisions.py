@@ -11,13 +11,20 @@ from durable_sessions.core.flushing import (
     BACKSTOP_HISTORY_EVENTS,
     CAN_HISTORY_BYTES,
     CAN_HISTORY_EVENTS,
+    CARRIED_BYTES,
+    CARRY_OVER_BYTES,
     FLUSH_BATCH_BYTES,
     IDLE_CONTINUE_MIN_EVENTS,
+    MAX_CARRIED_CHECKPOINTS,
     RunSize,
+    carries_over,
+    carry_full,
     cut_batch,
+    flush_before_continuing,
     flushable,
     idle_continue_due,
     idle_min_events,
+    in_flow_after,
     must_turn_away,
     plan_batch,
     should_continue_as_new,
@@ -273,3 +280,48 @@ def test_runs_of_features_3_continue_small_idle_runs() -> None:
     assert idle_continue_due(19, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(16, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(30, 10.0, 10.0, busy=False, min_events=idle_min_events(2))
+
+
+def test_runs_of_features_6_carry_what_is_pending_into_the_next_run() -> None:
+    """A size continue-as-new of a run of features 6 flushes only what would not fit in the
+    next run's input, or a dirty header with no turn to carry it; runs before 6 keep flushing
+    every checkpoint and all text over the carry-over bound (their replay must not change)."""
+    assert not carries_over(3) and carries_over(6)
+    some = [turn(i) for i in range(5)]
+    cps = [checkpoint(5, "c5")]
+
+    def must(pending: list[SessionTurn], cps: list[Checkpoint], *, dirty: bool = True) -> bool:
+        return flush_before_continuing(pending, cps, header_dirty=dirty, carry=True)
+
+    assert not must(some, cps)
+    assert not must([], cps)
+    assert not must(some, [])
+    assert not must([], [], dirty=False)
+    assert must([], [])  # a header change alone: the next run would start with a clean header
+    assert must(some, [checkpoint(5, f"c{i}") for i in range(MAX_CARRIED_CHECKPOINTS + 1)])
+    big = [turn(0, "x" * (CARRIED_BYTES // 2)), turn(1, "y" * (CARRIED_BYTES // 2))]
+    assert must(big, [])  # text fits, text plus per-turn overhead does not
+    many = [turn(i, ".") for i in range(CARRIED_BYTES // 100)]
+    assert must(many, [])  # little text, but too many turns for one input
+
+    def old(pending: list[SessionTurn], cps: list[Checkpoint]) -> bool:
+        return flush_before_continuing(pending, cps, header_dirty=True, carry=False)
+
+    assert old(some, cps) and not old(some, []) and not old([], []) and not old(many, [])
+    half = [turn(0, "x" * (CARRY_OVER_BYTES // 2)), turn(1, "y" * (CARRY_OVER_BYTES // 2))]
+    assert not old(half, []) and old([*half, turn(2, "z")], [])
+
+
+def test_runs_of_features_6_flush_in_flow_before_they_could_not_carry_over() -> None:
+    """Once the turns a flush may take now reach what a continue-as-new carries, they go in
+    flow; turns of the current workflow task (past ``flushable``) do not count."""
+    turns = [turn(i, "x" * 1000) for i in range(CARRIED_BYTES // 1256 + 1)]
+    assert carry_full(turns, len(turns))
+    assert not carry_full(turns, len(turns) - 1)
+    assert not carry_full(turns, 0)
+    assert not carry_full([turn(0)], 1)
+
+
+def test_runs_of_features_6_flush_in_flow_later_in_the_interval() -> None:
+    assert in_flow_after(2.0, carry=False) == 1.0
+    assert in_flow_after(2.0, carry=True) == 1.5

@@ -18,16 +18,24 @@ __all__ = [
     "BACKSTOP_HISTORY_EVENTS",
     "CAN_HISTORY_BYTES",
     "CAN_HISTORY_EVENTS",
+    "CARRIED_BYTES",
     "CARRY_OVER_BYTES",
+    "CARRY_OVER_FEATURES",
     "FLUSH_BATCH_BYTES",
     "IDLE_CONTINUE_MIN_EVENTS",
+    "MAX_CARRIED_CHECKPOINTS",
     "Batch",
     "RunSize",
+    "carries_over",
+    "carry_full",
     "cut_batch",
+    "flush_before_continuing",
     "flushable",
     "idle_continue_due",
     "idle_min_events",
+    "in_flow_after",
     "must_turn_away",
+    "payload_bytes",
     "plan_batch",
     "should_continue_as_new",
     "text_bytes",
@@ -46,6 +54,13 @@ BACKSTOP_HISTORY_BYTES = 3_600_000
 """Past these, updates are turned away (retryable) until the run has continued as new."""
 CARRY_OVER_BYTES = 32_000
 """Most unflushed turn text a run hands to the next at continue-as-new."""
+CARRIED_BYTES = 64_000
+"""Runs of features 6 and later: most pending turn payload (text plus ``TURN_OVERHEAD_BYTES``
+per turn) a run hands to the next at a size continue-as-new, and the pending payload at which
+such a run flushes in flow (so what it carries always fits). With the recent window and the
+dedup keys, the next run's input stays below Temporal's 256 KB payload warning."""
+MAX_CARRIED_CHECKPOINTS = 16
+"""Most unflushed checkpoints a run hands to the next (runs of features 6 and later)."""
 
 
 def text_bytes(turns: list[SessionTurn]) -> int:
@@ -162,6 +177,58 @@ several. A continued run with one turn (about 16 events) stays as it is."""
 def idle_min_events(features: int) -> int:
     """The history length from which an idle run of ``features`` continues as new."""
     return IDLE_CONTINUE_MIN_EVENTS_SMALL if features >= 3 else IDLE_CONTINUE_MIN_EVENTS
+
+
+CARRY_OVER_FEATURES = 6
+"""Runs of features 6 and later do not flush before a size continue-as-new: the turns and
+checkpoints still pending go to the next run in its input (``flush_before_continuing``), so the
+update that fills a run answers without waiting for a store write."""
+
+
+def carries_over(features: int) -> bool:
+    """Whether a run of ``features`` carries what is pending into the next run at a size
+    continue-as-new instead of flushing it first."""
+    return features >= CARRY_OVER_FEATURES
+
+
+def payload_bytes(turns: list[SessionTurn]) -> int:
+    """What ``turns`` weigh in a payload, about: text plus ``TURN_OVERHEAD_BYTES`` each."""
+    return text_bytes(turns) + TURN_OVERHEAD_BYTES * len(turns)
+
+
+def carry_full(pending: list[SessionTurn], flushable: int) -> bool:
+    """Whether a run of features 6 flushes in flow now because its flushable pending turns
+    reach ``CARRIED_BYTES`` (more could not be carried over at a continue-as-new)."""
+    return flushable > 0 and payload_bytes(pending[:flushable]) >= CARRIED_BYTES
+
+
+def in_flow_after(flush_interval: float, *, carry: bool) -> float:
+    """How old a batch is when a turn's workflow task flushes it in flow (the timer flushes it
+    at ``flush_interval`` when no turn comes): half the interval for runs before features 6,
+    three quarters from 6 on. Each flush is a local activity the turn's answer waits for, so
+    a busy session flushes a third less often, and still within the interval."""
+    return flush_interval * (0.75 if carry else 0.5)
+
+
+def flush_before_continuing(
+    pending: list[SessionTurn],
+    checkpoints: list[Checkpoint],
+    *,
+    header_dirty: bool,
+    carry: bool,
+) -> bool:
+    """Whether a draining run must flush (once more) before it continues as new.
+
+    Without ``carry`` (runs before features 6): while more than ``CARRY_OVER_BYTES`` of turn text
+    or any checkpoint is pending. With it: only while the pending turns would not fit in the next
+    run's input (over ``CARRIED_BYTES`` of payload, or more checkpoints than
+    ``MAX_CARRIED_CHECKPOINTS``), or when only the header is dirty: the next run starts with a
+    clean header, so a header change with no turn to carry it is written now."""
+    if not carry:
+        return text_bytes(pending) > CARRY_OVER_BYTES or bool(checkpoints)
+    if payload_bytes(pending) > CARRIED_BYTES or len(checkpoints) > MAX_CARRIED_CHECKPOINTS:
+        return True
+    return header_dirty and not pending and not checkpoints
 
 
 def idle_continue_due(

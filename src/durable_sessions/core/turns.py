@@ -85,9 +85,8 @@ def push_recent(
 def remember(dedup: dict[str, int], turn_id: str, seq: int, window: int) -> None:
     """Record an applied ``turn_id``; only the latest ``window`` ids are kept (oldest first)."""
     dedup[turn_id] = seq
-    if len(dedup) > window:
-        for key in list(dedup)[: len(dedup) - window]:
-            del dedup[key]
+    while len(dedup) > window:  # one step per turn, not a copy of the window
+        del dedup[next(iter(dedup))]
 
 
 def forget_after(dedup: dict[str, int], turn_count: int) -> dict[str, int]:

@@ -17,6 +17,13 @@ import asyncpg
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
+async def _keep_session_state(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing past what asyncpg always does (roll back an open
+    transaction). The default runs ``RESET ALL``, ``UNLISTEN`` and more on every release, one
+    more round trip per store call; the stores set no session state (only transaction-scoped
+    advisory locks), so there is nothing to reset."""
+
+
 class PgPoolOwner:
     """Holds ``dsn``, ``schema`` and an asyncpg pool created on first use.
 
@@ -72,7 +79,11 @@ class PgPoolOwner:
 
     async def _new_pool(self) -> asyncpg.Pool:
         return await asyncpg.create_pool(
-            self.dsn, min_size=self._min_size, max_size=self._max_size, init=self._init
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            init=self._init,
+            reset=_keep_session_state,
         )
 
     @asynccontextmanager

@@ -67,6 +67,11 @@ from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "PostgresSessionStore"]
 
+_TURN_ARRAYS = 9
+"""Array parameters a batch's turns take ($17..$25: one per ``TURN_COLS`` column)."""
+_CHECKPOINT_ARRAYS = 10
+"""Array parameters a batch's checkpoints take ($26..$35: one per ``CHECKPOINT_COLS`` column)."""
+
 
 class PostgresSessionStore(PgPoolOwner):
     """A ``SessionStore`` on PostgreSQL through an asyncpg connection pool.
@@ -108,8 +113,21 @@ class PostgresSessionStore(PgPoolOwner):
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
         )
-        # Header and turns in one statement: the upsert hands the session's sid to the turns.
+        # The batch's turns (arrays $17..$25, in _TURN_COLS order) under the sid of ``h``.
         # A retried batch rewrites no turn: the WHERE skips rows that are already identical.
+        insert_turns = (
+            f"INSERT INTO {s}.turns (sid, generation, {_TURN_COLS})"
+            " SELECT h.sid, $10, u.* FROM h, unnest($17::int[], $18::text[], $19::text[],"
+            " $20::text[], $21::timestamptz[], $22::int[], $23::float8[], $24::text[],"
+            " $25::jsonb[]) AS u"
+            f" ON CONFLICT (sid, generation, seq) DO UPDATE SET {update_all(_TURN_COLS, 'seq')}"
+            ' WHERE (turns.turn_id, turns.role, turns.content, turns."timestamp",'
+            " turns.tokens, turns.cost, turns.agent, turns.metadata)"
+            " IS DISTINCT FROM (EXCLUDED.turn_id, EXCLUDED.role, EXCLUDED.content,"
+            ' EXCLUDED."timestamp", EXCLUDED.tokens, EXCLUDED.cost, EXCLUDED.agent,'
+            " EXCLUDED.metadata)"
+        )
+        # Header and turns in one statement: the upsert hands the session's sid to the turns.
         # ``d`` drops stray copies of this batch's turns past the head (``seq >= turn_count``),
         # left by a flush whose workflow task then timed out (see ``PersistBatch``); it touches
         # other rows than the insert, which only writes below ``turn_count``. The statement
@@ -119,16 +137,7 @@ class PostgresSessionStore(PgPoolOwner):
             f" d AS (DELETE FROM {s}.turns USING h WHERE turns.sid = h.sid"
             " AND turns.generation = $10 AND turns.seq >= $9 AND turns.turn_id = ANY($18::text[])"
             " RETURNING 1),"
-            f" i AS (INSERT INTO {s}.turns (sid, generation, {_TURN_COLS})"
-            " SELECT h.sid, $10, u.* FROM h, unnest($17::int[], $18::text[], $19::text[],"
-            " $20::text[], $21::timestamptz[], $22::int[], $23::float8[], $24::text[],"
-            " $25::jsonb[]) AS u"
-            f" ON CONFLICT (sid, generation, seq) DO UPDATE SET {update_all(_TURN_COLS, 'seq')}"
-            ' WHERE (turns.turn_id, turns.role, turns.content, turns."timestamp",'
-            " turns.tokens, turns.cost, turns.agent, turns.metadata)"
-            " IS DISTINCT FROM (EXCLUDED.turn_id, EXCLUDED.role, EXCLUDED.content,"
-            ' EXCLUDED."timestamp", EXCLUDED.tokens, EXCLUDED.cost, EXCLUDED.agent,'
-            " EXCLUDED.metadata))"
+            f" i AS ({insert_turns})"
             " SELECT count(*) FROM d"
         )
         # Checkpoints of this generation past the head whose turns are not all in the log: a
@@ -140,6 +149,30 @@ class PostgresSessionStore(PgPoolOwner):
             f" AND (SELECT count(*) FROM {s}.turns t JOIN {s}.sessions h ON t.sid = h.sid"
             " WHERE h.session_id = $1 AND t.generation = $2 AND t.seq >= $3"
             " AND t.seq < c.turn_count) < c.turn_count - $3"
+        )
+        # The common flush in one statement, without a transaction around it: header, turns and
+        # checkpoints, unless a stray copy of one of the batch's turns is past the head (then it
+        # writes nothing and says so, and ``persist`` takes the transaction above). One round
+        # trip instead of five (begin, statement, checkpoints, commit, the pool's reset): a
+        # worker's event loop is busy, and each round trip waits for it.
+        self._sql_persist_if_no_strays = (
+            f"WITH s0 AS (SELECT sid FROM {s}.sessions WHERE session_id = $1),"
+            f" stray AS (SELECT 1 FROM {s}.turns t JOIN s0 ON t.sid = s0.sid"
+            " WHERE t.generation = $10 AND t.seq >= $9 AND t.turn_id = ANY($18::text[])"
+            " LIMIT 1),"
+            f" h AS (INSERT INTO {s}.sessions ({SESSION_COLS}) SELECT"
+            " $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16"
+            " WHERE NOT EXISTS (SELECT 1 FROM stray)"
+            f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
+            " RETURNING sid),"
+            f" i AS ({insert_turns}),"
+            f" c AS (INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS})"
+            " SELECT u.* FROM h, unnest($26::text[], $27::text[], $28::timestamptz[],"
+            " $29::float8[], $30::bigint[], $31::int[], $32::int[], $33::text[], $34::text[],"
+            " $35::jsonb[]) AS u"
+            " ON CONFLICT (checkpoint_id) DO UPDATE SET"
+            f" {update_all(CHECKPOINT_COLS, 'checkpoint_id')})"
+            " SELECT EXISTS (SELECT 1 FROM stray)"
         )
         self._sql_upsert_checkpoint = (
             f"INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS}) VALUES"
@@ -220,16 +253,23 @@ class PostgresSessionStore(PgPoolOwner):
         require_seqs(turns)
         header = _ROWS.session_args(batch.state)
         pool = await self._get_pool()
+        turn_columns = [list(c) for c in zip(*(_ROWS.turn_args(t) for t in turns), strict=True)]
+        checkpoint_columns = [
+            list(c)
+            for c in zip(*(_ROWS.checkpoint_args(c) for c in batch.checkpoints), strict=True)
+        ]
+        blocked = await pool.fetchval(
+            self._sql_persist_if_no_strays,
+            *header,
+            *(turn_columns or [[]] * _TURN_ARRAYS),
+            *(checkpoint_columns or [[]] * _CHECKPOINT_ARRAYS),
+        )
+        if not blocked:
+            return
+        # A stray copy of one of these turns is past the head (only turns can be strays): the
+        # batch, the strays' removal and the checkpoints that leaves broken, in one transaction.
         async with pool.acquire() as conn, conn.transaction():
-            strays = 0
-            if turns:
-                # One array per turn column ($17..$25), in _TURN_COLS order.
-                columns = zip(*(_ROWS.turn_args(t) for t in turns), strict=True)
-                strays = await conn.fetchval(
-                    self._sql_upsert_session_and_turns, *header, *(list(c) for c in columns)
-                )
-            else:
-                await conn.execute(self._sql_upsert_session, *header)
+            strays = await conn.fetchval(self._sql_upsert_session_and_turns, *header, *turn_columns)
             if strays:
                 state = batch.state
                 await conn.execute(

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.core.flushing import (
         CAN_HISTORY_EVENTS,
         RunSize,
+        carries_over,
         idle_min_events,
         must_turn_away,
         should_continue_as_new,
@@ -67,6 +68,12 @@ class SessionBase:
         self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
         self._idle_min_events = idle_min_events(input.features)
+        self._carry_over = carries_over(input.features)
+        """A size continue-as-new carries what is pending instead of flushing it first."""
+        self._carried_since = input.pending_since
+        self._armed_at = workflow.now()
+        """When the batch now pending began to wait (the main loop's flush timer counts from
+        it); handed to the next run with what is pending."""
         self._last_message: datetime | None = None
         """When the latest update or signal arrived (None: none yet in this run)."""
         self._idle_due = False

@@ -8,6 +8,7 @@ replays them all). Never remove an entry while histories without it may still be
 from __future__ import annotations
 
 __all__ = [
+    "CARRY_OVER",
     "IDLE_CONTINUE",
     "LOCAL_FLUSH",
     "MODERN_FEATURES",
@@ -57,13 +58,25 @@ through an ordinary activity (backed out in ``ed1b353``: the nondeterminism that
 flush interval in its own workflow task (tried in session 6, not kept: it cost
 ``bench_turns`` its p99 for a CPU saving ``bench_scale`` could not tell from noise)."""
 
-RUN_FEATURES = 3
+CARRY_OVER = "carry-over-at-continue-as-new"
+"""Runs of ``features >= 6`` do not flush before a size continue-as-new: the turns and
+checkpoints still pending (up to ``core.flushing.CARRIED_BYTES`` and
+``MAX_CARRIED_CHECKPOINTS``) go to the next run in its input with the time they began to wait
+(``pending_since``), so the update that fills a run answers in one workflow task with no local
+activity in it, and the next run flushes them on their schedule. Such runs also flush in flow
+once their pending turns reach ``CARRIED_BYTES``, and otherwise from three quarters of the
+flush interval on, not half (``core.flushing.in_flow_after``). An idle continue-as-new still
+flushes first (its point is a minimal next run). By input features, not a marker."""
+
+RUN_FEATURES = 6
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
-branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``. A run keeps
-the features it was started with for its whole life, so its replay never changes. Deploy
-workers before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues
-idle runs later), which is safe; a run of 3 replayed by such a worker after it idled into a
-continue-as-new between 18 and 40 events is not, so do not roll workers back past this."""
+branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
+``CARRY_OVER`` (4 and 5 are retired). A run keeps the features it was started with for its whole
+life, so its replay never changes. Deploy workers before clients: a worker that predates 3 runs a
+run of 3 as a run of 2 (it continues idle runs later), which is safe; a run of 3 replayed by
+such a worker after it idled into a continue-as-new between 18 and 40 events is not, and a run
+of 6 replayed by a worker that predates 6 after it continued as new for size is not either (that
+worker flushes first), so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -71,5 +84,6 @@ PATCHES = {
     SERIALIZED_OPERATIONS: "head operations exclusive of turn acceptance",
     IDLE_CONTINUE: "idle runs continue as new (by input features, not a marker)",
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
+    CARRY_OVER: "a size continue-as-new carries pending turns over (input features 6)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

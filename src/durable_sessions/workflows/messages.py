@@ -64,8 +64,11 @@ class SessionWorkflowInput(BaseModel):
     dedup: dict[str, int] = Field(default_factory=dict)
     """``turn_id`` → ``seq`` of the latest ``config.dedup_window`` turns, oldest first."""
     pending: list[SessionTurn] = Field(default_factory=list)
-    """Turns accepted but not yet flushed (normally empty: runs flush before continuing)."""
+    """Turns accepted but not yet flushed, handed over at continue-as-new."""
     pending_checkpoints: list[Checkpoint] = Field(default_factory=list)
+    pending_since: datetime | None = None
+    """Since when the carried-over ``pending`` turns have waited for a flush (runs of features 6
+    carry them at a size continue-as-new): the next run flushes them on the same schedule."""
     restore_checkpoint_id: str | None = None
     """Start by rewinding to this checkpoint: how a closed or expired session is restored."""
     continued: bool = False

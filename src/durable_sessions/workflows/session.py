@@ -54,9 +54,10 @@ from durable_sessions.workflows.group import GroupHandlers
 with workflow.unsafe.imports_passed_through():
     from durable_sessions.activities.context import PRUNERS, ContextRequest, ContextResult
     from durable_sessions.core.flushing import (
-        CARRY_OVER_BYTES,
+        carry_full,
+        flush_before_continuing,
         idle_continue_due,
-        text_bytes,
+        in_flow_after,
     )
     from durable_sessions.core.lifecycle import Action
     from durable_sessions.errors import SessionError
@@ -116,15 +117,29 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
                 task.cancel()
 
     async def _main_loop(self) -> SessionState:
+        # Turns carried over from the previous run keep the age they had there (runs of
+        # features 6): a run that fills up faster than the flush interval still flushes in flow
+        # on schedule, on an ordinary turn, instead of carrying more each time.
+        carried_since = self._carried_since if self._carry_over else None
         while True:
             armed = self._flusher.has_unflushed()
             armed_at = workflow.now()
+            due = False
+            if carried_since is not None and armed:
+                armed_at = min(carried_since, armed_at)
+                waited = (workflow.now() - armed_at).total_seconds()
+                # Then no timer to start.
+                due = waited >= self._config.flush_interval or self._must_act_now(armed, armed_at)
+            carried_since = None
+            self._armed_at = armed_at
+            waited = (workflow.now() - armed_at).total_seconds()
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    functools.partial(self._must_act_now, armed, armed_at),
-                    timeout=self._config.flush_interval if armed else None,
-                    timeout_summary="flush" if armed else None,
-                )
+                if not due:
+                    await workflow.wait_condition(
+                        functools.partial(self._must_act_now, armed, armed_at),
+                        timeout=self._config.flush_interval - waited if armed else None,
+                        timeout_summary="flush" if armed else None,
+                    )
             if self._expire_due and not self._state.status.is_terminal:
                 async with self._operation():
                     self._expire()
@@ -147,8 +162,7 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 async with self._operation():
                     # Only signals can still add turns; they wait for this and are carried over.
-                    pending = self._flusher.pending
-                    while text_bytes(pending) > CARRY_OVER_BYTES or self._flusher.checkpoints:
+                    while self._flush_before_continuing():
                         await self._flush()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_input())
@@ -167,7 +181,7 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
 
     def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
-            self._flusher.flushable() >= self._config.flush_batch_size
+            self._flush_full()
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
@@ -177,21 +191,42 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
         )
 
     def _flush_in_flow_due(self, armed_at: datetime) -> bool:
-        """A turn arriving half a flush interval after the batch began flushes it there and then:
-        under steady traffic the flush rides on a turn's workflow task and the timer never
-        fires."""
+        """A turn arriving late in the flush interval (``core.flushing.in_flow_after``) flushes
+        the batch there and then: under steady traffic the flush rides on a turn's workflow
+        task and the timer never fires."""
         if not (self._flusher.local and self._flusher.flushable()):
             return False
         age = (workflow.now() - armed_at).total_seconds()
-        return age >= self._config.flush_interval / 2
+        return age >= in_flow_after(self._config.flush_interval, carry=self._carry_over)
+
+    def _flush_full(self) -> bool:
+        """A batch is full: ``flush_batch_size`` turns, or (runs of features 6) as much as a
+        continue-as-new could carry over."""
+        flushable = self._flusher.flushable()
+        if flushable >= self._config.flush_batch_size:
+            return True
+        return self._carry_over and carry_full(self._flusher.pending, flushable)
 
     def _flush_needed(self, armed: bool) -> bool:
-        if self._flusher.flushable() >= self._config.flush_batch_size:
+        if self._flush_full():
             return True
-        if self._state.status.is_terminal or self._should_continue_as_new() or self._idle_due:
+        if self._state.status.is_terminal or self._idle_due:
             return True
+        if self._should_continue_as_new():
+            # Runs of features 6 hand what is pending to the next run (the drain decides), so
+            # the update that filled the run answers without waiting for a store write.
+            return not self._carry_over
         # Time-based flush: only when the timer that was armed for this batch has run out.
         return armed
+
+    def _flush_before_continuing(self) -> bool:
+        flusher = self._flusher
+        return flush_before_continuing(
+            flusher.pending,
+            flusher.checkpoints,
+            header_dirty=flusher.header_dirty,
+            carry=self._carry_over and not self._idle_due,
+        )
 
     def _next_input(self) -> SessionWorkflowInput:
         return SessionWorkflowInput(
@@ -201,6 +236,7 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
             dedup=self._dedup,
             pending=self._flusher.pending,
             pending_checkpoints=self._flusher.checkpoints,
+            pending_since=self._armed_at if self._flusher.has_unflushed() else None,
             continued=True,
             group=self._group,
             features=RUN_FEATURES,
