@@ -33,7 +33,9 @@ Other shape decisions:
   current workflow task (``core.flushing.flushable``).
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
-  happens from the main loop only, after draining handlers and flushing.
+  happens from the main loop only, after draining handlers; runs of features 6 hand what is
+  still pending (at most ``CARRIED_BYTES``) to the next run instead of flushing it on the update
+  that filled the run (``_patches.CARRY_OVER``).
 * Patches are listed, with what each guards, in ``_patches.py``.
 """
 
@@ -124,15 +126,16 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
         while True:
             armed = self._flusher.has_unflushed()
             armed_at = workflow.now()
-            due = False
+            carried = carried_since is not None and armed
             if carried_since is not None and armed:
                 armed_at = min(carried_since, armed_at)
-                waited = (workflow.now() - armed_at).total_seconds()
-                # Then no timer to start.
-                due = waited >= self._config.flush_interval or self._must_act_now(armed, armed_at)
             carried_since = None
             self._armed_at = armed_at
             waited = (workflow.now() - armed_at).total_seconds()
+            # A carried batch may be due at once: then no timer to start.
+            due = carried and (
+                waited >= self._config.flush_interval or self._must_act_now(armed, armed_at)
+            )
             with contextlib.suppress(TimeoutError):
                 if not due:
                     await workflow.wait_condition(
