@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -65,6 +66,10 @@ class SessionBase:
             header_dirty=not (input.continued or input.header_stored),
         )
         self._messages_this_run = 0
+        self._messages_before_task = 0
+        """Messages of this run before the workflow task the latest one arrived in ..."""
+        self._message_task = -1
+        """... and that task (by its history length)."""
         self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
         self._idle_min_events = idle_min_events(input.features)
@@ -124,12 +129,16 @@ class SessionBase:
             messages=self._messages_this_run,
         )
 
-    def _should_continue_as_new(self) -> bool:
+    def _should_continue_as_new(self, *, before_task: bool = False) -> bool:
+        """Whether the run is full; ``before_task``: already before the messages of the current
+        workflow task (which the SDK may hand over before or after a timer firing in the same
+        task, live and on replay: a decision both orders must take alike reads this)."""
         # Runs started before ``max_events_per_run`` existed keep the limit they ran with.
         max_events = self._config.max_events_per_run if self._modern else CAN_HISTORY_EVENTS
-        return should_continue_as_new(
-            self._run_size(), self._config.max_updates_per_run, max_events
-        )
+        size = self._run_size()
+        if before_task and self._message_task == size.events:
+            size = dataclasses.replace(size, messages=self._messages_before_task)
+        return should_continue_as_new(size, self._config.max_updates_per_run, max_events)
 
     # ------------------------------------------------------------------ header
 
@@ -172,6 +181,9 @@ class SessionBase:
     # ------------------------------------------------------------------ validation
 
     def _count_message(self) -> None:
+        task = workflow.info().get_current_history_length()
+        if task != self._message_task:
+            self._message_task, self._messages_before_task = task, self._messages_this_run
         self._messages_this_run += 1
         self._last_message = workflow.now()
 

@@ -216,9 +216,15 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
         if self._state.status.is_terminal or self._idle_due:
             return True
         if self._should_continue_as_new():
+            if not self._carry_over:
+                return True
             # Runs of features 6 hand what is pending to the next run (the drain decides), so
-            # the update that filled the run answers without waiting for a store write.
-            return not self._carry_over
+            # the update that filled the run answers without waiting for a store write; but
+            # only when the run was full before this task's messages, as a due flush timer in
+            # the same task may come before or after them (live vs replay) and both orders
+            # must give the same commands.
+            if self._should_continue_as_new(before_task=True):
+                return False
         # Time-based flush: only when the timer that was armed for this batch has run out.
         return armed
 
