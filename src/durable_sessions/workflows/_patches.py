@@ -63,7 +63,11 @@ CARRY_OVER = "carry-over-at-continue-as-new"
 checkpoints still pending (up to ``core.flushing.CARRIED_BYTES`` and
 ``MAX_CARRIED_CHECKPOINTS``) go to the next run in its input with the time they began to wait
 (``pending_since``), so the update that fills a run answers in one workflow task with no local
-activity in it, and the next run flushes them on their schedule. Such runs also flush in flow
+activity in it, and the next run flushes them on their schedule. It carries them only if the
+run was full before the current workflow task's messages (a due flush timer may reach the
+workflow before or after them, live vs replay; both orders must flush alike: ``b09f93d``, found
+by the model test in CI; runs of ``8420f80`` that filled up by message count may not replay on
+later code, and none ran outside this repository's tests). Such runs also flush in flow
 once their pending turns reach ``CARRIED_BYTES``, and otherwise from three quarters of the
 flush interval on, not half (``core.flushing.in_flow_after``). An idle continue-as-new still
 flushes first (its point is a minimal next run). By input features, not a marker."""
