@@ -298,3 +298,10 @@ class TickProgress(BaseModel):
     status: str
     last_turns: list[SessionTurn] = Field(default_factory=list)
     """The agent turns of the ticks asked about (as far as done), oldest first."""
+
+
+# ``group: GroupState | None`` names a class defined after ``SessionWorkflowInput``, so pydantic
+# left the model incomplete at class creation. Complete it now: an incomplete model is rebuilt
+# by every new ``TypeAdapter``, and the SDK's payload converter is created anew with every
+# workflow instance, so each cold replay and each new run paid ~2.5 ms to decode its input.
+SessionWorkflowInput.model_rebuild()
