@@ -9,9 +9,9 @@ import asyncio
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
+from durable_sessions.converter import session_data_converter
 from durable_sessions.encryption import EncryptionConfig, KeyStore, data_converter
 
 __all__ = ["connect"]
@@ -41,7 +41,7 @@ async def connect(
     """
     if keystore is not None and encryption is None:
         raise ValueError("keystore= needs encryption=EncryptionConfig(...)")
-    converter = pydantic_data_converter
+    converter = session_data_converter
     if encryption is not None:
         if keystore is not None:
             await keystore.setup()

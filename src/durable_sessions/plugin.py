@@ -14,7 +14,8 @@ OpenAI Agents and pydantic-ai integrations do), so it composes with everything e
 
 What the plugin brings:
 
-* on the client: pydantic payloads (``pydantic_data_converter``). An existing payload codec
+* on the client: pydantic payloads (those of ``pydantic_data_converter``, through the cheaper
+  ``durable_sessions.converter``). An existing payload codec
   (encryption) or failure converter on the client is kept; only the payload converter is
   switched to pydantic, which our models need.
 * on every worker made from that client (temporalio 1.35 hands client plugins that are also
@@ -42,7 +43,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
@@ -53,6 +54,7 @@ from durable_sessions.activities.agents import AgentActivities
 from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
 from durable_sessions.agents import Agent
+from durable_sessions.converter import SharedPydanticPayloadConverter, session_data_converter
 from durable_sessions.models import CompactionConfig
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.workflows.session import SessionWorkflow
@@ -91,10 +93,12 @@ def with_pydantic_payloads(existing: DataConverter | None) -> DataConverter:
     codec) must stay encrypted; replacing its whole converter would silently send plaintext.
     """
     if existing is None:
-        return pydantic_data_converter
+        return session_data_converter
+    if existing.payload_converter_class is PydanticPayloadConverter:  # the stock one: share it
+        return dataclasses.replace(existing, payload_converter_class=SharedPydanticPayloadConverter)
     if issubclass(existing.payload_converter_class, PydanticPayloadConverter):
-        return existing
-    return dataclasses.replace(existing, payload_converter_class=PydanticPayloadConverter)
+        return existing  # the user's own subclass, with its own options
+    return dataclasses.replace(existing, payload_converter_class=SharedPydanticPayloadConverter)
 
 
 def with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:

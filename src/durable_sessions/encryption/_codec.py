@@ -31,7 +31,6 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     ActivitySerializationContext,
     DataConverter,
@@ -42,6 +41,7 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
+from durable_sessions.converter import session_data_converter
 from durable_sessions.encryption._config import EncryptionConfig
 from durable_sessions.encryption._errors import DecryptionError
 from durable_sessions.encryption._keyring import Keyring, aad, open_sealed, seal
@@ -159,7 +159,7 @@ def data_converter(
     keystore: KeyStore | None = None,
     *,
     keyring: Keyring | None = None,
-    base: DataConverter = pydantic_data_converter,
+    base: DataConverter = session_data_converter,
 ) -> DataConverter:
     """The project's pydantic data converter with the encryption codec and encrypted failures.
 
