@@ -32,6 +32,7 @@ Expected refusals (``SessionClosedError`` after a close, ``SessionBusyError``,
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -601,13 +602,54 @@ def _write_history(name: str, history: WorkflowHistory) -> None:
 async def keep_histories(
     manager: SessionManager, ledger: Ledger, violations: list[Violation]
 ) -> None:
-    """Keep the current run's history of every session of the schedule with a violation
-    (when ``$DURABLE_SESSIONS_MODEL_HISTORIES`` is set)."""
-    if not os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES"):
+    """Keep every run's history of every session of the schedule with a violation, and what
+    the store holds for it (when ``$DURABLE_SESSIONS_MODEL_HISTORIES`` is set): the current run
+    alone (``<id>.json``) left run 13's violations unexplained (tests/faults/RESULTS.md)."""
+    folder = os.environ.get("DURABLE_SESSIONS_MODEL_HISTORIES")
+    if not folder:
         return
     for sid in {v.session_id for v in violations if v.session_id in ledger.sessions}:
         history = await manager.client.get_workflow_handle(sid).fetch_history()
         await asyncio.to_thread(_write_history, sid, history)
+        runs = [r async for r in manager.client.list_workflows(f"WorkflowId = '{sid}'")]
+        runs.sort(key=lambda r: r.start_time)
+        for i, run in enumerate(runs):
+            handle = manager.client.get_workflow_handle(sid, run_id=run.run_id)
+            await asyncio.to_thread(
+                _write_history, f"{sid}.run{i:03d}", await handle.fetch_history()
+            )
+        await asyncio.to_thread(
+            (Path(folder) / f"{sid}.store.json").write_text, await _store_dump(manager.store, sid)
+        )
+
+
+async def _store_dump(store: SessionStore, sid: str) -> str:
+    """The session's header, generations, every generation's own turns (seq, id) and its
+    checkpoints, as JSON."""
+    header = await store.get_session(sid)
+    newest = header.generation if header else 0
+    parents: dict[int, Any] = {}
+    for gen in range(1, newest + 50):  # past the header's: a late write may have moved it back
+        parent = await store.get_generation_parent(sid, gen)
+        if parent is not None:
+            parents[gen] = list(parent)
+    gens = max([newest, *parents])
+    turns: dict[int, list[tuple[int | None, str]]] = {}
+    for gen, turn in await _all_own_turns(store, sid, gens):
+        turns.setdefault(gen, []).append((turn.seq, turn.turn_id))
+    checkpoints = [
+        {"id": c.checkpoint_id, "gen": c.generation, "turn_count": c.turn_count, "reason": c.reason}
+        for c in await store.list_checkpoints(sid)
+    ]
+    return json.dumps(
+        {
+            "header": header.model_dump(mode="json") if header else None,
+            "generation_parents": parents,
+            "own_turns": turns,
+            "checkpoints": checkpoints,
+        },
+        indent=1,
+    )
 
 
 async def check(
