@@ -12,32 +12,22 @@ cache) per process: stateless apart from that thread-safe cache.
 
 from __future__ import annotations
 
-import threading
-from typing import ClassVar
-
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter
 
 __all__ = ["SharedPydanticPayloadConverter", "session_data_converter"]
 
+_SHARED = PydanticPayloadConverter()
+"""The one set of encoding converters (and adapter cache) every instance below uses."""
+
 
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
     """``PydanticPayloadConverter`` whose instances share one set of encoding converters."""
 
-    _prototype: ClassVar[PydanticPayloadConverter | None] = None
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(self) -> None:
-        proto = SharedPydanticPayloadConverter._prototype
-        if proto is None:
-            with SharedPydanticPayloadConverter._lock:
-                proto = SharedPydanticPayloadConverter._prototype
-                if proto is None:
-                    proto = PydanticPayloadConverter()
-                    SharedPydanticPayloadConverter._prototype = proto
         # ``with_context`` would build a new instance and set its converters; none of these
         # converters takes a serialization context, so it never does.
-        self.converters = proto.converters
+        self.converters = _SHARED.converters
 
 
 session_data_converter = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)

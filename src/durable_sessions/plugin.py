@@ -94,10 +94,9 @@ def with_pydantic_payloads(existing: DataConverter | None) -> DataConverter:
     """
     if existing is None:
         return session_data_converter
-    if existing.payload_converter_class is PydanticPayloadConverter:  # the stock one: share it
-        return dataclasses.replace(existing, payload_converter_class=SharedPydanticPayloadConverter)
-    if issubclass(existing.payload_converter_class, PydanticPayloadConverter):
-        return existing  # the user's own subclass, with its own options
+    own = existing.payload_converter_class
+    if issubclass(own, PydanticPayloadConverter) and own is not PydanticPayloadConverter:
+        return existing  # ours already, or the user's own subclass with its own options
     return dataclasses.replace(existing, payload_converter_class=SharedPydanticPayloadConverter)
 
 

@@ -609,15 +609,14 @@ async def keep_histories(
     if not folder:
         return
     for sid in {v.session_id for v in violations if v.session_id in ledger.sessions}:
-        history = await manager.client.get_workflow_handle(sid).fetch_history()
-        await asyncio.to_thread(_write_history, sid, history)
         runs = [r async for r in manager.client.list_workflows(f"WorkflowId = '{sid}'")]
         runs.sort(key=lambda r: r.start_time)
         for i, run in enumerate(runs):
             handle = manager.client.get_workflow_handle(sid, run_id=run.run_id)
-            await asyncio.to_thread(
-                _write_history, f"{sid}.run{i:03d}", await handle.fetch_history()
-            )
+            history = await handle.fetch_history()
+            await asyncio.to_thread(_write_history, f"{sid}.run{i:03d}", history)
+            if i == len(runs) - 1:  # the current run, also under the session's own name
+                await asyncio.to_thread(_write_history, sid, history)
         await asyncio.to_thread(
             (Path(folder) / f"{sid}.store.json").write_text, await _store_dump(manager.store, sid)
         )
