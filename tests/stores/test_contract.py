@@ -986,3 +986,108 @@ async def test_moving_the_head_drops_what_timed_out_tasks_left_past_it(
     await persist(store, header("s1", turn_count=5, generation=1), turns("w", range(3, 5)))
     await store.add_generation("s1", 2, 1, 4)
     assert ids(await store.get_own_turns("s1", 1, 0, 100)) == ["z-2", "w-3", "w-4"]
+
+
+# --- fenced writes (SessionStore.persist) ------------------------------------------------------
+
+
+async def fenced(
+    store: SessionStore,
+    fence: int | None,
+    state: SessionState,
+    new_turns: list[SessionTurn] | None = None,
+    checkpoints: list[Checkpoint] | None = None,
+) -> bool:
+    written = await store.persist(
+        PersistBatch(state=state, turns=new_turns or [], checkpoints=checkpoints or [], fence=fence)
+    )
+    return written is not False
+
+
+async def test_a_late_write_of_an_older_workflow_task_is_refused(store: SessionStore) -> None:
+    """A local flush of a workflow task that timed out lands after the retried task's flush
+    (fence 200): it writes nothing, neither its header, nor its turns, nor its checkpoint."""
+    assert await fenced(store, 100, header("s1", turn_count=3), turns("a", range(3)))
+    assert await fenced(
+        store, 200, header("s1", turn_count=5), turns("a", range(3, 5)), [checkpoint("c5", "s1", 5)]
+    )
+    late = await fenced(
+        store,
+        150,
+        header("s1", turn_count=4, status=SessionStatus.ACTIVE),
+        turns("x", range(3, 4)),
+        [checkpoint("late", "s1", 4)],
+    )
+    assert not late
+    got = await store.get_session("s1")
+    assert got is not None and got.turn_count == 5
+    assert ids(await store.get_own_turns("s1", 0, 0, 100)) == [f"a-{i}" for i in range(5)]
+    assert ids(await read_transcript(store, "s1")) == [f"a-{i}" for i in range(5)]
+    assert [c.checkpoint_id for c in await store.list_checkpoints("s1")] == ["c5"]
+    # Refused too when one of its turns has a copy past its head (another path in some stores).
+    a4_at_3 = turns("a", range(4, 5))[0].model_copy(update={"seq": 3})
+    assert not await fenced(store, 150, header("s1", turn_count=3), [a4_at_3])
+    assert ids(await store.get_own_turns("s1", 0, 0, 100)) == [f"a-{i}" for i in range(5)]
+
+    # The same fence again is a retry of the same task's write: accepted, idempotent.
+    assert await fenced(store, 200, header("s1", turn_count=5), turns("a", range(3, 5)))
+    # An unfenced write (an earlier version, a direct caller) is accepted and moves no fence.
+    assert await fenced(store, None, header("s1", turn_count=6), turns("a", range(5, 6)))
+    assert not await fenced(store, 199, header("s1", turn_count=2))
+    got = await store.get_session("s1")
+    assert got is not None and got.turn_count == 6
+    # Fences are per session.
+    assert await fenced(store, 1, header("s2", turn_count=1), turns("b", range(1)))
+
+
+async def test_a_late_write_cannot_move_the_header_back_over_a_head_move(
+    store: SessionStore,
+) -> None:
+    """The head moved to generation 1 (fence 300) and the session closed (fence 400); a late
+    flush of generation 0 (fence 250) must not put the header back on generation 0, or a
+    restore of the closed session would number its next generation 1 again and overwrite
+    that generation's fork point, its checkpoints then resolving through the wrong parent."""
+    assert await fenced(
+        store, 100, header("s1", turn_count=4), turns("a", range(4)), [checkpoint("c2", "s1", 2)]
+    )
+    assert await store.add_generation("s1", 1, 0, 2, prior_head=4, fence=300) is not False
+    assert await fenced(
+        store,
+        400,
+        header("s1", turn_count=5, generation=1, status=SessionStatus.CLOSED),
+        turns("b", range(2, 5)),
+        [checkpoint("close", "s1", 5, generation=1)],
+    )
+    assert not await fenced(store, 250, header("s1", turn_count=6), turns("x", range(4, 6)))
+    got = await store.get_session("s1")
+    assert got is not None
+    assert (got.generation, got.turn_count, got.status) == (1, 5, SessionStatus.CLOSED)
+    assert ids(await store.get_own_turns("s1", 0, 0, 100)) == [f"a-{i}" for i in range(4)]
+    assert ids(await read_transcript(store, "s1")) == ["a-0", "a-1", "b-2", "b-3", "b-4"]
+
+
+async def test_a_late_generation_record_is_refused(store: SessionStore) -> None:
+    """An attempt of ``record_generation`` that timed out lands after the retried attempt and
+    the flushes that followed it: it must not drop generation 1's rows as strays again, nor
+    rewrite the record."""
+    assert await fenced(store, 100, header("s1", turn_count=3), turns("a", range(3)))
+    assert await store.add_generation("s1", 1, 0, 2, prior_head=3, fence=200) is not False
+    assert await fenced(
+        store, 300, header("s1", turn_count=4, generation=1), turns("b", range(2, 4))
+    )
+    late = await store.add_generation("s1", 1, 0, 1, prior_head=3, fence=200)
+    assert late is False
+    assert await store.get_generation_parent("s1", 1) == (0, 2)
+    assert ids(await store.get_own_turns("s1", 1, 0, 100)) == ["b-2", "b-3"]
+    assert ids(await read_transcript(store, "s1")) == ["a-0", "a-1", "b-2", "b-3"]
+    # A late flush of the same attempt's time is refused too; a later record is not.
+    assert not await fenced(store, 250, header("s1", turn_count=3), turns("x", range(3, 4)))
+    assert await store.add_generation("s1", 2, 1, 3, prior_head=4, fence=500) is not False
+    assert await store.get_generation_parent("s1", 2) == (1, 3)
+
+
+async def test_deleting_a_session_forgets_its_fence(store: SessionStore) -> None:
+    assert await fenced(store, 500, header("s1", turn_count=1), turns("a", range(1)))
+    assert await store.delete_session("s1")
+    assert await fenced(store, 100, header("s1", turn_count=2), turns("b", range(2)))
+    assert ids(await read_transcript(store, "s1")) == ["b-0", "b-1"]

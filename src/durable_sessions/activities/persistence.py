@@ -70,23 +70,38 @@ async def classify_failures(call: Callable[[], Awaitable[T]]) -> T:
         raise
 
 
-async def add_generation(store: SessionStore, record: GenerationRecord) -> None:
-    """``store.add_generation`` with the record's ``prior_head``; a store written before that
-    keyword existed gets the call without it (its strays stay, as they did), and a warning."""
+async def add_generation(store: SessionStore, record: GenerationRecord) -> bool:
+    """``store.add_generation`` with the record's ``prior_head`` and ``fence``; a store written
+    before those keywords existed gets the call without them (what timed-out workflow tasks
+    left past a head stays, and no write is fenced, as before), and a warning. False when the
+    store refused the record as stale (``SessionStore.persist``)."""
     args = (record.session_id, record.generation, record.parent_generation, record.fork_seq)
-    if record.prior_head is not None:
+    if record.prior_head is not None or record.fence is not None:
         try:
-            await store.add_generation(*args, prior_head=record.prior_head)
-            return
+            written = await store.add_generation(
+                *args, prior_head=record.prior_head, fence=record.fence
+            )
+            return written is not False
         except TypeError as exc:
-            if "prior_head" not in str(exc):
+            if "prior_head" not in str(exc) and "fence" not in str(exc):
                 raise
             log.warning(
-                "%s.add_generation takes no prior_head: what timed-out workflow tasks left past "
-                "a head is not cleaned up (see SessionStore.add_generation)",
+                "%s.add_generation takes no prior_head or fence: strays of timed-out workflow "
+                "tasks are not cleaned up and late writes are not fenced "
+                "(see SessionStore.add_generation)",
                 type(store).__name__,
             )
-    await store.add_generation(*args)
+    return await store.add_generation(*args) is not False
+
+
+def _refused(what: str, session_id: str) -> None:
+    """A fenced write the store refused: nobody waits for it (see ``SessionStore.persist``)."""
+    log.info(
+        "a %s of session %s was refused as stale: a later workflow task already wrote "
+        "(the late write of a timed-out workflow task or activity attempt)",
+        what,
+        session_id,
+    )
 
 
 class PersistenceActivities:
@@ -99,7 +114,10 @@ class PersistenceActivities:
     async def persist_batch(self, batch: PersistBatch) -> None:
         """Upsert a flush: header, new turns, checkpoints, in one transaction."""
         with metrics.stopwatch() as sw:
-            await classify_failures(lambda: self.store.persist(batch))
+            written = await classify_failures(lambda: self.store.persist(batch))
+        if written is False:
+            _refused("flush", batch.state.session_id)
+            return
         metrics.record_flush(len(batch.turns), sw.seconds, len(batch.checkpoints))
 
     @activity.defn(name="load_checkpoint")
@@ -108,7 +126,8 @@ class PersistenceActivities:
 
     @activity.defn(name="record_generation")
     async def record_generation(self, record: GenerationRecord) -> None:
-        await classify_failures(lambda: add_generation(self.store, record))
+        if not await classify_failures(lambda: add_generation(self.store, record)):
+            _refused("generation record", record.session_id)
 
     @activity.defn(name="load_transcript_tail")
     async def load_transcript_tail(self, request: TranscriptTailRequest) -> list[SessionTurn]:

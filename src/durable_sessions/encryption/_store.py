@@ -211,7 +211,7 @@ class EncryptedStore:
     async def close(self) -> None:
         await self.inner.close()
 
-    async def persist(self, batch: PersistBatch) -> None:
+    async def persist(self, batch: PersistBatch) -> bool:
         sid = batch.state.session_id
         sealed = PersistBatch(
             state=await self._seal_state(batch.state),
@@ -224,8 +224,9 @@ class EncryptedStore:
                 )
                 for c in batch.checkpoints
             ],
+            fence=batch.fence,
         )
-        await self.inner.persist(sealed)
+        return await self.inner.persist(sealed) is not False
 
     async def upsert_session(self, state: SessionState) -> None:
         await self.inner.upsert_session(await self._seal_state(state))
@@ -256,10 +257,12 @@ class EncryptedStore:
         fork_seq: int,
         *,
         prior_head: int | None = None,
-    ) -> None:
-        await self.inner.add_generation(
-            session_id, generation, parent_generation, fork_seq, prior_head=prior_head
+        fence: int | None = None,
+    ) -> bool:
+        written = await self.inner.add_generation(
+            session_id, generation, parent_generation, fork_seq, prior_head=prior_head, fence=fence
         )
+        return written is not False
 
     async def get_generation_parent(
         self, session_id: str, generation: int

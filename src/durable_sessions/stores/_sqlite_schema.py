@@ -84,6 +84,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (2, SQLITE_SUMMARIES_MIGRATION),  # compaction summaries (stores/_summaries.py)
+    # The fence of the session's writes (SessionStore.persist): 0 until a fenced write.
+    (3, ["ALTER TABLE sessions ADD COLUMN fence INTEGER NOT NULL DEFAULT 0"]),
 ]
 
 LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]

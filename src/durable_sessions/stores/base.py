@@ -54,12 +54,17 @@ class PersistBatch(BaseModel):
     are left alone, so a late retry of an earlier batch never removes a later batch's turns.
     Likewise a checkpoint of this generation past ``turn_count`` whose turns are no longer all
     in the log (that timed-out task wrote it too) is deleted: it could not be restored.
+
+    ``fence`` orders the writes of one session (see ``SessionStore.persist``).
     """
 
     state: SessionState
     turns: list[SessionTurn] = Field(default_factory=list)
     """New turns of ``state.generation``, each with ``seq`` set."""
     checkpoints: list[Checkpoint] = Field(default_factory=list)
+    fence: int | None = None
+    """When the workflow task that wrote this batch started (``workflow.now()``, microseconds
+    since the epoch). None from workflows of earlier versions and from direct store use."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,20 @@ class SessionStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def persist(self, batch: PersistBatch) -> None:
-        """Upsert header, turns ``(session_id, generation, seq)`` and checkpoints, atomically."""
+    async def persist(self, batch: PersistBatch) -> bool:
+        """Upsert header, turns ``(session_id, generation, seq)`` and checkpoints, atomically.
+
+        Fenced: the store keeps the highest ``fence`` it accepted for the session, and refuses a
+        batch whose ``fence`` is lower, writing nothing of it. Returns False when it refused.
+
+        Only a write that began in a workflow task older than one that already wrote can be
+        refused. The workflow writes one batch at a time and waits for each, so such a write
+        is the late landing of a local activity whose workflow task timed out (its commands
+        were discarded and the retried task wrote the same turns again, maybe under other
+        seqs, or moved the head) or of a timed-out attempt of an activity that was retried.
+        Accepted, it would move the header back or put back rows a head move cleaned up.
+        A batch or call without a fence (None) is always accepted and moves no fence.
+        """
 
     async def upsert_session(self, state: SessionState) -> None: ...
 
@@ -111,9 +128,10 @@ class SessionStore(Protocol):
         fork_seq: int,
         *,
         prior_head: int | None = None,
-    ) -> None:
+        fence: int | None = None,
+    ) -> bool:
         """Record that ``generation`` of a session forks ``parent_generation`` at ``fork_seq``.
-        Idempotent.
+        Idempotent. Fenced like ``persist`` (``fence`` from the same clock); False if refused.
 
         ``prior_head`` is the head (``turn_count``) of the generation being left,
         ``generation - 1``, when the workflow moves its head. Every turn under it was flushed

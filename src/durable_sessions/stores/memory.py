@@ -30,6 +30,7 @@ class InMemorySessionStore:
         self._generations: dict[tuple[str, int], tuple[int, int]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
         self._summaries: dict[tuple[str, int], dict[tuple[int, int], Summary]] = {}
+        self._fences: dict[str, int] = {}
 
     async def setup(self) -> None:
         return None
@@ -37,10 +38,22 @@ class InMemorySessionStore:
     async def close(self) -> None:
         return None
 
-    async def persist(self, batch: PersistBatch) -> None:
+    def _admit(self, session_id: str, fence: int | None) -> bool:
+        """Whether a write fenced at ``fence`` may go ahead (``SessionStore.persist``); if so,
+        it becomes the session's fence."""
+        if fence is None:
+            return True
+        if fence < self._fences.get(session_id, fence):
+            return False
+        self._fences[session_id] = fence
+        return True
+
+    async def persist(self, batch: PersistBatch) -> bool:
         state = batch.state
         if any(turn.seq is None for turn in batch.turns):  # all or nothing, like a transaction
             raise ValueError("turn.seq must be set before it is persisted")
+        if not self._admit(state.session_id, batch.fence):
+            return False
         log = self._turns.setdefault((state.session_id, state.generation), {})
         ids = {turn.turn_id for turn in batch.turns}
         strays = [s for s, t in log.items() if s >= state.turn_count and t.turn_id in ids]
@@ -57,6 +70,7 @@ class InMemorySessionStore:
         for cp in batch.checkpoints:
             self._checkpoints[cp.checkpoint_id] = cp.model_copy(deep=True)
         await self.upsert_session(state)
+        return True
 
     async def upsert_session(self, state: SessionState) -> None:
         self._sessions[state.session_id] = state.model_copy(deep=True)
@@ -102,10 +116,13 @@ class InMemorySessionStore:
         fork_seq: int,
         *,
         prior_head: int | None = None,
-    ) -> None:
+        fence: int | None = None,
+    ) -> bool:
+        if not self._admit(session_id, fence):
+            return False
         self._generations[(session_id, generation)] = (parent_generation, fork_seq)
         if prior_head is None:
-            return
+            return True
         # Strays of timed-out workflow tasks' flushes: see ``SessionStore.add_generation``.
         left = self._turns.get((session_id, generation - 1), {})
         for seq in [s for s in left if s >= prior_head]:
@@ -115,6 +132,7 @@ class InMemorySessionStore:
             past = cp.generation == generation - 1 and cp.turn_count > prior_head
             if cp.session_id == session_id and (past or cp.generation == generation):
                 del self._checkpoints[cp_id]
+        return True
 
     async def get_generation_parent(
         self, session_id: str, generation: int
@@ -163,6 +181,7 @@ class InMemorySessionStore:
 
     async def delete_session(self, session_id: str) -> bool:
         existed = self._sessions.pop(session_id, None) is not None
+        self._fences.pop(session_id, None)
         for key in [k for k in self._turns if k[0] == session_id]:
             del self._turns[key]
             existed = True

@@ -113,6 +113,20 @@ class PostgresSessionStore(PgPoolOwner):
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
         )
+
+        def fenced_upsert(fence: str, where: str = "") -> str:
+            """The header upsert of a fenced write (``SessionStore.persist``): it writes
+            nothing, and returns no row, when the session holds a higher fence."""
+            return (
+                f"INSERT INTO {s}.sessions ({SESSION_COLS}, fence) SELECT"
+                " $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+                f" coalesce({fence}::bigint, 0){where}"
+                f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')},"
+                f" fence = coalesce({fence}::bigint, sessions.fence)"
+                f" WHERE {fence}::bigint IS NULL OR sessions.fence <= {fence}::bigint"
+                " RETURNING sid"
+            )
+
         # The batch's turns (arrays $17..$25, in _TURN_COLS order) under the sid of ``h``.
         # A retried batch rewrites no turn: the WHERE skips rows that are already identical.
         insert_turns = (
@@ -133,12 +147,12 @@ class PostgresSessionStore(PgPoolOwner):
         # other rows than the insert, which only writes below ``turn_count``. The statement
         # answers how many it dropped (the insert runs to completion all the same).
         self._sql_upsert_session_and_turns = (
-            f"WITH h AS ({self._sql_upsert_session} RETURNING sid),"
+            f"WITH h AS ({fenced_upsert('$26')}),"
             f" d AS (DELETE FROM {s}.turns USING h WHERE turns.sid = h.sid"
             " AND turns.generation = $10 AND turns.seq >= $9 AND turns.turn_id = ANY($18::text[])"
             " RETURNING 1),"
             f" i AS ({insert_turns})"
-            " SELECT count(*) FROM d"
+            " SELECT (SELECT count(*) FROM h) AS admitted, (SELECT count(*) FROM d) AS strays"
         )
         # Checkpoints of this generation past the head whose turns are not all in the log: a
         # flush of a timed-out workflow task wrote them (see ``PersistBatch``). Only stray
@@ -160,11 +174,7 @@ class PostgresSessionStore(PgPoolOwner):
             f" stray AS (SELECT 1 FROM {s}.turns t JOIN s0 ON t.sid = s0.sid"
             " WHERE t.generation = $10 AND t.seq >= $9 AND t.turn_id = ANY($18::text[])"
             " LIMIT 1),"
-            f" h AS (INSERT INTO {s}.sessions ({SESSION_COLS}) SELECT"
-            " $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16"
-            " WHERE NOT EXISTS (SELECT 1 FROM stray)"
-            f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
-            " RETURNING sid),"
+            f" h AS ({fenced_upsert('$36', ' WHERE NOT EXISTS (SELECT 1 FROM stray)')}),"
             f" i AS ({insert_turns}),"
             f" c AS (INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS})"
             " SELECT u.* FROM h, unnest($26::text[], $27::text[], $28::timestamptz[],"
@@ -172,7 +182,7 @@ class PostgresSessionStore(PgPoolOwner):
             " $35::jsonb[]) AS u"
             " ON CONFLICT (checkpoint_id) DO UPDATE SET"
             f" {update_all(CHECKPOINT_COLS, 'checkpoint_id')})"
-            " SELECT EXISTS (SELECT 1 FROM stray)"
+            " SELECT EXISTS (SELECT 1 FROM stray) AS blocked, EXISTS (SELECT 1 FROM h) AS admitted"
         )
         self._sql_upsert_checkpoint = (
             f"INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS}) VALUES"
@@ -248,7 +258,7 @@ class PostgresSessionStore(PgPoolOwner):
 
     # --- writes -------------------------------------------------------------------------------
 
-    async def persist(self, batch: PersistBatch) -> None:
+    async def persist(self, batch: PersistBatch) -> bool:
         turns = batch.turns
         require_seqs(turns)
         header = _ROWS.session_args(batch.state)
@@ -258,19 +268,24 @@ class PostgresSessionStore(PgPoolOwner):
             list(c)
             for c in zip(*(_ROWS.checkpoint_args(c) for c in batch.checkpoints), strict=True)
         ]
-        blocked = await pool.fetchval(
+        first = await pool.fetchrow(
             self._sql_persist_if_no_strays,
             *header,
             *(turn_columns or [[]] * _TURN_ARRAYS),
             *(checkpoint_columns or [[]] * _CHECKPOINT_ARRAYS),
+            batch.fence,
         )
-        if not blocked:
-            return
+        if not first["blocked"]:
+            return bool(first["admitted"])
         # A stray copy of one of these turns is past the head (only turns can be strays): the
         # batch, the strays' removal and the checkpoints that leaves broken, in one transaction.
         async with pool.acquire() as conn, conn.transaction():
-            strays = await conn.fetchval(self._sql_upsert_session_and_turns, *header, *turn_columns)
-            if strays:
+            row = await conn.fetchrow(
+                self._sql_upsert_session_and_turns, *header, *turn_columns, batch.fence
+            )
+            if not row["admitted"]:
+                return False
+            if row["strays"]:
                 state = batch.state
                 await conn.execute(
                     self._sql_drop_broken_checkpoints,
@@ -284,6 +299,7 @@ class PostgresSessionStore(PgPoolOwner):
                     self._sql_upsert_checkpoint,
                     [_ROWS.checkpoint_args(c) for c in batch.checkpoints],
                 )
+        return True
 
     async def upsert_session(self, state: SessionState) -> None:
         pool = await self._get_pool()
@@ -297,34 +313,37 @@ class PostgresSessionStore(PgPoolOwner):
         fork_seq: int,
         *,
         prior_head: int | None = None,
-    ) -> None:
+        fence: int | None = None,
+    ) -> bool:
         pool = await self._get_pool()
         s = self._s
-        record = (
-            f"INSERT INTO {s}.generations"
-            " (session_id, generation, parent_generation, fork_seq) VALUES ($1, $2, $3, $4)"
+        # One statement, one transaction: the fence (see SessionStore.persist; a session with
+        # no header yet has none), the record, and with a prior head the strays of timed-out
+        # workflow tasks' flushes (see SessionStore.add_generation).
+        admitted = await pool.fetchval(
+            f"WITH f AS (UPDATE {s}.sessions SET fence = $6::bigint"
+            " WHERE session_id = $1 AND fence <= $6::bigint RETURNING 1),"
+            " ok AS (SELECT 1 WHERE $6::bigint IS NULL OR EXISTS (SELECT 1 FROM f)"
+            f" OR NOT EXISTS (SELECT 1 FROM {s}.sessions WHERE session_id = $1)),"
+            f" g AS (INSERT INTO {s}.generations"
+            " (session_id, generation, parent_generation, fork_seq) SELECT $1, $2, $3, $4 FROM ok"
             " ON CONFLICT (session_id, generation) DO UPDATE SET"
-            " parent_generation = EXCLUDED.parent_generation, fork_seq = EXCLUDED.fork_seq"
-        )
-        if prior_head is None:
-            await pool.execute(record, session_id, generation, parent_generation, fork_seq)
-            return
-        # One statement, one transaction: strays of timed-out workflow tasks' flushes go with
-        # the record (see SessionStore.add_generation).
-        await pool.execute(
-            f"WITH g AS ({record}),"
-            f" t AS (DELETE FROM {s}.turns WHERE sid IN"
-            f" (SELECT sid FROM {s}.sessions WHERE session_id = $1)"
-            " AND ((generation = $2 - 1 AND seq >= $5) OR generation = $2)),"
-            f" c AS (DELETE FROM {s}.checkpoints WHERE session_id = $1"
-            " AND ((generation = $2 - 1 AND turn_count > $5) OR generation = $2))"
-            " SELECT 1",
+            " parent_generation = EXCLUDED.parent_generation, fork_seq = EXCLUDED.fork_seq),"
+            f" t AS (DELETE FROM {s}.turns WHERE $5::int IS NOT NULL AND EXISTS (SELECT 1 FROM ok)"
+            f" AND sid IN (SELECT sid FROM {s}.sessions WHERE session_id = $1)"
+            " AND ((generation = $2 - 1 AND seq >= $5::int) OR generation = $2)),"
+            f" c AS (DELETE FROM {s}.checkpoints WHERE $5::int IS NOT NULL"
+            " AND EXISTS (SELECT 1 FROM ok) AND session_id = $1"
+            " AND ((generation = $2 - 1 AND turn_count > $5::int) OR generation = $2))"
+            " SELECT EXISTS (SELECT 1 FROM ok)",
             session_id,
             generation,
             parent_generation,
             fork_seq,
             prior_head,
+            fence,
         )
+        return bool(admitted)
 
     async def delete_session(self, session_id: str) -> bool:
         pool = await self._get_pool()

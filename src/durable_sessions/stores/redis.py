@@ -154,9 +154,11 @@ class RedisSessionStore(RedisKeys):
 
     # --- writes -------------------------------------------------------------------------------
 
-    async def persist(self, batch: PersistBatch) -> None:
-        await self.inner.persist(batch)
+    async def persist(self, batch: PersistBatch) -> bool:
+        if await self.inner.persist(batch) is False:
+            return False  # refused as stale (SessionStore.persist): the cache holds newer
         await self._write_through(batch.state, batch.turns)
+        return True
 
     async def upsert_session(self, state: SessionState) -> None:
         await self.inner.upsert_session(state)
@@ -170,15 +172,19 @@ class RedisSessionStore(RedisKeys):
         fork_seq: int,
         *,
         prior_head: int | None = None,
-    ) -> None:
-        await self.inner.add_generation(
-            session_id, generation, parent_generation, fork_seq, prior_head=prior_head
+        fence: int | None = None,
+    ) -> bool:
+        written = await self.inner.add_generation(
+            session_id, generation, parent_generation, fork_seq, prior_head=prior_head, fence=fence
         )
+        if written is False:
+            return False
         keys = [self._k_gen_parents(session_id), self._k_version(session_id)]
         keys += [self._k_turns(session_id, generation - 1), self._k_turns(session_id, generation)]
         dropped = "1" if prior_head is not None else "0"
         args = [self._ttl_ms, generation, f"{parent_generation}:{fork_seq}", dropped]
         await self._mirror(session_id, lambda: self._script(_lua.ADD_GENERATION, keys, args))
+        return True
 
     async def delete_session(self, session_id: str) -> bool:
         state = await self._cached_or_inner_header(session_id)

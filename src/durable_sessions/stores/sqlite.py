@@ -163,16 +163,19 @@ class SQLiteSessionStore(SQLiteThread):
 
     # --- writes -------------------------------------------------------------------------------
 
-    async def persist(self, batch: PersistBatch) -> None:
+    async def persist(self, batch: PersistBatch) -> bool:
         state = batch.state
         require_seqs(batch.turns)
         turn_rows = [_ROWS.turn_args(t) for t in batch.turns]
         checkpoint_rows = [_ROWS.checkpoint_args(c) for c in batch.checkpoints]
         session_row = _ROWS.session_args(state)
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> bool:
             with _write(conn):
+                if not _admit(conn, state.session_id, batch.fence):
+                    return False
                 conn.execute(_UPSERT_SESSION, session_row)  # first: it assigns the sid
+                _set_fence(conn, state.session_id, batch.fence)
                 strays = 0
                 if turn_rows:
                     sid = conn.execute(
@@ -197,8 +200,9 @@ class SQLiteSessionStore(SQLiteThread):
                     )
                 if checkpoint_rows:
                     conn.executemany(_UPSERT_CHECKPOINT, checkpoint_rows)
+                return True
 
-        await self._run(write)
+        return await self._run(write)
 
     async def upsert_session(self, state: SessionState) -> None:
         row = _ROWS.session_args(state)
@@ -217,9 +221,13 @@ class SQLiteSessionStore(SQLiteThread):
         fork_seq: int,
         *,
         prior_head: int | None = None,
-    ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        fence: int | None = None,
+    ) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
             with _write(conn):
+                if not _admit(conn, session_id, fence):
+                    return False
+                _set_fence(conn, session_id, fence)
                 conn.execute(
                     "INSERT INTO generations (session_id, generation, parent_generation, fork_seq)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT (session_id, generation) DO UPDATE SET"
@@ -228,7 +236,7 @@ class SQLiteSessionStore(SQLiteThread):
                     (session_id, generation, parent_generation, fork_seq),
                 )
                 if prior_head is None:
-                    return
+                    return True
                 # Strays of timed-out workflow tasks' flushes: see SessionStore.add_generation.
                 conn.execute(
                     "DELETE FROM turns WHERE sid IN"
@@ -241,8 +249,9 @@ class SQLiteSessionStore(SQLiteThread):
                     " AND ((generation = ?2 - 1 AND turn_count > ?3) OR generation = ?2)",
                     (session_id, generation, prior_head),
                 )
+                return True
 
-        await self._run(write)
+        return await self._run(write)
 
     async def delete_session(self, session_id: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
@@ -393,3 +402,20 @@ class SQLiteSessionStore(SQLiteThread):
             (user_id,),
         )
         return stats_from(rows[0])
+
+
+def _admit(conn: sqlite3.Connection, session_id: str, fence: int | None) -> bool:
+    """Whether a write fenced at ``fence`` may go ahead (``SessionStore.persist``). Called
+    inside the write's transaction, which holds SQLite's one write lock."""
+    if fence is None:
+        return True
+    row = conn.execute("SELECT fence FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+    return row is None or int(row[0]) <= fence
+
+
+def _set_fence(conn: sqlite3.Connection, session_id: str, fence: int | None) -> None:
+    if fence is not None:
+        conn.execute(
+            "UPDATE sessions SET fence = ?2 WHERE session_id = ?1 AND fence < ?2",
+            (session_id, fence),
+        )

@@ -8,7 +8,7 @@ slow or down, so an outage neither holds a workflow task open nor grows history.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -45,6 +45,7 @@ __all__ = [
     "range_totals",
     "record_generation",
     "run_agent_turn",
+    "write_fence",
 ]
 
 STORE_RETRY = RetryPolicy(
@@ -65,6 +66,17 @@ activity, whose retries wait in the server, not in a workflow task kept open."""
 CONTEXT_TIMEOUT = timedelta(seconds=60)
 T = TypeVar("T")
 CONTEXT_HEARTBEAT = timedelta(seconds=10)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def write_fence() -> int:
+    """The fence of a store write asked for now (``SessionStore.persist``): when this workflow
+    task started, in microseconds since the epoch. A retried workflow task starts after the
+    one that timed out, and every later task after it, so a late write of an earlier task
+    carries a lower fence than any write after it. Deterministic: replay sees the same time."""
+    return (workflow.now() - _EPOCH) // timedelta(microseconds=1)
 
 
 async def persist_batch(batch: PersistBatch, *, local: bool, session_id: str) -> None:

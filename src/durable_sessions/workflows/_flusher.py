@@ -108,7 +108,12 @@ class Flusher:
             self.header_dirty = False
         try:
             await calls.persist_batch(
-                PersistBatch(state=batch.header, turns=batch.turns, checkpoints=batch.checkpoints),
+                PersistBatch(
+                    state=batch.header,
+                    turns=batch.turns,
+                    checkpoints=batch.checkpoints,
+                    fence=calls.write_fence(),
+                ),
                 local=self.local,
                 session_id=state.session_id,
             )

@@ -145,6 +145,7 @@ class HeadHandlers(SessionBase):
                 parent_generation=generation,
                 fork_seq=turn_count,
                 prior_head=self._state.turn_count if own_head else None,
+                fence=calls.write_fence(),
             )
         )
         self._state.generation = new_generation

@@ -183,6 +183,9 @@ class GenerationRecord(BaseModel):
     prior_head: int | None = None
     """Head of the generation being left (``generation - 1``); the store drops strays past it
     (``SessionStore.add_generation``). None from workflows of earlier versions."""
+    fence: int | None = None
+    """When the workflow task that asked started (``PersistBatch.fence``). None from workflows of
+    earlier versions."""
 
 
 class TranscriptTailRequest(BaseModel):
