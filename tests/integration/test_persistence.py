@@ -240,3 +240,48 @@ async def test_a_head_move_drops_rows_a_timed_out_task_left_past_the_head(stack:
     assert "ghost" not in {c.checkpoint_id for c in await m.list_checkpoints(s.session_id)}
     assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
     assert (await m.add_turn(s.session_id, turn("t3 again"))).seq == 3
+
+
+async def test_a_late_write_of_an_older_task_cannot_rewind_a_closed_session(stack: Stack) -> None:
+    """Run 13's restore violations (tests/faults/RESULTS.md): a flush of a workflow task that
+    timed out landed after the session had moved its head and closed, putting the header back
+    on generation 0; restoring the closed session then numbered its next generation 1 again
+    and overwrote that generation's fork point, so the close checkpoint lost its own turns.
+    Every write of the workflow is fenced by when its task started, so the late write (fenced
+    at the session's creation, the earliest task there is) is refused."""
+    m = stack.manager
+    s = await m.create("late-write", config=SessionConfig(flush_interval=0.2))
+    for i in range(5):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+    await m.truncate(s.session_id, 3)
+    for i in range(3, 6):
+        await m.add_turn(s.session_id, turn(f"u{i}"))
+    closed = await m.close(s.session_id)
+    assert (closed.generation, closed.turn_count) == (1, 6)
+    close_cp = next(c for c in await m.list_checkpoints(s.session_id) if c.reason == "close")
+    header = await stack.store.get_session(s.session_id)
+    assert header is not None and header.status is SessionStatus.CLOSED
+
+    created_us = int(s.created_at.timestamp() * 1_000_000)
+    late = PersistBatch(
+        state=header.model_copy(
+            update={"generation": 0, "turn_count": 7, "status": SessionStatus.ACTIVE}
+        ),
+        turns=[SessionTurn(turn_id=f"x{i}", role="user", content=f"x{i}", seq=i) for i in (5, 6)],
+        fence=created_us,
+    )
+    assert await stack.store.persist(late) is False
+    after = await stack.store.get_session(s.session_id)
+    assert after is not None
+    assert (after.generation, after.turn_count, after.status) == (1, 6, SessionStatus.CLOSED)
+
+    restored = await m.restore(close_cp.checkpoint_id)
+    assert (restored.generation, restored.turn_count) == (2, 6)
+    expected = ["t0", "t1", "t2", "u3", "u4", "u5"]
+    assert [t.content for t in await m.history(s.session_id)] == expected
+    assert [
+        t.content
+        for t in await read_transcript(
+            stack.store, s.session_id, generation=close_cp.generation, turn_count=6
+        )
+    ] == expected
