@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SessionState,
         SessionTurn,
     )
+    from durable_sessions.workflows import _calls as calls
     from durable_sessions.workflows._errors import busy, closed, to_application_error
     from durable_sessions.workflows._flusher import Flusher
     from durable_sessions.workflows._patches import (
@@ -59,11 +60,13 @@ class SessionBase:
         self._config: SessionConfig = input.config
         self._recent: list[SessionTurn] = list(input.recent)
         self._dedup: dict[str, int] = dict(input.dedup)
+        self._fences = calls.WriteFences(input.fence_floor)
         self._flusher = Flusher(
             lambda: self._state,
             list(input.pending),
             list(input.pending_checkpoints),
             header_dirty=not (input.continued or input.header_stored),
+            fence=self._fences.next,
         )
         self._messages_this_run = 0
         self._messages_before_task = 0

@@ -8,6 +8,7 @@ slow or down, so an outage neither holds a workflow task open nor grows history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -34,6 +35,7 @@ __all__ = [
     "LOCAL_STORE_TIMEOUT",
     "STORE_RETRY",
     "STORE_TIMEOUT",
+    "WriteFences",
     "branch_names",
     "compute_context",
     "existing_turn_ids",
@@ -45,7 +47,6 @@ __all__ = [
     "range_totals",
     "record_generation",
     "run_agent_turn",
-    "write_fence",
 ]
 
 STORE_RETRY = RetryPolicy(
@@ -71,12 +72,27 @@ CONTEXT_HEARTBEAT = timedelta(seconds=10)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def write_fence() -> int:
-    """The fence of a store write asked for now (``SessionStore.persist``): when this workflow
-    task started, in microseconds since the epoch. A retried workflow task starts after the
-    one that timed out, and every later task after it, so a late write of an earlier task
-    carries a lower fence than any write after it. Deterministic: replay sees the same time."""
-    return (workflow.now() - _EPOCH) // timedelta(microseconds=1)
+class WriteFences:
+    """The fences of a run's store writes (``SessionStore.persist``).
+
+    A write's fence is when the workflow task that asks for it started (``workflow.now()``, in
+    microseconds since the epoch), and never lower than the run's previous one. A retried
+    workflow task starts at least a task timeout after the one that timed out, and every later
+    task after it, so a late write of a dead task carries a lower fence than any write after
+    it, and the store refuses it. The floor keeps a live run's fences from going down should
+    the server's clock step back between two of its tasks (its own writes would be refused);
+    it is carried across continue-as-new. Deterministic: replay sees the same times and makes
+    the same calls in the same order.
+    """
+
+    def __init__(self, floor: int = 0, clock: Callable[[], datetime] = workflow.now) -> None:
+        self.last = floor
+        self._clock = clock
+
+    def next(self) -> int:
+        now = (self._clock() - _EPOCH) // timedelta(microseconds=1)
+        self.last = max(now, self.last)
+        return self.last
 
 
 async def persist_batch(batch: PersistBatch, *, local: bool, session_id: str) -> None:

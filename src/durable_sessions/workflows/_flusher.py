@@ -34,8 +34,11 @@ class Flusher:
         pending_checkpoints: list[Checkpoint],
         *,
         header_dirty: bool,
+        fence: Callable[[], int],
     ) -> None:
         self._state = state
+        self._fence = fence
+        """The fence of the next store write (``_calls.WriteFences.next``)."""
         self.pending = pending
         self.checkpoints = pending_checkpoints
         self.header_dirty = header_dirty
@@ -112,7 +115,7 @@ class Flusher:
                     state=batch.header,
                     turns=batch.turns,
                     checkpoints=batch.checkpoints,
-                    fence=calls.write_fence(),
+                    fence=self._fence(),
                 ),
                 local=self.local,
                 session_id=state.session_id,

@@ -145,7 +145,7 @@ class HeadHandlers(SessionBase):
                 parent_generation=generation,
                 fork_seq=turn_count,
                 prior_head=self._state.turn_count if own_head else None,
-                fence=calls.write_fence(),
+                fence=self._fences.next(),
             )
         )
         self._state.generation = new_generation

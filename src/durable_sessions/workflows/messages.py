@@ -81,6 +81,9 @@ class SessionWorkflowInput(BaseModel):
     features: int = 0
     """Which workflow behaviours this run was started with (``_patches.RUN_FEATURES``): 0 for
     inputs written before the field existed, whose runs decide by ``workflow.patched``."""
+    fence_floor: int = 0
+    """The fence of the previous run's last store write (``_calls.WriteFences``): this run's
+    writes are fenced no lower, whatever the clock says."""
 
 
 class TurnInput(BaseModel):

@@ -249,6 +249,7 @@ class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
             continued=True,
             group=self._group,
             features=RUN_FEATURES,
+            fence_floor=self._fences.last,
         )
 
     async def _ttl_watch(self) -> None:
