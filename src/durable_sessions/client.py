@@ -56,7 +56,7 @@ from durable_sessions.models import (
     SessionTurn,
     new_id,
 )
-from durable_sessions.stores.base import SessionStore
+from durable_sessions.stores.base import PersistBatch, SessionStore
 from durable_sessions.workflows._patches import RUN_FEATURES
 from durable_sessions.workflows.messages import (
     DEFAULT_TASK_QUEUE,
@@ -265,9 +265,13 @@ class SessionManager(SessionReads):
 
     async def _store_header(self, state: SessionState) -> None:
         """The header of a session just started, written by the client. Should the store fail,
-        the run is asked to write it (its flushes retry until the store is back)."""
+        the run is asked to write it (its flushes retry until the store is back).
+
+        Fenced at 0, below every fence a workflow writes with (``SessionStore.persist``): when
+        this write is slow enough that the run has flushed first, it must not put the header
+        back to no turns."""
         try:
-            await self.store.upsert_session(state)
+            await self.store.persist(PersistBatch(state=state, fence=0))
         except Exception:  # any store failure: the workflow's own flush is the fallback
             log.warning("storing the header failed; the session's run stores it", exc_info=True)
             await self._update(state.session_id, "annotate", {}, SessionState)

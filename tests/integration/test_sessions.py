@@ -20,8 +20,8 @@ from durable_sessions.errors import (
     SessionNotFoundError,
     WorkerUnavailableError,
 )
-from durable_sessions.models import SessionConfig, SessionState, SessionStatus, SessionTurn
-from durable_sessions.stores.base import SessionStore
+from durable_sessions.models import SessionConfig, SessionStatus, SessionTurn
+from durable_sessions.stores.base import PersistBatch, SessionStore
 from durable_sessions.worker import create_worker
 from tests.helpers import assert_eventually
 from tests.integration.conftest import Stack
@@ -257,7 +257,7 @@ class _HeaderWriteFails:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    async def upsert_session(self, state: SessionState) -> None:
+    async def persist(self, batch: PersistBatch) -> bool:
         self.failed += 1
         raise ConnectionError("injected: the store is unreachable from this client")
 

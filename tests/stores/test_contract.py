@@ -1091,3 +1091,16 @@ async def test_deleting_a_session_forgets_its_fence(store: SessionStore) -> None
     assert await store.delete_session("s1")
     assert await fenced(store, 100, header("s1", turn_count=2), turns("b", range(2)))
     assert ids(await read_transcript(store, "s1")) == ["b-0", "b-1"]
+
+
+async def test_a_header_fenced_at_zero_never_overwrites_a_fenced_write(store: SessionStore) -> None:
+    """``SessionManager.create`` stores the new session's header fenced at 0: written when the
+    run has not flushed yet, and a no-op once it has (a slow create must not put the header
+    back to no turns)."""
+    assert await fenced(store, 0, header("s1"))
+    got = await store.get_session("s1")
+    assert got is not None and got.turn_count == 0
+    assert await fenced(store, 1_000, header("s2", turn_count=2), turns("a", range(2)))
+    assert not await fenced(store, 0, header("s2"))
+    got = await store.get_session("s2")
+    assert got is not None and got.turn_count == 2
