@@ -95,16 +95,41 @@ class SessionReads(SessionTransport):
     # ------------------------------------------------------------------ reads
 
     async def _live_snapshot(self, session_id: str) -> SessionSnapshot | None:
-        """The workflow's snapshot if the session is running, else None (read the store)."""
+        """The workflow's snapshot if the session is running, else None (read the store).
+
+        A terminal header in the store is usually the run's last write, but it may be the
+        write of a workflow task that then timed out (its local-activity flush ran, its
+        commands, the close among them, were discarded) while the run goes on, until the run's
+        next flush rewrites it. So it is checked with Temporal: a query that the server turns
+        away at once when the run has ended (no worker, no replay), answered by the run when it
+        has not.
+        """
         header = await self.store.get_session(session_id)
         if header is None:
             raise SessionNotFoundError("no such session", session_id=session_id)
-        if header.status.is_terminal:
+        if await self._ended(header):
             return None
         try:
             return await self._query(session_id, "snapshot", SessionSnapshot)
         except (SessionClosedError, SessionNotFoundError):
             return None
+
+    async def _ended(self, header: SessionState) -> bool:
+        """Whether the session has ended, by its stored header confirmed with Temporal (see
+        ``_live_snapshot``): a header that says it is live is taken at its word."""
+        return header.status.is_terminal and not await self._still_running(header.session_id)
+
+    async def _still_running(self, session_id: str) -> bool:
+        """Whether the session's latest run is still running (one server call, no worker).
+        When Temporal cannot say (unreachable), the store's header is taken at its word, so an
+        ended session stays readable from the store alone."""
+        try:
+            described = await self.client.get_workflow_handle(session_id).describe(
+                rpc_timeout=self.call_timeout
+            )
+        except RPCError:
+            return False
+        return described.status == WorkflowExecutionStatus.RUNNING
 
     async def get(self, session_id: str) -> SessionState:
         """The session's header: live from its workflow, or from the store once it has ended."""
@@ -229,7 +254,7 @@ class SessionReads(SessionTransport):
         header = await self.store.get_session(session_id)
         if header is None:
             raise SessionNotFoundError("no such session", session_id=session_id)
-        if not header.status.is_terminal:
+        if not await self._ended(header):
             try:
                 result = await self._update(
                     session_id,

@@ -117,7 +117,7 @@ class BranchManager:
     async def _current(self, session_id: str) -> SessionState:
         """The header with everything flushed: a running session flushes first."""
         header = await self._header(session_id)
-        if header.status.is_terminal:
+        if await self.manager._ended(header):
             return header
         try:
             return await self.manager._update(session_id, "flush", None, SessionState)
@@ -187,7 +187,7 @@ class BranchManager:
     ) -> None:
         entry = {"target_session_id": target_id, "strategy": spec.strategy}
         merged_into = [*source.metadata.get("merged_into", []), entry]
-        if not source.status.is_terminal:
+        if not await self.manager._ended(source):
             try:
                 await self.manager._update(
                     source.session_id, "annotate", {"merged_into": merged_into}, SessionState

@@ -285,3 +285,44 @@ async def test_a_late_write_of_an_older_task_cannot_rewind_a_closed_session(stac
             stack.store, s.session_id, generation=close_cp.generation, turn_count=6
         )
     ] == expected
+
+
+async def test_a_terminal_header_left_by_a_timed_out_task_does_not_hide_the_live_session(
+    stack: Stack,
+) -> None:
+    """Run 14 of the model test: a workflow task took a ``close``, ran its local-activity flush
+    (the store's header: CLOSED) and timed out; its commands were discarded and the run went on.
+    Until the run's next flush rewrites the header, reads must not take the store's word that
+    the session has ended: ``get`` and ``history`` ask Temporal, and answer from the run."""
+    m = stack.manager
+    s = await m.create("phantom-close", config=SessionConfig(flush_interval=0.2))
+    for i in range(2):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+
+    async def flushed() -> None:
+        stored = await stack.store.get_session(s.session_id)
+        assert stored is not None and stored.turn_count == 2
+
+    await assert_eventually(flushed)
+    header = await stack.store.get_session(s.session_id)
+    assert header is not None
+    dead_task = header.model_copy(update={"status": SessionStatus.CLOSED})
+    # Unfenced: it lands as the dead task's would, after every earlier write, before the next.
+    assert await stack.store.persist(PersistBatch(state=dead_task)) is not False
+    stored = await stack.store.get_session(s.session_id)
+    assert stored is not None and stored.status is SessionStatus.CLOSED
+
+    receipt = await m.add_turn(s.session_id, turn("t2"))
+    assert receipt.seq == 2
+    assert (await m.get(s.session_id)).status is SessionStatus.ACTIVE
+    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
+
+    async def repaired() -> None:
+        stored = await stack.store.get_session(s.session_id)
+        assert stored is not None
+        assert (stored.status, stored.turn_count) == (SessionStatus.ACTIVE, 3)
+
+    await assert_eventually(repaired)  # the run's next flush rewrites the header
+    await m.close(s.session_id)
+    assert (await m.get(s.session_id)).status is SessionStatus.CLOSED
+    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
