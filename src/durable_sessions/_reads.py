@@ -100,9 +100,8 @@ class SessionReads(SessionTransport):
         A terminal header in the store is usually the run's last write, but it may be the
         write of a workflow task that then timed out (its local-activity flush ran, its
         commands, the close among them, were discarded) while the run goes on, until the run's
-        next flush rewrites it. So it is checked with Temporal: a query that the server turns
-        away at once when the run has ended (no worker, no replay), answered by the run when it
-        has not.
+        next flush rewrites it. So it is checked with Temporal first (``describe``: a server
+        call, no worker, no replay), and the run answers when it is still running.
         """
         header = await self.store.get_session(session_id)
         if header is None:
