@@ -1104,3 +1104,30 @@ async def test_a_header_fenced_at_zero_never_overwrites_a_fenced_write(store: Se
     assert not await fenced(store, 0, header("s2"))
     got = await store.get_session("s2")
     assert got is not None and got.turn_count == 2
+
+
+async def test_a_fenced_flush_drops_checkpoints_past_its_head(store: SessionStore) -> None:
+    """Model run 15 (tests/faults/RESULTS.md): a workflow task that then timed out flushed
+    turns and a checkpoint past the head the retried task builds; the checkpoint was listed,
+    restored, and forked past the head. Within a generation the head only grows and batches are
+    written in fence order, so a fenced flush deletes the other checkpoints of its generation
+    past its head; checkpoints under it, and of other generations or sessions, stay."""
+    assert await fenced(
+        store, 100, header("s1", turn_count=3), turns("a", range(3)), [checkpoint("c3", "s1", 3)]
+    )
+    await persist(
+        store, header("s2", turn_count=9), turns("o", range(9)), [checkpoint("o9", "s2", 9)]
+    )
+    # The dead task: two turns and a checkpoint at 5; the retried task has flushed one turn.
+    assert await fenced(
+        store, 200, header("s1", turn_count=5), turns("x", range(3, 5)), [checkpoint("ph", "s1", 5)]
+    )
+    assert await fenced(
+        store, 300, header("s1", turn_count=4), turns("y", range(3, 4)), [checkpoint("c4", "s1", 4)]
+    )
+    assert {c.checkpoint_id for c in await store.list_checkpoints("s1")} == {"c3", "c4"}
+    assert [c.checkpoint_id for c in await store.list_checkpoints("s2")] == ["o9"]
+    # A checkpoint of the generation left behind stays, past the new generation's head or not.
+    assert await store.add_generation("s1", 1, 0, 2, prior_head=4, fence=400) is not False
+    assert await fenced(store, 500, header("s1", turn_count=2, generation=1))
+    assert {c.checkpoint_id for c in await store.list_checkpoints("s1")} == {"c3", "c4"}

@@ -55,7 +55,11 @@ class PersistBatch(BaseModel):
     Likewise a checkpoint of this generation past ``turn_count`` whose turns are no longer all
     in the log (that timed-out task wrote it too) is deleted: it could not be restored.
 
-    ``fence`` orders the writes of one session (see ``SessionStore.persist``).
+    ``fence`` orders the writes of one session (see ``SessionStore.persist``). A fenced batch
+    also deletes every other checkpoint of its generation past ``turn_count``: within a
+    generation the head only grows and batches are written in fence order, so such a
+    checkpoint was written by a flush of a workflow task that then timed out (it was never
+    acknowledged, and its turns may never be), and restoring it would fork past the head.
     """
 
     state: SessionState

@@ -67,6 +67,16 @@ class InMemorySessionStore:
                 mine = cp.session_id == state.session_id and cp.generation == state.generation
                 if mine and any(seq not in log for seq in range(state.turn_count, cp.turn_count)):
                     del self._checkpoints[cp_id]  # written by a timed-out task's flush
+        if batch.fence is not None:  # see PersistBatch: past the head, only a dead task's
+            own = {cp.checkpoint_id for cp in batch.checkpoints}
+            for cp_id, cp in list(self._checkpoints.items()):
+                if (
+                    cp.session_id == state.session_id
+                    and cp.generation == state.generation
+                    and cp.turn_count > state.turn_count
+                    and cp_id not in own
+                ):
+                    del self._checkpoints[cp_id]
         for cp in batch.checkpoints:
             self._checkpoints[cp.checkpoint_id] = cp.model_copy(deep=True)
         await self.upsert_session(state)

@@ -176,6 +176,9 @@ class PostgresSessionStore(PgPoolOwner):
             " LIMIT 1),"
             f" h AS ({fenced_upsert('$36', ' WHERE NOT EXISTS (SELECT 1 FROM stray)')}),"
             f" i AS ({insert_turns}),"
+            f" x AS (DELETE FROM {s}.checkpoints o USING h WHERE $36::bigint IS NOT NULL"
+            " AND o.session_id = $1 AND o.generation = $10 AND o.turn_count > $9"
+            " AND o.checkpoint_id <> ALL($26::text[])),"
             f" c AS (INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS})"
             " SELECT u.* FROM h, unnest($26::text[], $27::text[], $28::timestamptz[],"
             " $29::float8[], $30::bigint[], $31::int[], $32::int[], $33::text[], $34::text[],"
@@ -285,6 +288,15 @@ class PostgresSessionStore(PgPoolOwner):
             )
             if not row["admitted"]:
                 return False
+            if batch.fence is not None:  # past the head, only a dead task's (PersistBatch)
+                await conn.execute(
+                    f"DELETE FROM {self._s}.checkpoints WHERE session_id = $1 AND generation = $2"
+                    " AND turn_count > $3 AND checkpoint_id <> ALL($4::text[])",
+                    batch.state.session_id,
+                    batch.state.generation,
+                    batch.state.turn_count,
+                    [c.checkpoint_id for c in batch.checkpoints],
+                )
             if row["strays"]:
                 state = batch.state
                 await conn.execute(

@@ -198,6 +198,14 @@ class SQLiteSessionStore(SQLiteThread):
                         " < checkpoints.turn_count - ?3",
                         (state.session_id, state.generation, state.turn_count),
                     )
+                if batch.fence is not None:  # past the head, only a dead task's: PersistBatch
+                    mine = [c.checkpoint_id for c in batch.checkpoints]
+                    conn.execute(
+                        "DELETE FROM checkpoints WHERE session_id = ? AND generation = ?"
+                        " AND turn_count > ?"
+                        f" AND checkpoint_id NOT IN ({', '.join('?' * len(mine))})",
+                        (state.session_id, state.generation, state.turn_count, *mine),
+                    )
                 if checkpoint_rows:
                     conn.executemany(_UPSERT_CHECKPOINT, checkpoint_rows)
                 return True

@@ -76,7 +76,9 @@ class WriteFences:
     """The fences of a run's store writes (``SessionStore.persist``).
 
     A write's fence is when the workflow task that asks for it started (``workflow.now()``, in
-    microseconds since the epoch), and never lower than the run's previous one. A retried
+    microseconds since the epoch), and above the run's previous one: two batches flushed in one
+    workflow task are ordered too, so a timed-out attempt of the first landing after the
+    second is refused (a retry of the same batch carries the same fence and is accepted). A retried
     workflow task starts at least a task timeout after the one that timed out, and every later
     task after it, so a late write of a dead task carries a lower fence than any write after
     it, and the store refuses it. The floor keeps a live run's fences from going down should
@@ -91,7 +93,7 @@ class WriteFences:
 
     def next(self) -> int:
         now = (self._clock() - _EPOCH) // timedelta(microseconds=1)
-        self.last = max(now, self.last)
+        self.last = max(now, self.last + 1)
         return self.last
 
 
