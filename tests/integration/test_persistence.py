@@ -326,3 +326,36 @@ async def test_a_terminal_header_left_by_a_timed_out_task_does_not_hide_the_live
     await m.close(s.session_id)
     assert (await m.get(s.session_id)).status is SessionStatus.CLOSED
     assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
+
+
+async def test_a_checkpoint_past_the_head_is_not_restored(stack: Stack) -> None:
+    """Model run 15: a workflow task that then timed out stored a checkpoint past the head the
+    run went on with; the checkpoint was listed, restored, and the new generation forked past
+    turns that do not exist. The run refuses it as not found (and its next flush deletes it)."""
+    m = stack.manager
+    s = await m.create("phantom-checkpoint", config=SessionConfig(flush_interval=0.2))
+    for i in range(3):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+
+    async def flushed() -> None:
+        stored = await stack.store.get_session(s.session_id)
+        assert stored is not None and stored.turn_count == 3
+
+    await assert_eventually(flushed)
+    header = await stack.store.get_session(s.session_id)
+    assert header is not None
+    phantom = Checkpoint(
+        checkpoint_id="phantom",
+        session_id=s.session_id,
+        generation=0,
+        turn_count=5,
+        reason="auto",
+        created_at=header.updated_at,
+    )
+    await stack.store.persist(PersistBatch(state=header, checkpoints=[phantom]))
+    with pytest.raises(CheckpointNotFoundError):
+        await m.restore("phantom")
+    state = await m.get(s.session_id)
+    assert (state.generation, state.turn_count) == (0, 3)
+    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
+    assert (await m.add_turn(s.session_id, turn("t3"))).seq == 3

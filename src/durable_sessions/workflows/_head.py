@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.workflows import _calls as calls
     from durable_sessions.workflows._base import SESSION_STATUS, SESSION_USER_ID, SessionBase
     from durable_sessions.workflows._errors import invalid, to_application_error
-    from durable_sessions.workflows._patches import RUN_FEATURES
+    from durable_sessions.workflows._patches import NO_CHECKPOINT_PAST_HEAD, RUN_FEATURES
     from durable_sessions.workflows.messages import (
         WORKFLOW_TYPE,
         BranchRequest,
@@ -67,7 +67,15 @@ class HeadHandlers(SessionBase):
     async def _load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
         """One of this session's checkpoints, or a typed CheckpointNotFoundError."""
         cp = await calls.load_checkpoint(checkpoint_id)
-        if cp is None or cp.session_id != self._state.session_id:
+        # Past the head of the current generation: a dead workflow task's (_patches).
+        past_head = (
+            cp is not None
+            and cp.session_id == self._state.session_id
+            and cp.generation == self._state.generation
+            and cp.turn_count > self._state.turn_count
+            and workflow.patched(NO_CHECKPOINT_PAST_HEAD)
+        )
+        if cp is None or cp.session_id != self._state.session_id or past_head:
             raise to_application_error(
                 CheckpointNotFoundError(
                     "no such checkpoint in this session",

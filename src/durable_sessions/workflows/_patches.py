@@ -72,6 +72,13 @@ once their pending turns reach ``CARRIED_BYTES``, and otherwise from three quart
 flush interval on, not half (``core.flushing.in_flow_after``). An idle continue-as-new still
 flushes first (its point is a minimal next run). By input features, not a marker."""
 
+NO_CHECKPOINT_PAST_HEAD = "no-checkpoint-past-the-head"
+"""A checkpoint of the current generation past the head is refused as not found, wherever a
+run is asked to restore or branch from one: only a flush of a workflow task that then timed
+out can have stored it (model run 15), and moving the head to it would fork past turns that
+do not exist. A ``workflow.patched`` call made only when such a checkpoint turns up, so a marker
+appears in those histories alone, and a history that moved its head there replays as it ran."""
+
 RUN_FEATURES = 6
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
