@@ -12,6 +12,7 @@ from durable_sessions.errors import (
 from durable_sessions.models import (
     Checkpoint,
     SessionConfig,
+    SessionState,
     SessionStatus,
     SessionTurn,
 )
@@ -295,17 +296,8 @@ async def test_a_terminal_header_left_by_a_timed_out_task_does_not_hide_the_live
     Until the run's next flush rewrites the header, reads must not take the store's word that
     the session has ended: ``get`` and ``history`` ask Temporal, and answer from the run."""
     m = stack.manager
-    s = await m.create("phantom-close", config=SessionConfig(flush_interval=0.2))
-    for i in range(2):
-        await m.add_turn(s.session_id, turn(f"t{i}"))
-
-    async def flushed() -> None:
-        stored = await stack.store.get_session(s.session_id)
-        assert stored is not None and stored.turn_count == 2
-
-    await assert_eventually(flushed)
-    header = await stack.store.get_session(s.session_id)
-    assert header is not None
+    header = await _session_with_flushed_turns(stack, "phantom-close", 2)
+    s = header
     dead_task = header.model_copy(update={"status": SessionStatus.CLOSED})
     # Unfenced: it lands as the dead task's would, after every earlier write, before the next.
     assert await stack.store.persist(PersistBatch(state=dead_task)) is not False
@@ -333,17 +325,8 @@ async def test_a_checkpoint_past_the_head_is_not_restored(stack: Stack) -> None:
     run went on with; the checkpoint was listed, restored, and the new generation forked past
     turns that do not exist. The run refuses it as not found (and its next flush deletes it)."""
     m = stack.manager
-    s = await m.create("phantom-checkpoint", config=SessionConfig(flush_interval=0.2))
-    for i in range(3):
-        await m.add_turn(s.session_id, turn(f"t{i}"))
-
-    async def flushed() -> None:
-        stored = await stack.store.get_session(s.session_id)
-        assert stored is not None and stored.turn_count == 3
-
-    await assert_eventually(flushed)
-    header = await stack.store.get_session(s.session_id)
-    assert header is not None
+    header = await _session_with_flushed_turns(stack, "phantom-checkpoint", 3)
+    s = header
     phantom = Checkpoint(
         checkpoint_id="phantom",
         session_id=s.session_id,
@@ -359,3 +342,20 @@ async def test_a_checkpoint_past_the_head_is_not_restored(stack: Stack) -> None:
     assert (state.generation, state.turn_count) == (0, 3)
     assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
     assert (await m.add_turn(s.session_id, turn("t3"))).seq == 3
+
+
+async def _session_with_flushed_turns(stack: Stack, user: str, n: int) -> SessionState:
+    """A session of ``n`` turns, all flushed; its header as the store holds it."""
+    m = stack.manager
+    s = await m.create(user, config=SessionConfig(flush_interval=0.2))
+    for i in range(n):
+        await m.add_turn(s.session_id, turn(f"t{i}"))
+
+    async def flushed() -> None:
+        stored = await stack.store.get_session(s.session_id)
+        assert stored is not None and stored.turn_count == n
+
+    await assert_eventually(flushed)
+    header = await stack.store.get_session(s.session_id)
+    assert header is not None
+    return header
