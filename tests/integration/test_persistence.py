@@ -297,27 +297,26 @@ async def test_a_terminal_header_left_by_a_timed_out_task_does_not_hide_the_live
     the session has ended: ``get`` and ``history`` ask Temporal, and answer from the run."""
     m = stack.manager
     header = await _session_with_flushed_turns(stack, "phantom-close", 2)
-    s = header
     dead_task = header.model_copy(update={"status": SessionStatus.CLOSED})
     # Unfenced: it lands as the dead task's would, after every earlier write, before the next.
     assert await stack.store.persist(PersistBatch(state=dead_task)) is not False
-    stored = await stack.store.get_session(s.session_id)
+    stored = await stack.store.get_session(header.session_id)
     assert stored is not None and stored.status is SessionStatus.CLOSED
 
-    receipt = await m.add_turn(s.session_id, turn("t2"))
+    receipt = await m.add_turn(header.session_id, turn("t2"))
     assert receipt.seq == 2
-    assert (await m.get(s.session_id)).status is SessionStatus.ACTIVE
-    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
+    assert (await m.get(header.session_id)).status is SessionStatus.ACTIVE
+    assert [t.content for t in await m.history(header.session_id)] == ["t0", "t1", "t2"]
 
     async def repaired() -> None:
-        stored = await stack.store.get_session(s.session_id)
+        stored = await stack.store.get_session(header.session_id)
         assert stored is not None
         assert (stored.status, stored.turn_count) == (SessionStatus.ACTIVE, 3)
 
     await assert_eventually(repaired)  # the run's next flush rewrites the header
-    await m.close(s.session_id)
-    assert (await m.get(s.session_id)).status is SessionStatus.CLOSED
-    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
+    await m.close(header.session_id)
+    assert (await m.get(header.session_id)).status is SessionStatus.CLOSED
+    assert [t.content for t in await m.history(header.session_id)] == ["t0", "t1", "t2"]
 
 
 async def test_a_checkpoint_past_the_head_is_not_restored(stack: Stack) -> None:
@@ -326,10 +325,9 @@ async def test_a_checkpoint_past_the_head_is_not_restored(stack: Stack) -> None:
     turns that do not exist. The run refuses it as not found (and its next flush deletes it)."""
     m = stack.manager
     header = await _session_with_flushed_turns(stack, "phantom-checkpoint", 3)
-    s = header
     phantom = Checkpoint(
         checkpoint_id="phantom",
-        session_id=s.session_id,
+        session_id=header.session_id,
         generation=0,
         turn_count=5,
         reason="auto",
@@ -338,10 +336,10 @@ async def test_a_checkpoint_past_the_head_is_not_restored(stack: Stack) -> None:
     await stack.store.persist(PersistBatch(state=header, checkpoints=[phantom]))
     with pytest.raises(CheckpointNotFoundError):
         await m.restore("phantom")
-    state = await m.get(s.session_id)
+    state = await m.get(header.session_id)
     assert (state.generation, state.turn_count) == (0, 3)
-    assert [t.content for t in await m.history(s.session_id)] == ["t0", "t1", "t2"]
-    assert (await m.add_turn(s.session_id, turn("t3"))).seq == 3
+    assert [t.content for t in await m.history(header.session_id)] == ["t0", "t1", "t2"]
+    assert (await m.add_turn(header.session_id, turn("t3"))).seq == 3
 
 
 async def _session_with_flushed_turns(stack: Stack, user: str, n: int) -> SessionState:
