@@ -53,24 +53,19 @@ from durable_sessions.stores._pg_search import (
     has_recall_index,
     pg_search_turns,
 )
+from durable_sessions.stores._pg_writes import CHECKPOINT_ARRAYS, TURN_ARRAYS, WriteStatements
 from durable_sessions.stores._rows import (
     CHECKPOINT_COLS,
     SESSION_COLS,
     list_sessions_sql,
     require_seqs,
     stats_from,
-    update_all,
 )
 from durable_sessions.stores._search import TurnMatch
 from durable_sessions.stores._summaries import pg_list_summaries, pg_put_summary
 from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["LATEST_SCHEMA_VERSION", "MIGRATIONS", "PostgresSessionStore"]
-
-_TURN_ARRAYS = 9
-"""Array parameters a batch's turns take ($17..$25: one per ``TURN_COLS`` column)."""
-_CHECKPOINT_ARRAYS = 10
-"""Array parameters a batch's checkpoints take ($26..$35: one per ``CHECKPOINT_COLS`` column)."""
 
 
 class PostgresSessionStore(PgPoolOwner):
@@ -108,91 +103,7 @@ class PostgresSessionStore(PgPoolOwner):
         self.recall = recall
         self._recall_ready = False
         self._common_words = CommonWords()
-        self._sql_upsert_session = (
-            f"INSERT INTO {s}.sessions ({SESSION_COLS}) VALUES"
-            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-            f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')}"
-        )
-
-        def fenced_upsert(fence: str, where: str = "") -> str:
-            """The header upsert of a fenced write (``SessionStore.persist``): it writes
-            nothing, and returns no row, when the session holds a higher fence."""
-            return (
-                f"INSERT INTO {s}.sessions ({SESSION_COLS}, fence) SELECT"
-                " $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                f" coalesce({fence}::bigint, 0){where}"
-                f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')},"
-                f" fence = coalesce({fence}::bigint, sessions.fence)"
-                f" WHERE {fence}::bigint IS NULL OR sessions.fence <= {fence}::bigint"
-                " RETURNING sid"
-            )
-
-        # The batch's turns (arrays $17..$25, in _TURN_COLS order) under the sid of ``h``.
-        # A retried batch rewrites no turn: the WHERE skips rows that are already identical.
-        insert_turns = (
-            f"INSERT INTO {s}.turns (sid, generation, {_TURN_COLS})"
-            " SELECT h.sid, $10, u.* FROM h, unnest($17::int[], $18::text[], $19::text[],"
-            " $20::text[], $21::timestamptz[], $22::int[], $23::float8[], $24::text[],"
-            " $25::jsonb[]) AS u"
-            f" ON CONFLICT (sid, generation, seq) DO UPDATE SET {update_all(_TURN_COLS, 'seq')}"
-            ' WHERE (turns.turn_id, turns.role, turns.content, turns."timestamp",'
-            " turns.tokens, turns.cost, turns.agent, turns.metadata)"
-            " IS DISTINCT FROM (EXCLUDED.turn_id, EXCLUDED.role, EXCLUDED.content,"
-            ' EXCLUDED."timestamp", EXCLUDED.tokens, EXCLUDED.cost, EXCLUDED.agent,'
-            " EXCLUDED.metadata)"
-        )
-        # Header and turns in one statement: the upsert hands the session's sid to the turns.
-        # ``d`` drops stray copies of this batch's turns past the head (``seq >= turn_count``),
-        # left by a flush whose workflow task then timed out (see ``PersistBatch``); it touches
-        # other rows than the insert, which only writes below ``turn_count``. The statement
-        # answers how many it dropped (the insert runs to completion all the same).
-        self._sql_upsert_session_and_turns = (
-            f"WITH h AS ({fenced_upsert('$26')}),"
-            f" d AS (DELETE FROM {s}.turns USING h WHERE turns.sid = h.sid"
-            " AND turns.generation = $10 AND turns.seq >= $9 AND turns.turn_id = ANY($18::text[])"
-            " RETURNING 1),"
-            f" i AS ({insert_turns})"
-            " SELECT (SELECT count(*) FROM h) AS admitted, (SELECT count(*) FROM d) AS strays"
-        )
-        # Checkpoints of this generation past the head whose turns are not all in the log: a
-        # flush of a timed-out workflow task wrote them (see ``PersistBatch``). Only stray
-        # copies going can leave one so, so it runs only after ``d`` dropped some.
-        self._sql_drop_broken_checkpoints = (
-            f"DELETE FROM {s}.checkpoints c WHERE c.session_id = $1 AND c.generation = $2"
-            " AND c.turn_count > $3 AND c.checkpoint_id <> ALL($4::text[])"
-            f" AND (SELECT count(*) FROM {s}.turns t JOIN {s}.sessions h ON t.sid = h.sid"
-            " WHERE h.session_id = $1 AND t.generation = $2 AND t.seq >= $3"
-            " AND t.seq < c.turn_count) < c.turn_count - $3"
-        )
-        # The common flush in one statement, without a transaction around it: header, turns and
-        # checkpoints, unless a stray copy of one of the batch's turns is past the head (then it
-        # writes nothing and says so, and ``persist`` takes the transaction above). One round
-        # trip instead of five (begin, statement, checkpoints, commit, the pool's reset): a
-        # worker's event loop is busy, and each round trip waits for it.
-        self._sql_persist_if_no_strays = (
-            f"WITH s0 AS (SELECT sid FROM {s}.sessions WHERE session_id = $1),"
-            f" stray AS (SELECT 1 FROM {s}.turns t JOIN s0 ON t.sid = s0.sid"
-            " WHERE t.generation = $10 AND t.seq >= $9 AND t.turn_id = ANY($18::text[])"
-            " LIMIT 1),"
-            f" h AS ({fenced_upsert('$36', ' WHERE NOT EXISTS (SELECT 1 FROM stray)')}),"
-            f" i AS ({insert_turns}),"
-            f" x AS (DELETE FROM {s}.checkpoints o USING h WHERE $36::bigint IS NOT NULL"
-            " AND o.session_id = $1 AND o.generation = $10 AND o.turn_count > $9"
-            " AND o.checkpoint_id <> ALL($26::text[])),"
-            f" c AS (INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS})"
-            " SELECT u.* FROM h, unnest($26::text[], $27::text[], $28::timestamptz[],"
-            " $29::float8[], $30::bigint[], $31::int[], $32::int[], $33::text[], $34::text[],"
-            " $35::jsonb[]) AS u"
-            " ON CONFLICT (checkpoint_id) DO UPDATE SET"
-            f" {update_all(CHECKPOINT_COLS, 'checkpoint_id')})"
-            " SELECT EXISTS (SELECT 1 FROM stray) AS blocked, EXISTS (SELECT 1 FROM h) AS admitted"
-        )
-        self._sql_upsert_checkpoint = (
-            f"INSERT INTO {s}.checkpoints ({CHECKPOINT_COLS}) VALUES"
-            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            " ON CONFLICT (checkpoint_id) DO UPDATE SET"
-            f" {update_all(CHECKPOINT_COLS, 'checkpoint_id')}"
-        )
+        self._sql = WriteStatements.of(s)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -272,10 +183,10 @@ class PostgresSessionStore(PgPoolOwner):
             for c in zip(*(_ROWS.checkpoint_args(c) for c in batch.checkpoints), strict=True)
         ]
         first = await pool.fetchrow(
-            self._sql_persist_if_no_strays,
+            self._sql.persist_if_no_strays,
             *header,
-            *(turn_columns or [[]] * _TURN_ARRAYS),
-            *(checkpoint_columns or [[]] * _CHECKPOINT_ARRAYS),
+            *(turn_columns or [[]] * TURN_ARRAYS),
+            *(checkpoint_columns or [[]] * CHECKPOINT_ARRAYS),
             batch.fence,
         )
         if not first["blocked"]:
@@ -284,14 +195,13 @@ class PostgresSessionStore(PgPoolOwner):
         # batch, the strays' removal and the checkpoints that leaves broken, in one transaction.
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                self._sql_upsert_session_and_turns, *header, *turn_columns, batch.fence
+                self._sql.upsert_session_and_turns, *header, *turn_columns, batch.fence
             )
             if not row["admitted"]:
                 return False
             if batch.fence is not None:  # past the head, only a dead task's (PersistBatch)
                 await conn.execute(
-                    f"DELETE FROM {self._s}.checkpoints WHERE session_id = $1 AND generation = $2"
-                    " AND turn_count > $3 AND checkpoint_id <> ALL($4::text[])",
+                    self._sql.drop_past_the_head,
                     batch.state.session_id,
                     batch.state.generation,
                     batch.state.turn_count,
@@ -300,7 +210,7 @@ class PostgresSessionStore(PgPoolOwner):
             if row["strays"]:
                 state = batch.state
                 await conn.execute(
-                    self._sql_drop_broken_checkpoints,
+                    self._sql.drop_broken_checkpoints,
                     state.session_id,
                     state.generation,
                     state.turn_count,
@@ -308,14 +218,14 @@ class PostgresSessionStore(PgPoolOwner):
                 )
             if batch.checkpoints:
                 await conn.executemany(
-                    self._sql_upsert_checkpoint,
+                    self._sql.upsert_checkpoint,
                     [_ROWS.checkpoint_args(c) for c in batch.checkpoints],
                 )
         return True
 
     async def upsert_session(self, state: SessionState) -> None:
         pool = await self._get_pool()
-        await pool.execute(self._sql_upsert_session, *_ROWS.session_args(state))
+        await pool.execute(self._sql.upsert_session, *_ROWS.session_args(state))
 
     async def add_generation(
         self,
@@ -328,26 +238,8 @@ class PostgresSessionStore(PgPoolOwner):
         fence: int | None = None,
     ) -> bool:
         pool = await self._get_pool()
-        s = self._s
-        # One statement, one transaction: the fence (see SessionStore.persist; a session with
-        # no header yet has none), the record, and with a prior head the strays of timed-out
-        # workflow tasks' flushes (see SessionStore.add_generation).
         admitted = await pool.fetchval(
-            f"WITH f AS (UPDATE {s}.sessions SET fence = $6::bigint"
-            " WHERE session_id = $1 AND fence <= $6::bigint RETURNING 1),"
-            " ok AS (SELECT 1 WHERE $6::bigint IS NULL OR EXISTS (SELECT 1 FROM f)"
-            f" OR NOT EXISTS (SELECT 1 FROM {s}.sessions WHERE session_id = $1)),"
-            f" g AS (INSERT INTO {s}.generations"
-            " (session_id, generation, parent_generation, fork_seq) SELECT $1, $2, $3, $4 FROM ok"
-            " ON CONFLICT (session_id, generation) DO UPDATE SET"
-            " parent_generation = EXCLUDED.parent_generation, fork_seq = EXCLUDED.fork_seq),"
-            f" t AS (DELETE FROM {s}.turns WHERE $5::int IS NOT NULL AND EXISTS (SELECT 1 FROM ok)"
-            f" AND sid IN (SELECT sid FROM {s}.sessions WHERE session_id = $1)"
-            " AND ((generation = $2 - 1 AND seq >= $5::int) OR generation = $2)),"
-            f" c AS (DELETE FROM {s}.checkpoints WHERE $5::int IS NOT NULL"
-            " AND EXISTS (SELECT 1 FROM ok) AND session_id = $1"
-            " AND ((generation = $2 - 1 AND turn_count > $5::int) OR generation = $2))"
-            " SELECT EXISTS (SELECT 1 FROM ok)",
+            self._sql.add_generation,
             session_id,
             generation,
             parent_generation,
