@@ -25,9 +25,9 @@ from tests.helpers import assert_eventually  # noqa: E402
 
 from durable_sessions.branches import BranchManager  # noqa: E402
 from durable_sessions.client import SessionManager  # noqa: E402
-from durable_sessions.errors import InvalidTurnError  # noqa: E402
+from durable_sessions.errors import CheckpointNotFoundError, InvalidTurnError  # noqa: E402
 from durable_sessions.group import GroupSession  # noqa: E402
-from durable_sessions.models import SessionConfig, SessionTurn  # noqa: E402
+from durable_sessions.models import Checkpoint, SessionConfig, SessionTurn  # noqa: E402
 from durable_sessions.stores.base import PersistBatch  # noqa: E402
 from durable_sessions.stores.memory import InMemorySessionStore  # noqa: E402
 from durable_sessions.worker import create_worker  # noqa: E402
@@ -54,11 +54,11 @@ class FlakyStore(InMemorySessionStore):
 
     fail_next = 0
 
-    async def persist(self, batch: PersistBatch) -> None:
+    async def persist(self, batch: PersistBatch) -> bool:
         if self.fail_next > 0:
             self.fail_next -= 1
             raise ConnectionError("store down (recorded on purpose)")
-        await super().persist(batch)
+        return await super().persist(batch)
 
 
 async def _fully_stored(store: InMemorySessionStore, session_id: str, turns: int) -> None:
@@ -177,6 +177,38 @@ async def main() -> None:
             await client.get_workflow_handle(sid).result()
             await save(client, sid, "carry_over_v6", run_id=first_run)
             await save(client, sid, "carry_over_continued_v6")
+
+            # 0f. A checkpoint of the current generation past the head, as a flush of a
+            # workflow task that then timed out leaves one (model run 15): restoring it and
+            # branching from it are refused (the patch marker), then a real restore.
+            s = await m.create("recorder", config=SessionConfig(flush_interval=0.1))
+            sid = s.session_id
+            for i in range(3):
+                await m.add_turn(sid, SessionTurn(role="user", content=f"head {i}"))
+            real = await m.checkpoint(sid)
+            await assert_eventually(lambda: _fully_stored(store, sid, 3), timeout=30)
+            header = await store.get_session(sid)
+            assert header is not None
+            phantom = Checkpoint(
+                checkpoint_id=f"{sid}-phantom",
+                session_id=sid,
+                generation=header.generation,
+                turn_count=5,
+                reason="auto",
+                created_at=header.updated_at,
+            )
+            await store.persist(PersistBatch(state=header, checkpoints=[phantom]))
+            with contextlib.suppress(CheckpointNotFoundError):
+                await m.restore(phantom.checkpoint_id)
+                raise AssertionError("a checkpoint past the head was restored")
+            with contextlib.suppress(CheckpointNotFoundError):
+                await BranchManager(m).create_branch(sid, "phantom", phantom.checkpoint_id)
+                raise AssertionError("a branch forked past the head")
+            await m.add_turn(sid, SessionTurn(role="user", content="head 3"))
+            await m.restore(real.checkpoint_id)
+            await m.close(sid)
+            await client.get_workflow_handle(sid).result()
+            await save(client, sid, "no_checkpoint_past_head_v6")
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

@@ -49,6 +49,7 @@ def test_histories_are_recorded() -> None:
         "single_batch_v3",
         "carry_over_v6",
         "carry_over_continued_v6",
+        "no_checkpoint_past_head_v6",
     } <= names
 
 
@@ -82,6 +83,26 @@ def test_run_features_replay_without_patch_markers() -> None:
         assert not markers, name
     continued = load(HISTORIES_DIR / "idle_continued_run_v2.json").events
     assert continued[4].event_type == EventType.EVENT_TYPE_TIMER_STARTED  # the TTL timer, no more
+
+
+def test_a_checkpoint_past_the_head_is_refused_behind_its_patch() -> None:
+    """The refusal of a checkpoint past the head (``_patches.NO_CHECKPOINT_PAST_HEAD``) left a
+    marker in the run that met one, and only there: replays of runs that never met one are
+    unchanged."""
+    marker = b'"no-checkpoint-past-the-head"'
+
+    def patches(name: str) -> list[bytes]:
+        return [
+            e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+            for e in load(HISTORIES_DIR / f"{name}.json").events
+            if e.marker_recorded_event_attributes.marker_name == "core_patch"
+        ]
+
+    found = [p.replace(b" ", b"") for p in patches("no_checkpoint_past_head_v6")]
+    assert found == [b'{"id":"no-checkpoint-past-the-head","deprecated":false}']
+    for path in HISTORIES:
+        if path.stem != "no_checkpoint_past_head_v6":
+            assert not any(marker in p.replace(b" ", b"") for p in patches(path.stem)), path.stem
 
 
 def test_runs_of_features_3_shrink_small_idle_runs() -> None:

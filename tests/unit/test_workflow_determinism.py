@@ -126,3 +126,31 @@ def test_the_scan_finds_what_it_bans(tmp_path: Path) -> None:
         "calls datetime.now() at line 5",
         "calls open() at line 5",
     ]
+
+
+def test_every_patch_the_workflow_checks_is_listed_in_one_place() -> None:
+    """``workflows/_patches.PATCHES`` lists every ``workflow.patched`` id the workflows call,
+    by constant (a literal id would dodge the list)."""
+    from durable_sessions.workflows import _patches
+
+    called: set[str] = set()
+    for path in (Path(durable_sessions.__file__).parent / "workflows").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"patched", "deprecate_patch"}
+            ):
+                (arg,) = node.args
+                assert isinstance(arg, ast.Name), f"{path.name}: patch id by constant, not literal"
+                called.add(getattr(_patches, arg.id))
+    assert called == {
+        _patches.LOCAL_FLUSH,
+        _patches.SERIALIZED_OPERATIONS,
+        _patches.SIGNALS_WHILE_DRAINING,
+        _patches.NO_CHECKPOINT_PAST_HEAD,
+    }
+    assert called <= set(_patches.PATCHES)
+    assert set(_patches.__all__) >= {
+        name for name in vars(_patches) if name.isupper() and not name.startswith("_")
+    }

@@ -12,6 +12,7 @@ __all__ = [
     "IDLE_CONTINUE",
     "LOCAL_FLUSH",
     "MODERN_FEATURES",
+    "NO_CHECKPOINT_PAST_HEAD",
     "PATCHES",
     "RETIRED_FEATURES",
     "RUN_FEATURES",
@@ -96,5 +97,6 @@ PATCHES = {
     IDLE_CONTINUE: "idle runs continue as new (by input features, not a marker)",
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
     CARRY_OVER: "a size continue-as-new carries pending turns over (input features 6)",
+    NO_CHECKPOINT_PAST_HEAD: "a checkpoint past the head is not found (marker only then)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""
