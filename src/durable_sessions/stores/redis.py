@@ -33,11 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
-
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from typing import Any
 
 from durable_sessions.core.compaction import Summary
 from durable_sessions.errors import RecallUnavailableError
@@ -49,25 +45,21 @@ from durable_sessions.models import (
     SessionTurn,
 )
 from durable_sessions.stores import _redis_scripts as _lua
-from durable_sessions.stores._redis_codec import RedisKeys
+from durable_sessions.stores._redis_client import CACHE_ERRORS, RedisPlumbing
 from durable_sessions.stores._redis_codec import dump as _dump
 from durable_sessions.stores._redis_codec import load_all as _load_all
 from durable_sessions.stores._redis_codec import sort_key as _sort_key
 from durable_sessions.stores._redis_codec import text as _text
 from durable_sessions.stores._search import TurnMatch, TurnSearch
 from durable_sessions.stores._summaries import summaries_of
-from durable_sessions.stores.base import PersistBatch, SessionStore
+from durable_sessions.stores.base import PersistBatch
 
 __all__ = ["RedisSessionStore"]
 
 log = logging.getLogger("durable_sessions.stores.redis")
 
-T = TypeVar("T")
 
-_CACHE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
-
-
-class RedisSessionStore(RedisKeys):
+class RedisSessionStore(RedisPlumbing):
     """A ``SessionStore`` that caches another one in Redis (see the module docstring).
 
     Args:
@@ -81,76 +73,8 @@ class RedisSessionStore(RedisKeys):
             (it is not closed by ``close()``).
     """
 
-    def __init__(
-        self,
-        url: str,
-        inner: SessionStore,
-        *,
-        ttl: float = 3600.0,
-        recent: int = 50,
-        prefix: str = "durable-sessions:",
-        strict: bool = True,
-        client: Redis | None = None,
-    ) -> None:
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
-        if recent < 1:
-            raise ValueError("recent must be at least 1")
-        self.url = url
-        self.inner = inner
-        self.ttl = ttl
-        self.recent = recent
-        self.prefix = prefix
-        self.strict = strict
-        self._own_client = client is None
-        self._client: Redis | None = client
-        self._scripts: dict[str, AsyncScript] = {}
-
     def __repr__(self) -> str:
         return f"RedisSessionStore(prefix={self.prefix!r}, inner={self.inner!r})"
-
-    # --- plumbing -----------------------------------------------------------------------------
-
-    @property
-    def redis(self) -> Redis:
-        """The Redis client (connected on first use)."""
-        if self._client is None:
-            self._client = Redis.from_url(self.url, decode_responses=False)
-            self._own_client = True
-        return self._client
-
-    @property
-    def _ttl_ms(self) -> int:
-        return max(1, int(self.ttl * 1000))
-
-    async def _script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self.redis.register_script(source)
-        return await script(keys=list(keys), args=list(args))
-
-    async def _try(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
-        """Run a cache operation; on a Redis error log it and return None (read fallback)."""
-        try:
-            return await call()
-        except _CACHE_ERRORS as exc:
-            log.warning("redis cache %s failed, using the store: %r", what, exc)
-            return None
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    async def setup(self) -> None:
-        await self.inner.setup()
-        await self.redis.ping()
-
-    async def close(self) -> None:
-        try:
-            await self.inner.close()
-        finally:
-            client, self._client = self._client, None
-            self._scripts.clear()
-            if client is not None and self._own_client:
-                await client.aclose()
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -244,12 +168,12 @@ class RedisSessionStore(RedisKeys):
         try:
             await write()
             return
-        except _CACHE_ERRORS as exc:
+        except CACHE_ERRORS as exc:
             log.warning("redis cache write for %r failed: %r", session_id, exc)
             first = exc
         try:
             await self._forget(session_id, state)
-        except _CACHE_ERRORS as exc:
+        except CACHE_ERRORS as exc:
             if self.strict:
                 raise RuntimeError(
                     f"the store accepted a write for session {session_id!r} but the Redis cache "
