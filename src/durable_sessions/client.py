@@ -106,7 +106,7 @@ class SessionManager(SessionReads):
         max_in_flight: updates the managers of this client send to one session at once;
             more wait their turn in order. Temporal admits at most 10 in flight per session:
             processes that write to one session at once should split them (4 processes: 2
-            each); past the server's limit calls are retried, but about ten times slower.
+            each); past the server's limit calls are backed off and retried, more slowly.
 
     Cancellation and timeouts mean what they mean in asyncio: a cancelled caller gets
     ``CancelledError`` and ``asyncio.wait_for`` a ``TimeoutError``. A write (an update) that
