@@ -41,3 +41,28 @@ class BareCounterWorkflow:
     @workflow.signal(name="stop")
     def stop(self) -> None:
         self._stopped = True
+
+
+BARE_CONTINUING_TYPE = "BenchBareContinuing"
+
+
+@workflow.defn(name=BARE_CONTINUING_TYPE)
+class BareContinuingWorkflow:
+    """Counts ``bump`` updates and continues as new after ``every`` of them, handing ``carry``
+    (opaque text of the size a session hands over) to the next run: what a bare workflow pays
+    for the run bound a session lives under (``bench.can_cost``)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    @workflow.run
+    async def run(self, every: int, carry: str) -> None:
+        await workflow.wait_condition(lambda: self._count >= every)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(args=[every, carry])
+
+    @workflow.update(name="bump")
+    def bump(self, turn: SessionTurn) -> int:
+        del turn
+        self._count += 1
+        return self._count
