@@ -63,12 +63,8 @@ async def test_100_concurrent_add_turns_from_four_managers(stack: Stack) -> None
     await _burst(stack, managers)
 
 
-async def test_100_concurrent_add_turns_from_four_clients_sharing_the_budget(
-    stack: Stack,
-) -> None:
-    """Four clients stand for four processes: no limiter is shared, so each takes a quarter of
-    the server's 10 updates in flight (``max_in_flight=2``). Going past the server's limit
-    also succeeds, retried (the next test)."""
+async def _four_processes(stack: Stack, *, max_in_flight: int) -> list[SessionManager]:
+    """Managers on four clients of their own, as four processes would have: no shared limiter."""
     clients = [
         await Client.connect(
             stack.client.service_client.config.target_host,
@@ -76,13 +72,22 @@ async def test_100_concurrent_add_turns_from_four_clients_sharing_the_budget(
         )
         for _ in range(4)
     ]
+    config = SessionConfig(flush_interval=0.2)
     managers = [
-        SessionManager(
-            c, stack.store, SessionConfig(flush_interval=0.2), stack.task_queue, max_in_flight=2
-        )
+        SessionManager(c, stack.store, config, stack.task_queue, max_in_flight=max_in_flight)
         for c in clients
     ]
     assert len({id(m._limiter) for m in managers}) == 4
+    return managers
+
+
+async def test_100_concurrent_add_turns_from_four_clients_sharing_the_budget(
+    stack: Stack,
+) -> None:
+    """Four clients stand for four processes: no limiter is shared, so each takes a quarter of
+    the server's 10 updates in flight (``max_in_flight=2``). Going past the server's limit
+    also succeeds, retried (the next test)."""
+    managers = await _four_processes(stack, max_in_flight=2)
     await _burst(stack, managers)
 
 
@@ -92,17 +97,7 @@ async def test_four_clients_past_the_servers_limit_are_all_acknowledged(stack: S
     call is retried for its caller until it is acknowledged, exactly once. A little slower
     than a shared budget (3.2 s against 2.3 s here), never a lost or duplicated turn, never a
     raw Temporal error."""
-    clients = [
-        await Client.connect(
-            stack.client.service_client.config.target_host,
-            data_converter=stack.client.data_converter,
-        )
-        for _ in range(4)
-    ]
-    managers = [
-        SessionManager(c, stack.store, SessionConfig(flush_interval=0.2), stack.task_queue)
-        for c in clients
-    ]
+    managers = await _four_processes(stack, max_in_flight=MAX_IN_FLIGHT)
     assert {m._limiter.limit for m in managers} == {MAX_IN_FLIGHT}
     assert 4 * MAX_IN_FLIGHT > 10  # past the server's limit
     await _burst(stack, managers)
