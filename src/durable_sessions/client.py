@@ -24,7 +24,6 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from durable_sessions._calls import (
     MAX_IN_FLIGHT,
@@ -38,7 +37,7 @@ from durable_sessions._connect import connect
 from durable_sessions._reads import SessionReads
 from durable_sessions.core.clock import utcnow
 from durable_sessions.core.tokens import count_tokens
-from durable_sessions.encryption import destroy_session_key, encrypt_store
+from durable_sessions.encryption import encrypt_store
 from durable_sessions.errors import (
     CheckpointNotFoundError,
     SessionBusyError,
@@ -46,7 +45,6 @@ from durable_sessions.errors import (
     SessionClosedError,
     SessionError,
     SessionNotFoundError,
-    TemporalUnavailableError,
 )
 from durable_sessions.models import (
     Checkpoint,
@@ -403,24 +401,9 @@ class SessionManager(SessionReads):
 
     async def delete(self, session_id: str) -> None:
         """Terminate the session's workflow and remove everything of it from the store."""
-        handle = self.client.get_workflow_handle(session_id)
-        terminated = True
-        try:
-            await handle.terminate(reason="deleted", rpc_timeout=self.call_timeout)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise TemporalUnavailableError(
-                    f"the Temporal service did not complete the call ({exc.status.name})",
-                    session_id=session_id,
-                ) from None
-            terminated = False
-        # Crypto-erase before removing rows: the session's history (kept by Temporal until
-        # retention ends) and any row a failed delete leaves behind are unreadable from here
-        # on, and a retried delete finishes the job. A no-op without per-session keys.
-        await destroy_session_key(self.client, session_id)
-        deleted = await self.store.delete_session(session_id)
-        if not (terminated or deleted):
-            raise SessionNotFoundError("no such session", session_id=session_id)
+        from durable_sessions._delete import delete_session
+
+        await delete_session(self, session_id)
 
     # ------------------------------------------------------------------ edit, regenerate, stream
     # (the logic lives in ``_editing`` and ``streaming``; these only delegate)

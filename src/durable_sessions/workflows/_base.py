@@ -1,8 +1,9 @@
 """State of a ``Session`` run and the small operations every handler shares.
 
 ``SessionBase`` holds the header, the recent window, the dedup keys, the ``Flusher`` and the
-*operation lock*; the handler groups (``session.py``, ``_head.py``, ``group.py``) build on it.
-The operation model itself is described in ``session.py``'s docstring.
+*operation lock*; the handler groups (``session.py``, ``_head.py``, ``_edit_handlers.py``,
+``group.py``) build on it. The operation model itself is described in ``session.py``'s
+docstring.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Handlers that move or read-then-write the head of a session: restore, truncate, pop, edit,
-branch and merge.
+"""Handlers that move or read-then-write the head of a session: restore, truncate, pop, branch
+and merge (edit and regenerate, which also move it, are in ``_edit_handlers``).
 
 Each runs inside ``_operation()`` (the operation lock): it may await activities between reading
 the head and writing it, and no turn is accepted meanwhile (turns wait, in order, and are applied
@@ -12,10 +12,9 @@ import asyncio
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from durable_sessions.activities.agents import AgentTurnRequest
     from durable_sessions.core.forks import (
         ForkPoint,
         branch_header,
@@ -28,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from durable_sessions.core.merging import plan_merge
     from durable_sessions.core.turns import forget_after
-    from durable_sessions.errors import AgentFailedError, BranchExistsError, CheckpointNotFoundError
+    from durable_sessions.errors import BranchExistsError, CheckpointNotFoundError
     from durable_sessions.models import Checkpoint, SessionState, SessionStatus, SessionTurn
     from durable_sessions.workflows import _calls as calls
     from durable_sessions.workflows._base import SESSION_STATUS, SESSION_USER_ID, SessionBase
@@ -38,12 +37,10 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TYPE,
         BranchRequest,
         BranchResult,
-        EditRequest,
         ExistingTurnsRequest,
         GenerationRecord,
         MergeRequest,
         PopResult,
-        RegenerateRequest,
         RestoreRequest,
         SessionWorkflowInput,
         TranscriptTailRequest,
@@ -60,7 +57,7 @@ def _ignore_outcome(done: asyncio.Future[object]) -> None:
 
 
 class HeadHandlers(SessionBase):
-    """Restore, truncate, pop, edit, branch, merge: exclusive operations on the head."""
+    """Restore, truncate, pop, branch, merge: exclusive operations on the head."""
 
     # ------------------------------------------------------------------ moving the head
 
@@ -210,6 +207,21 @@ class HeadHandlers(SessionBase):
         if turn_count < 0:
             raise invalid(self._state.session_id, "turn_count must be >= 0", "turn_count")
 
+    async def _turn_at(self, seq: int) -> SessionTurn | None:
+        """Turn ``seq`` of the (flushed) transcript, from the window or the store."""
+        for turn in self._recent:
+            if turn.seq == seq:
+                return turn
+        page = await calls.load_turns_page(
+            TurnsPageRequest(
+                session_id=self._state.session_id,
+                generation=self._state.generation,
+                turn_count=seq + 1,
+                offset=seq,
+            )
+        )
+        return page[0] if page else None
+
     @workflow.update(name="pop_turn")
     async def pop_turn(self) -> PopResult:
         """Take the last turn off the head and answer with it, in one step (atomic pop)."""
@@ -226,110 +238,6 @@ class HeadHandlers(SessionBase):
     @pop_turn.validator
     def _validate_pop_turn(self) -> None:
         self._check_open()
-
-    async def _turn_at(self, seq: int) -> SessionTurn | None:
-        """Turn ``seq`` of the (flushed) transcript, from the window or the store."""
-        for turn in self._recent:
-            if turn.seq == seq:
-                return turn
-        page = await calls.load_turns_page(
-            TurnsPageRequest(
-                session_id=self._state.session_id,
-                generation=self._state.generation,
-                turn_count=seq + 1,
-                offset=seq,
-            )
-        )
-        return page[0] if page else None
-
-    @workflow.update(name="edit")
-    async def edit(self, request: EditRequest) -> SessionState:
-        """Rewind the head to turn ``seq`` and add an edited copy of it there; the turns from
-        ``seq`` on stay in the log under the previous generation."""
-        self._count_message()
-        async with self._operation():
-            self._check_live()
-            if request.seq >= self._state.turn_count:
-                raise invalid(self._state.session_id, "seq is past the transcript", "seq")
-            await self._flush()
-            original = await self._turn_at(request.seq)
-            if original is None:
-                raise invalid(self._state.session_id, "no turn at seq", "seq")
-            edited = TurnInput(
-                turn_id=request.turn_id or workflow.uuid4().hex,
-                role=original.role,
-                content=request.content,
-                agent=original.agent,
-                metadata={**original.metadata, "edited_from": original.turn_id},
-            )
-            self._check_turn_rules(edited, extra=request.seq - self._state.turn_count)
-            await self._cut_head(request.seq, f"edit:{request.seq}")
-            self._apply_turn(edited)
-            await self._flush()
-        return self._state
-
-    @edit.validator
-    def _validate_edit(self, request: EditRequest) -> None:
-        self._check_open()
-
-    @workflow.update(name="regenerate")
-    async def regenerate(self, request: RegenerateRequest) -> SessionTurn:
-        """Drop the head's last turn if it is a ``request.role`` turn, ask the agent again and
-        store its answer. The dropped turn stays in the log (previous generation)."""
-        self._count_message()
-        async with self._operation():
-            self._check_live()
-            await self._flush()
-            dropped: SessionTurn | None = None
-            if self._state.turn_count:
-                last = await self._turn_at(self._state.turn_count - 1)
-                if last is not None and last.role == request.role:
-                    dropped = last
-                    await self._cut_head(self._state.turn_count - 1, "regenerate")
-            # The answer's id is fixed before the agent speaks: its streamed chunks carry it.
-            answer_id = workflow.uuid4().hex
-            ask = AgentTurnRequest(
-                session_id=self._state.session_id,
-                generation=self._state.generation,
-                turn_count=self._state.turn_count,
-                agent=request.agent,
-                role=request.role,
-                max_turns=request.max_turns,
-                turn_id=answer_id,
-            )
-        # The agent may take long: turns and operations go on meanwhile (as in a group tick).
-        try:
-            reply = await calls.run_agent_turn(
-                ask, timeout=request.timeout, max_attempts=request.max_attempts
-            )
-        except ActivityError as exc:
-            cause = exc.cause
-            kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
-            raise to_application_error(
-                AgentFailedError(
-                    f"agent failed ({kind})", session_id=self._state.session_id, field="agent"
-                )
-            ) from None
-        metadata = dict(reply.metadata)
-        if dropped is not None:
-            metadata["regenerated_from"] = dropped.turn_id
-        answer = TurnInput(
-            turn_id=answer_id,
-            role=request.role,
-            content=reply.content,
-            agent=request.agent,
-            metadata=metadata,
-        )
-        async with self._operation():
-            self._check_live()
-            self._check_turn_rules(answer)
-            return self._apply_turn(answer)
-
-    @regenerate.validator
-    def _validate_regenerate(self, request: RegenerateRequest) -> None:
-        self._check_open()
-        if request.role not in ("assistant", "tool", "system", "user"):
-            raise invalid(self._state.session_id, "role is not a turn role", "role")
 
     # ------------------------------------------------------------------ branches
 

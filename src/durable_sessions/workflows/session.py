@@ -49,7 +49,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from durable_sessions.workflows._head import HeadHandlers
+from durable_sessions.workflows._edit_handlers import EditHandlers
 from durable_sessions.workflows._turn_handlers import TurnHandlers
 from durable_sessions.workflows.group import GroupHandlers
 
@@ -80,7 +80,7 @@ __all__ = ["SESSION_STATUS", "SESSION_USER_ID", "SessionWorkflow", "to_applicati
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class SessionWorkflow(TurnHandlers, HeadHandlers, GroupHandlers):
+class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
     """One conversation session. Workflow id = session id."""
 
     @workflow.init
