@@ -23,7 +23,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare import BARE_CONTINUING_TYPE, BareContinuingWorkflow
-from bench.common import log, postgres_dsn, postgres_store, run_main, start_dev_server
+from bench.common import (
+    log,
+    postgres_dsn,
+    postgres_store,
+    run_histories,
+    run_main,
+    start_dev_server,
+)
 from durable_sessions.client import SessionManager
 from durable_sessions.models import SessionConfig, SessionTurn
 from durable_sessions.worker import create_worker, workflow_runner
@@ -47,14 +54,12 @@ async def _timed(calls: int, call: Callable[[int], Awaitable[object]]) -> list[f
 async def _positions(client: Client, workflow_id: str) -> tuple[list[str], int]:
     """Per accepted update, in order: first/last/other in its run; and the median size in bytes
     of the inputs continue-as-new handed over."""
-    runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
-    runs.sort(key=lambda r: r.start_time)
+    histories = await run_histories(client, workflow_id)
     where: list[str] = []
     sizes: list[int] = []
-    for n, run in enumerate(runs):
-        history = await client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
+    for n, history in enumerate(histories):
         accepted = sum(1 for e in history.events if e.event_type == _ACCEPTED)
-        ended = n < len(runs) - 1
+        ended = n < len(histories) - 1
         started = history.events[0].workflow_execution_started_event_attributes
         if n > 0:
             sizes.append(sum(len(p.data) for p in started.input.payloads))

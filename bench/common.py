@@ -37,6 +37,7 @@ for _path in (REPO_ROOT, REPO_ROOT / "src"):
         sys.path.insert(0, str(_path))
 
 import asyncpg  # noqa: E402
+from temporalio.client import Client, WorkflowHistory  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from tests.helpers import bundled_binary  # noqa: E402
@@ -60,6 +61,15 @@ _T0 = time.perf_counter()
 def log(message: str) -> None:
     """Progress line on stderr, stamped with seconds since the benchmark started."""
     print(f"[{time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+async def run_histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """The history of every run of a workflow, oldest run first."""
+    runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    runs.sort(key=lambda r: r.start_time)
+    return [
+        await client.get_workflow_handle(workflow_id, run_id=r.run_id).fetch_history() for r in runs
+    ]
 
 
 class CannotRun(Exception):

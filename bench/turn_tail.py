@@ -21,7 +21,14 @@ from collections import Counter
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from bench.common import log, postgres_dsn, postgres_store, run_main, start_dev_server
+from bench.common import (
+    log,
+    postgres_dsn,
+    postgres_store,
+    run_histories,
+    run_main,
+    start_dev_server,
+)
 from durable_sessions.client import SessionManager
 from durable_sessions.models import SessionConfig, SessionTurn
 from durable_sessions.worker import create_worker
@@ -38,11 +45,8 @@ _IGNORED = {
 
 async def task_kinds(client: Client, session_id: str) -> list[tuple[str, ...]]:
     """For every accepted update of every run, in order: the other events of its task."""
-    runs = [r async for r in client.list_workflows(f"WorkflowId = '{session_id}'")]
-    runs.sort(key=lambda r: r.start_time)
     kinds: list[tuple[str, ...]] = []
-    for run in runs:
-        history = await client.get_workflow_handle(session_id, run_id=run.run_id).fetch_history()
+    for history in await run_histories(client, session_id):
         tasks: list[list[EventType.ValueType]] = []
         for event in history.events:
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:

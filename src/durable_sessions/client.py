@@ -34,6 +34,7 @@ from durable_sessions._calls import (
     turn_bytes,
 )
 from durable_sessions._connect import connect
+from durable_sessions._delete import delete_session
 from durable_sessions._reads import SessionReads
 from durable_sessions.core.clock import utcnow
 from durable_sessions.core.tokens import count_tokens
@@ -401,8 +402,6 @@ class SessionManager(SessionReads):
 
     async def delete(self, session_id: str) -> None:
         """Terminate the session's workflow and remove everything of it from the store."""
-        from durable_sessions._delete import delete_session
-
         await delete_session(self, session_id)
 
     # ------------------------------------------------------------------ edit, regenerate, stream

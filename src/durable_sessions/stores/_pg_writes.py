@@ -97,8 +97,7 @@ class WriteStatements:
             # a flush of a timed-out workflow task wrote them (see ``PersistBatch``). Only stray
             # copies going can leave one so, so it runs only after ``d`` dropped some.
             drop_broken_checkpoints=(
-                f"DELETE FROM {s}.checkpoints c WHERE c.session_id = $1 AND c.generation = $2"
-                " AND c.turn_count > $3 AND c.checkpoint_id <> ALL($4::text[])"
+                f"DELETE FROM {s}.checkpoints c WHERE {past_the_head('$1', '$2', '$3', '$4')}"
                 f" AND (SELECT count(*) FROM {s}.turns t JOIN {s}.sessions h ON t.sid = h.sid"
                 " WHERE h.session_id = $1 AND t.generation = $2 AND t.seq >= $3"
                 " AND t.seq < c.turn_count) < c.turn_count - $3"

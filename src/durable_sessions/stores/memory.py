@@ -62,21 +62,18 @@ class InMemorySessionStore:
         for turn in batch.turns:
             assert turn.seq is not None
             log[turn.seq] = turn.model_copy(deep=True)
-        if strays:  # only then can a checkpoint past the head have lost its turns
-            for cp_id, cp in list(self._checkpoints.items()):
-                mine = cp.session_id == state.session_id and cp.generation == state.generation
-                if mine and any(seq not in log for seq in range(state.turn_count, cp.turn_count)):
-                    del self._checkpoints[cp_id]  # written by a timed-out task's flush
-        if batch.fence is not None:  # see PersistBatch: past the head, only a dead task's
-            own = {cp.checkpoint_id for cp in batch.checkpoints}
-            for cp_id, cp in list(self._checkpoints.items()):
-                if (
-                    cp.session_id == state.session_id
-                    and cp.generation == state.generation
-                    and cp.turn_count > state.turn_count
-                    and cp_id not in own
-                ):
-                    del self._checkpoints[cp_id]
+        # Checkpoints of this generation past the head were written by a timed-out task's
+        # flush (PersistBatch): a fenced batch drops all but its own; after strays went, any
+        # whose turns are no longer all in the log.
+        fenced = batch.fence is not None
+        own = {cp.checkpoint_id for cp in batch.checkpoints}
+        for cp_id, cp in list(self._checkpoints.items()) if fenced or strays else ():
+            mine = cp.session_id == state.session_id and cp.generation == state.generation
+            if not mine or cp.turn_count <= state.turn_count:
+                continue
+            past = range(state.turn_count, cp.turn_count)
+            if (fenced and cp_id not in own) or (strays and any(s not in log for s in past)):
+                del self._checkpoints[cp_id]
         for cp in batch.checkpoints:
             self._checkpoints[cp.checkpoint_id] = cp.model_copy(deep=True)
         await self.upsert_session(state)
