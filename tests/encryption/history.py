@@ -31,6 +31,24 @@ async def raw_history(client: Client, workflow_id: str, run_id: str = "") -> His
             return history
 
 
+async def raw_histories(client: Client, workflow_id: str) -> History:
+    """Every run's history of ``workflow_id``, oldest first: from the latest run back along
+    ``continued_execution_run_id`` (a session continues as new: each run holds its part)."""
+    runs: list[History] = []
+    run_id = ""
+    while True:
+        history = await raw_history(client, workflow_id, run_id)
+        runs.append(history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id
+        if not run_id:
+            break
+    merged = History()
+    for history in reversed(runs):
+        merged.events.extend(history.events)
+    return merged
+
+
 def _children(msg: Message) -> Iterator[Message]:
     for field, value in msg.ListFields():
         entry = field.message_type

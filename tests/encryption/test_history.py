@@ -34,7 +34,7 @@ from durable_sessions.models import SessionTurn
 from durable_sessions.stores.base import PersistBatch, SessionStore
 from durable_sessions.workflows.messages import RestoreRequest
 from tests.encryption.conftest import encrypted_client, encrypted_stack, new_key, with_converter
-from tests.encryption.history import payloads_and_failures, raw_history
+from tests.encryption.history import payloads_and_failures, raw_histories
 from tests.helpers import assert_eventually
 
 
@@ -139,7 +139,8 @@ async def test_history_holds_no_plaintext_and_decodes_with_the_codec(
         assert [t.content for t in await manager.history(sid)] == [*texts, signal_text]
 
     plaintexts = [*texts, turn_meta, session_meta, signal_text, f"cp-{mark}"]
-    history = await raw_history(temporal_env.client, sid)  # a client WITHOUT the codec
+    # Every run of the session, by a client WITHOUT the codec.
+    history = await raw_histories(temporal_env.client, sid)
     blob = history.SerializeToString()
     for text in [*plaintexts, rejected, mark]:
         assert text.encode() not in blob, f"{text!r} is in history in plaintext"
@@ -191,8 +192,8 @@ async def test_deleting_a_session_erases_its_history_only(
 
     fresh = codec_of(encrypted_client(temporal_env, config, pg_keystore))
     assert fresh is not None
-    a_payloads, _ = payloads_and_failures(await raw_history(temporal_env.client, a))
-    b_payloads, _ = payloads_and_failures(await raw_history(temporal_env.client, b))
+    a_payloads, _ = payloads_and_failures(await raw_histories(temporal_env.client, a))
+    b_payloads, _ = payloads_and_failures(await raw_histories(temporal_env.client, b))
     assert a_payloads and b_payloads
     for payload in a_payloads:
         with pytest.raises(SessionKeyDestroyedError):
@@ -228,7 +229,7 @@ async def test_rotated_master_key_keeps_history_replayable(
         await assert_eventually(both_stored)
         await after.manager.close(sid)
 
-    payloads, _ = payloads_and_failures(await raw_history(temporal_env.client, sid))
+    payloads, _ = payloads_and_failures(await raw_histories(temporal_env.client, sid))
     key_ids = {p.metadata[METADATA_KEY_ID] for p in payloads}
     assert key_ids == {b"k1", b"k2"}
     everything = codec_of(encrypted_client(temporal_env, rotated, None))
