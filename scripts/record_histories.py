@@ -210,10 +210,10 @@ async def main() -> None:
             await client.get_workflow_handle(sid).result()
             await save(client, sid, "no_checkpoint_past_head_v6")
 
-            # 0g. Features 7: the visit a session is created in, and a cold visit (two turns
+            # 0g. Features 7: the visit a session is created in, and a cold visit (three turns
             # after a quiet ``idle_continue_after``), each continue as new in the workflow
-            # task of the flush that stores them; then a cold visit that turns busy (an update,
-            # a signal, a checkpoint) and a close. All three runs recorded.
+            # task of the flush that stores them; then a cold visit too small to (a turn, a
+            # signal, a checkpoint) and a close. All three runs recorded.
             cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.2)
             s = await m.create("recorder", config=cfg)
             sid = s.session_id
@@ -224,11 +224,12 @@ async def main() -> None:
                 assert run not in runs
                 return run
 
-            await m.add_turn(sid, SessionTurn(role="user", content="created"))
+            for i in range(3):  # past the idle continue-as-new's floor of 18 events
+                await m.add_turn(sid, SessionTurn(role="user", content=f"created {i}"))
             runs.append(await assert_eventually(next_run, timeout=30))
             await asyncio.sleep(1.3)
-            await m.add_turn(sid, SessionTurn(role="user", content="cold"))
-            await m.add_turn(sid, SessionTurn(role="assistant", content="answer"))
+            for i in range(3):
+                await m.add_turn(sid, SessionTurn(role="user", content=f"cold {i}"))
             runs.append(await assert_eventually(next_run, timeout=30))
             await asyncio.sleep(1.3)
             await m.add_turn(sid, SessionTurn(role="user", content="cold again"))

@@ -57,15 +57,17 @@ async def test_a_cold_visit_continues_as_new_in_its_flush_task(
         s = await manager.create("cold-user")
         sid = s.session_id
         created = await _run_id(client, sid)
-        # The visit the session is created in ends its run once stored and quiet.
-        await manager.add_turn(sid, SessionTurn(role="user", content="warm"))
+        # The visit the session is created in ends its run once stored and quiet (three turns:
+        # past the idle continue-as-new's floor of 18 events).
+        for i in range(3):
+            await manager.add_turn(sid, SessionTurn(role="user", content=f"warm {i}"))
         first = await assert_eventually(lambda: _continued_from(client, sid, created), timeout=10)
         assert _last_task(await _events(client, sid, created))[-1] == CONTINUED
         await asyncio.sleep(QUIET + 0.3)
         assert await _run_id(client, sid) == first
 
-        await manager.add_turn(sid, SessionTurn(role="user", content="cold 1"))
-        await manager.add_turn(sid, SessionTurn(role="assistant", content="cold 2"))
+        for i in range(3):
+            await manager.add_turn(sid, SessionTurn(role="user", content=f"cold {i}"))
         second = await assert_eventually(lambda: _continued_from(client, sid, first), timeout=10)
 
         events = await _events(client, sid, first)
@@ -89,17 +91,24 @@ async def test_a_cold_visit_continues_as_new_in_its_flush_task(
 
         # Everything is stored, nothing pending, and the new run is minimal.
         header = await store.get_session(sid)
-        assert header is not None and header.turn_count == 3
-        assert [t.content for t in await manager.history(sid)] == ["warm", "cold 1", "cold 2"]
+        assert header is not None and header.turn_count == 6
+        contents = [t.content for t in await manager.history(sid)]
+        assert contents == [*(f"warm {i}" for i in range(3)), *(f"cold {i}" for i in range(3))]
         assert len(await _events(client, sid, second)) <= 6
 
-        # The next cold visit into the minimal run does the same, and the one after a warm
-        # pause (shorter than ``idle_continue_after``) does not start one.
+        # A cold visit of one turn into the minimal run leaves a run the idle continue-as-new
+        # would leave as it is (under 18 events): it stays.
         await asyncio.sleep(QUIET + 0.2)
         await manager.add_turn(sid, SessionTurn(role="user", content="cold 3"))
-        third = await assert_eventually(lambda: _continued_from(client, sid, second), timeout=10)
-        assert (await manager.get(sid)).turn_count == 4
-        assert third != first
+
+        async def stored() -> None:
+            header = await store.get_session(sid)
+            assert header is not None
+            assert header.turn_count == 7
+
+        await assert_eventually(stored, timeout=10)
+        await asyncio.sleep(0.5)  # quiet past half the flush interval
+        assert await _run_id(client, sid) == second
 
 
 async def test_a_session_in_use_does_not_continue_on_every_pause(
@@ -113,7 +122,8 @@ async def test_a_session_in_use_does_not_continue_on_every_pause(
         s = await manager.create("warm-user")
         sid = s.session_id
         created = await _run_id(client, sid)
-        await manager.add_turn(sid, SessionTurn(role="user", content="created"))
+        for i in range(3):
+            await manager.add_turn(sid, SessionTurn(role="user", content=f"created {i}"))
         first = await assert_eventually(lambda: _continued_from(client, sid, created), timeout=10)
         for i in range(4):
             await manager.add_turn(sid, SessionTurn(role="user", content=f"warm {i}"))
@@ -125,7 +135,7 @@ async def test_a_session_in_use_does_not_continue_on_every_pause(
             if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
         ]
         assert fired, "no flush timer ran out in a pause"
-        assert (await manager.get(sid)).turn_count == 5
+        assert (await manager.get(sid)).turn_count == 7
 
 
 async def test_a_cold_visit_that_turns_busy_continues_once_it_has_gone_quiet(

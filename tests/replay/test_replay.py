@@ -167,7 +167,7 @@ def test_runs_of_features_7_end_a_visit_in_its_flush_task() -> None:
     """A run of features 7 continues as new in the workflow task of the flush that stored the
     visit it was created in, or a visit that came after a quiet ``idle_continue_after`` (the
     flush timer fired; the flush's marker; the continue-as-new), with nothing pending."""
-    turns = {"created_visit_v7": 1, "cold_visit_v7": 3}
+    turns = {"created_visit_v7": 3, "cold_visit_v7": 6}
     for name, turn_count in turns.items():
         events = load(HISTORIES_DIR / f"{name}.json").events
         started = events[0].workflow_execution_started_event_attributes

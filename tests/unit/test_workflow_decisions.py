@@ -13,7 +13,6 @@ from durable_sessions.core.flushing import (
     CAN_HISTORY_EVENTS,
     CARRIED_BYTES,
     CARRY_OVER_BYTES,
-    COLD_VISIT_MIN_EVENTS,
     FLUSH_BATCH_BYTES,
     IDLE_CONTINUE_MIN_EVENTS,
     MAX_CARRIED_CHECKPOINTS,
@@ -293,14 +292,15 @@ def test_a_cold_visit_starts_after_the_idle_quiet_and_ends_once_stored_and_quiet
     assert not cold_visits(6) and cold_visits(7)
     assert cold_arrival(10.0, 10.0) and not cold_arrival(9.9, 10.0)
     assert not cold_arrival(3600.0, None)  # idle continue-as-new switched off: never cold
-    grown = COLD_VISIT_MIN_EVENTS + 1
-    assert cold_visit_over(grown, 1.0, 2.0, cold=True, busy=False)
-    assert not cold_visit_over(grown, 0.9, 2.0, cold=True, busy=False)  # a message just came
-    assert not cold_visit_over(grown, 5.0, 2.0, cold=False, busy=False)  # a warm session
-    assert not cold_visit_over(grown, 5.0, 2.0, cold=True, busy=True)  # turns still pending
-    assert not cold_visit_over(COLD_VISIT_MIN_EVENTS, 5.0, 2.0, cold=True, busy=False)
-    # A minimal run (start, its task, the TTL timer) is under the floor: nothing to shrink.
-    assert COLD_VISIT_MIN_EVENTS >= 5
+    floor = idle_min_events(7)
+    assert cold_visit_over(floor, 1.0, 2.0, cold=True, busy=False, min_events=floor)
+    assert not cold_visit_over(floor, 0.9, 2.0, cold=True, busy=False, min_events=floor)
+    assert not cold_visit_over(floor, 5.0, 2.0, cold=False, busy=False, min_events=floor)
+    assert not cold_visit_over(floor, 5.0, 2.0, cold=True, busy=True, min_events=floor)
+    # A run the idle continue-as-new would leave as it is (a visit of one turn into a minimal
+    # run: about 16 events) stays as it is.
+    assert not cold_visit_over(floor - 1, 5.0, 2.0, cold=True, busy=False, min_events=floor)
+    assert floor > 16
 
 
 def test_runs_of_features_6_carry_what_is_pending_into_the_next_run() -> None:

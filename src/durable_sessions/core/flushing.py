@@ -22,7 +22,6 @@ __all__ = [
     "CARRY_OVER_BYTES",
     "CARRY_OVER_FEATURES",
     "COLD_VISIT_FEATURES",
-    "COLD_VISIT_MIN_EVENTS",
     "FLUSH_BATCH_BYTES",
     "IDLE_CONTINUE_MIN_EVENTS",
     "MAX_CARRIED_CHECKPOINTS",
@@ -240,10 +239,6 @@ COLD_VISIT_FEATURES = 7
 """Runs of features 7 and later end a cold visit with a continue-as-new in the workflow task of
 its flush (``cold_visit_over``)."""
 
-COLD_VISIT_MIN_EVENTS = 8
-"""A cold visit continues as new only once its run holds more than a minimal run (about five
-events: the start, its task, the idle TTL timer)."""
-
 
 def cold_visits(features: int) -> bool:
     """Whether a run of ``features`` ends a cold visit by continuing as new after its flush."""
@@ -258,17 +253,25 @@ def cold_arrival(quiet: float, after: float | None) -> bool:
 
 
 def cold_visit_over(
-    events: int, quiet: float, flush_interval: float, *, cold: bool, busy: bool
+    events: int,
+    quiet: float,
+    flush_interval: float,
+    *,
+    cold: bool,
+    busy: bool,
+    min_events: int = IDLE_CONTINUE_MIN_EVENTS_SMALL,
 ) -> bool:
     """Whether a cold visit's run continues as new now, in the workflow task whose flush just
     stored the visit's turns: the visit began cold, nothing is in progress, no message came for
-    half a flush interval, and the run holds more than a minimal one.
+    half a flush interval, and the run has grown to ``min_events`` (the idle continue-as-new's
+    floor: a run it would leave as it is stays as it is).
 
-    Why here: an idle continue-as-new ``idle_continue_after`` later finds the session evicted
-    and replays the whole run first; done in the flush's task (which follows the turn by one
-    flush interval, so the run is most likely still cached) it costs no replay and no timer, and
-    the next cold visit replays a minimal run."""
-    return cold and not busy and quiet >= flush_interval / 2 and events > COLD_VISIT_MIN_EVENTS
+    Why here: the idle continue-as-new, ``idle_continue_after`` later, mostly finds the session
+    evicted and replays the whole run first; done in the flush's task (one flush interval after
+    the turn, so the run is most likely still cached) it costs no replay and no idle timer, and
+    it never continues a run the idle continue-as-new would not have (a continue-as-new is a new
+    run for the server to create and keep)."""
+    return cold and not busy and quiet >= flush_interval / 2 and events >= min_events
 
 
 def idle_continue_due(

@@ -82,13 +82,14 @@ do not exist. A ``workflow.patched`` call made only when such a checkpoint turns
 appears in those histories alone, and a history that moved its head there replays as it ran."""
 
 COLD_VISITS = "cold-visits-continue-after-their-flush"
-"""Runs of ``features >= 7`` mark a *cold visit*: a message that comes after
-``idle_continue_after`` of quiet (the first message of a run goes by the header's
-``updated_at``). Once the visit's turns are flushed by the flush timer and no message has come
-for half a flush interval, the run continues as new in that flush's own workflow task
-(``core.flushing.cold_visit_over``), instead of ``idle_continue_after`` later, when the session
-has mostly been evicted and the idle continue-as-new replays the run first. By input features,
-not a marker."""
+"""Runs of ``features >= 7`` do the idle continue-as-new early, while the run is still cached:
+a *cold visit* (a message after ``idle_continue_after`` of quiet, the first message of a run
+going by the header's ``updated_at``; or the visit a session is created in) whose turns the
+flush timer has stored continues as new in that flush's own workflow task once no message has
+come for half a flush interval and the run has reached the idle floor of 18 events
+(``core.flushing.cold_visit_over``). The idle continue-as-new, ``idle_continue_after`` later,
+mostly found the session evicted and replayed the whole run first. Never more runs than before:
+the same floor, and none with ``idle_continue_after=None``. By input features, not a marker."""
 
 RUN_FEATURES = 7
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
@@ -109,6 +110,6 @@ PATCHES = {
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
     CARRY_OVER: "a size continue-as-new carries pending turns over (input features 6)",
     NO_CHECKPOINT_PAST_HEAD: "a checkpoint past the head is not found (marker only then)",
-    COLD_VISITS: "a cold visit continues as new after its flush (input features 7)",
+    COLD_VISITS: "a cold visit's flush task does the idle continue-as-new (input features 7)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

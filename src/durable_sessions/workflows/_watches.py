@@ -76,4 +76,5 @@ class Watches(GroupHandlers):
             self._config.flush_interval,
             cold=self._cold_visit,
             busy=self._busy(),
+            min_events=self._idle_min_events,
         )

@@ -33,9 +33,9 @@ Other shape decisions:
   current workflow task (``core.flushing.flushable``).
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself.
 * A visit that came after ``idle_continue_after`` of quiet, or the session's first (runs of
-  features 7), ends with a continue-as-new in the task of the flush that stores it, once quiet
-  (``_watches``): while the run is still cached, so the next cold call replays a minimal run and
-  no idle continue-as-new has to replay it first.
+  features 7), ends with the idle continue-as-new in the task of the flush that stores it, once
+  quiet and past the idle floor (``_watches``): while the run is still cached, so no idle
+  continue-as-new has to replay it first.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
   happens from the main loop only, after draining handlers; runs of features 6 hand what is
   still pending (at most ``CARRIED_BYTES``) to the next run instead of flushing it on the update
