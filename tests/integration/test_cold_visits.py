@@ -96,19 +96,36 @@ async def test_a_cold_visit_continues_as_new_in_its_flush_task(
         assert contents == [*(f"warm {i}" for i in range(3)), *(f"cold {i}" for i in range(3))]
         assert len(await _events(client, sid, second)) <= 6
 
-        # A cold visit of one turn into the minimal run leaves a run the idle continue-as-new
-        # would leave as it is (under 18 events): it stays.
+        # A session that came back once is likely to come back again: a cold visit of one
+        # turn into the minimal run ends its run too.
         await asyncio.sleep(QUIET + 0.2)
         await manager.add_turn(sid, SessionTurn(role="user", content="cold 3"))
+        third = await assert_eventually(lambda: _continued_from(client, sid, second), timeout=10)
+        assert (await manager.get(sid)).turn_count == 7
+        assert len(await _events(client, sid, third)) <= 6
+
+
+async def test_a_session_created_with_one_turn_and_left_keeps_its_run(
+    client: Client, store: SessionStore, task_queue: str
+) -> None:
+    """The visit a session is created in ends its run only from the idle floor (18 events):
+    a session given one turn and left may never come back."""
+    manager = SessionManager(client, store, CONFIG, task_queue)
+    async with create_worker(client, store, task_queue=task_queue):
+        s = await manager.create("one-shot-user")
+        sid = s.session_id
+        first = await _run_id(client, sid)
+        await manager.add_turn(sid, SessionTurn(role="user", content="one shot"))
 
         async def stored() -> None:
             header = await store.get_session(sid)
             assert header is not None
-            assert header.turn_count == 7
+            assert header.turn_count == 1
 
         await assert_eventually(stored, timeout=10)
-        await asyncio.sleep(0.5)  # quiet past half the flush interval
-        assert await _run_id(client, sid) == second
+        await asyncio.sleep(0.5)  # quiet past half the flush interval, under QUIET
+        assert await _run_id(client, sid) == first
+        assert len(await _events(client, sid, first)) < 18
 
 
 async def test_a_session_in_use_does_not_continue_on_every_pause(

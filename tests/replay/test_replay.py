@@ -53,7 +53,7 @@ def test_histories_are_recorded() -> None:
         "no_checkpoint_past_head_v6",
         "created_visit_v7",
         "cold_visit_v7",
-        "cold_visit_closed_v7",
+        "visit_closed_v7",
     } <= names
 
 
@@ -180,7 +180,7 @@ def test_runs_of_features_7_end_a_visit_in_its_flush_task() -> None:
         handed = SessionWorkflowInput.model_validate_json(can.input.payloads[0].data)
         assert handed.pending == [], name
         assert handed.state.turn_count == turn_count, name
-    closed = load(HISTORIES_DIR / "cold_visit_closed_v7.json").events
+    closed = load(HISTORIES_DIR / "visit_closed_v7.json").events
     assert closed[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 
 

@@ -13,6 +13,7 @@ from durable_sessions.core.flushing import (
     CAN_HISTORY_EVENTS,
     CARRIED_BYTES,
     CARRY_OVER_BYTES,
+    COLD_VISIT_MIN_EVENTS,
     FLUSH_BATCH_BYTES,
     IDLE_CONTINUE_MIN_EVENTS,
     MAX_CARRIED_CHECKPOINTS,
@@ -297,10 +298,14 @@ def test_a_cold_visit_starts_after_the_idle_quiet_and_ends_once_stored_and_quiet
     assert not cold_visit_over(floor, 0.9, 2.0, cold=True, busy=False, min_events=floor)
     assert not cold_visit_over(floor, 5.0, 2.0, cold=False, busy=False, min_events=floor)
     assert not cold_visit_over(floor, 5.0, 2.0, cold=True, busy=True, min_events=floor)
-    # A run the idle continue-as-new would leave as it is (a visit of one turn into a minimal
-    # run: about 16 events) stays as it is.
+    # The visit a session is created in keeps the idle floor (a session given one turn and
+    # left: about 16 events, stays); one that came back ends from more than a minimal run.
     assert not cold_visit_over(floor - 1, 5.0, 2.0, cold=True, busy=False, min_events=floor)
     assert floor > 16
+    back = COLD_VISIT_MIN_EVENTS
+    assert cold_visit_over(back, 1.0, 2.0, cold=True, busy=False, min_events=back)
+    assert not cold_visit_over(back - 1, 1.0, 2.0, cold=True, busy=False, min_events=back)
+    assert 5 < back < 16  # over a minimal run, under a visit of one turn into it
 
 
 def test_runs_of_features_6_carry_what_is_pending_into_the_next_run() -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "CARRY_OVER_BYTES",
     "CARRY_OVER_FEATURES",
     "COLD_VISIT_FEATURES",
+    "COLD_VISIT_MIN_EVENTS",
     "FLUSH_BATCH_BYTES",
     "IDLE_CONTINUE_MIN_EVENTS",
     "MAX_CARRIED_CHECKPOINTS",
@@ -240,6 +241,15 @@ COLD_VISIT_FEATURES = 7
 its flush (``cold_visit_over``)."""
 
 
+COLD_VISIT_MIN_EVENTS = 8
+"""The floor for a visit that came back after ``idle_continue_after`` of quiet: any run that
+holds more than a minimal one (about five events: the start, its task, the idle TTL timer). A
+session that came back once is likely to come back again, and the next visit then replays one
+workflow task. The visit a session is created in keeps the idle floor
+(``IDLE_CONTINUE_MIN_EVENTS_SMALL``): a session given one turn and left may never come back,
+and a new run costs the server more than a small replay would cost the worker."""
+
+
 def cold_visits(features: int) -> bool:
     """Whether a run of ``features`` ends a cold visit by continuing as new after its flush."""
     return features >= COLD_VISIT_FEATURES
@@ -263,14 +273,12 @@ def cold_visit_over(
 ) -> bool:
     """Whether a cold visit's run continues as new now, in the workflow task whose flush just
     stored the visit's turns: the visit began cold, nothing is in progress, no message came for
-    half a flush interval, and the run has grown to ``min_events`` (the idle continue-as-new's
-    floor: a run it would leave as it is stays as it is).
+    half a flush interval, and the run has grown to ``min_events`` (``COLD_VISIT_MIN_EVENTS``
+    for a visit that came back, the idle floor for the visit a session is created in).
 
     Why here: the idle continue-as-new, ``idle_continue_after`` later, mostly finds the session
     evicted and replays the whole run first; done in the flush's task (one flush interval after
-    the turn, so the run is most likely still cached) it costs no replay and no idle timer, and
-    it never continues a run the idle continue-as-new would not have (a continue-as-new is a new
-    run for the server to create and keep)."""
+    the turn, so the run is most likely still cached) it costs no replay and no idle timer."""
     return cold and not busy and quiet >= flush_interval / 2 and events >= min_events
 
 

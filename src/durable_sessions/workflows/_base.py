@@ -98,6 +98,8 @@ class SessionBase:
         session's first (created in this visit): either way the visit is likely followed by
         quiet, and ends with a continue-as-new once stored. Never with idle continue-as-new
         switched off (``idle_continue_after=None``)."""
+        self._came_back = False
+        """The cold visit is a session coming back (not its creation): a lower floor."""
         self._idle_due = False
         self._op_lock = asyncio.Lock()
         self._serialized: bool | None = None
@@ -208,7 +210,8 @@ class SessionBase:
             # of the run that idled into this one.
             since = self._last_message or self._state.updated_at
             quiet = (now - since).total_seconds()
-            self._cold_visit = cold_arrival(quiet, self._config.idle_continue_after)
+            self._came_back = cold_arrival(quiet, self._config.idle_continue_after)
+            self._cold_visit = self._came_back
         self._last_message = now
 
     def _check_not_draining(self) -> None:

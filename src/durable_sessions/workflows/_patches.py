@@ -82,14 +82,15 @@ do not exist. A ``workflow.patched`` call made only when such a checkpoint turns
 appears in those histories alone, and a history that moved its head there replays as it ran."""
 
 COLD_VISITS = "cold-visits-continue-after-their-flush"
-"""Runs of ``features >= 7`` do the idle continue-as-new early, while the run is still cached:
-a *cold visit* (a message after ``idle_continue_after`` of quiet, the first message of a run
-going by the header's ``updated_at``; or the visit a session is created in) whose turns the
-flush timer has stored continues as new in that flush's own workflow task once no message has
-come for half a flush interval and the run has reached the idle floor of 18 events
-(``core.flushing.cold_visit_over``). The idle continue-as-new, ``idle_continue_after`` later,
-mostly found the session evicted and replayed the whole run first. Never more runs than before:
-the same floor, and none with ``idle_continue_after=None``. By input features, not a marker."""
+"""Runs of ``features >= 7`` end a *cold visit* with a continue-as-new while the run is still
+cached: a visit whose first message came after ``idle_continue_after`` of quiet (the first
+message of a run goes by the header's ``updated_at``), or the visit a session is created in.
+Once the flush timer has stored its turns and no message has come for half a flush interval,
+the run continues as new in that flush's own workflow task (``core.flushing.cold_visit_over``),
+from 8 events for a session that came back and from the idle floor of 18 for a new one; none
+with ``idle_continue_after=None``. The idle continue-as-new, ``idle_continue_after`` later,
+mostly found the session evicted and replayed the whole run first. By input features, not a
+marker."""
 
 RUN_FEATURES = 7
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a

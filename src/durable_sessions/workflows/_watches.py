@@ -11,7 +11,11 @@ from temporalio import workflow
 from durable_sessions.workflows.group import GroupHandlers
 
 with workflow.unsafe.imports_passed_through():
-    from durable_sessions.core.flushing import cold_visit_over, idle_continue_due
+    from durable_sessions.core.flushing import (
+        COLD_VISIT_MIN_EVENTS,
+        cold_visit_over,
+        idle_continue_due,
+    )
 
 __all__ = ["Watches"]
 
@@ -76,5 +80,5 @@ class Watches(GroupHandlers):
             self._config.flush_interval,
             cold=self._cold_visit,
             busy=self._busy(),
-            min_events=self._idle_min_events,
+            min_events=COLD_VISIT_MIN_EVENTS if self._came_back else self._idle_min_events,
         )
