@@ -210,37 +210,6 @@ async def main() -> None:
             await client.get_workflow_handle(sid).result()
             await save(client, sid, "no_checkpoint_past_head_v6")
 
-            # 0g. Features 7: the visit a session is created in, and a cold visit (three turns
-            # after a quiet ``idle_continue_after``), each continue as new in the workflow
-            # task of the flush that stores them; then a warm visit (a turn, a signal, a
-            # checkpoint) and a close. All three runs recorded.
-            cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.2)
-            s = await m.create("recorder", config=cfg)
-            sid = s.session_id
-            runs = [(await client.get_workflow_handle(sid).describe()).run_id]
-
-            async def next_run() -> str | None:
-                run = (await client.get_workflow_handle(sid).describe()).run_id
-                assert run not in runs
-                return run
-
-            for i in range(3):  # past the idle continue-as-new's floor of 18 events
-                await m.add_turn(sid, SessionTurn(role="user", content=f"created {i}"))
-            runs.append(await assert_eventually(next_run, timeout=30))
-            await asyncio.sleep(1.3)
-            for i in range(3):
-                await m.add_turn(sid, SessionTurn(role="user", content=f"cold {i}"))
-            runs.append(await assert_eventually(next_run, timeout=30))
-            await m.add_turn(sid, SessionTurn(role="user", content="warm again"))
-            await m.send_turn(sid, SessionTurn(role="assistant", content="by signal"))
-            await m.checkpoint(sid)
-            await m.close(sid)
-            await client.get_workflow_handle(sid).result()
-            for run_id, name in zip(
-                runs, ["created_visit_v7", "cold_visit_v7", "visit_closed_v7"], strict=True
-            ):
-                await save(client, sid, name, run_id=run_id)
-
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})
             for i in range(4):

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -51,9 +50,6 @@ def test_histories_are_recorded() -> None:
         "carry_over_v6",
         "carry_over_continued_v6",
         "no_checkpoint_past_head_v6",
-        "created_visit_v7",
-        "cold_visit_v7",
-        "visit_closed_v7",
     } <= names
 
 
@@ -154,34 +150,6 @@ def test_runs_of_features_6_carry_pending_turns_over() -> None:
     input = after[0].workflow_execution_started_event_attributes.input.payloads[0].data
     assert SessionWorkflowInput.model_validate_json(input).pending == handed.pending
     assert any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in after)
-
-
-def _last_task(events: list[HistoryEvent]) -> list[int]:
-    """The event types of the run's last workflow task, from the two events before it."""
-    task_started = EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
-    started = max(i for i, e in enumerate(events) if e.event_type == task_started)
-    return [e.event_type for e in events[started - 2 :]]
-
-
-def test_runs_of_features_7_end_a_visit_in_its_flush_task() -> None:
-    """A run of features 7 continues as new in the workflow task of the flush that stored the
-    visit it was created in, or a visit that came after a quiet ``idle_continue_after`` (the
-    flush timer fired; the flush's marker; the continue-as-new), with nothing pending."""
-    turns = {"created_visit_v7": 3, "cold_visit_v7": 6}
-    for name, turn_count in turns.items():
-        events = load(HISTORIES_DIR / f"{name}.json").events
-        started = events[0].workflow_execution_started_event_attributes
-        assert b'"features":7' in started.input.payloads[0].data.replace(b" ", b"")
-        last = _last_task(events)
-        assert last[0] == EventType.EVENT_TYPE_TIMER_FIRED, name
-        assert EventType.EVENT_TYPE_MARKER_RECORDED in last, name
-        assert last[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, name
-        can = events[-1].workflow_execution_continued_as_new_event_attributes
-        handed = SessionWorkflowInput.model_validate_json(can.input.payloads[0].data)
-        assert handed.pending == [], name
-        assert handed.state.turn_count == turn_count, name
-    closed = load(HISTORIES_DIR / "visit_closed_v7.json").events
-    assert closed[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 
 
 @workflow.defn(name="Session")

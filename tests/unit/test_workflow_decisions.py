@@ -13,16 +13,12 @@ from durable_sessions.core.flushing import (
     CAN_HISTORY_EVENTS,
     CARRIED_BYTES,
     CARRY_OVER_BYTES,
-    COLD_VISIT_MIN_EVENTS,
     FLUSH_BATCH_BYTES,
     IDLE_CONTINUE_MIN_EVENTS,
     MAX_CARRIED_CHECKPOINTS,
     RunSize,
     carries_over,
     carry_full,
-    cold_arrival,
-    cold_visit_over,
-    cold_visits,
     cut_batch,
     flush_before_continuing,
     flushable,
@@ -284,28 +280,6 @@ def test_runs_of_features_3_continue_small_idle_runs() -> None:
     assert idle_continue_due(19, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(16, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(30, 10.0, 10.0, busy=False, min_events=idle_min_events(2))
-
-
-def test_a_cold_visit_starts_after_the_idle_quiet_and_ends_once_stored_and_quiet() -> None:
-    """Runs of features 7: a message after ``idle_continue_after`` of quiet starts a cold visit;
-    the flush that stores it continues the run as new once nothing is in progress, half a flush
-    interval has passed without a message, and the run is more than a minimal one."""
-    assert not cold_visits(6) and cold_visits(7)
-    assert cold_arrival(10.0, 10.0) and not cold_arrival(9.9, 10.0)
-    assert not cold_arrival(3600.0, None)  # idle continue-as-new switched off: never cold
-    floor = idle_min_events(7)
-    assert cold_visit_over(floor, 1.0, 2.0, cold=True, busy=False, min_events=floor)
-    assert not cold_visit_over(floor, 0.9, 2.0, cold=True, busy=False, min_events=floor)
-    assert not cold_visit_over(floor, 5.0, 2.0, cold=False, busy=False, min_events=floor)
-    assert not cold_visit_over(floor, 5.0, 2.0, cold=True, busy=True, min_events=floor)
-    # The visit a session is created in keeps the idle floor (a session given one turn and
-    # left: about 16 events, stays); one that came back ends from more than a minimal run.
-    assert not cold_visit_over(floor - 1, 5.0, 2.0, cold=True, busy=False, min_events=floor)
-    assert floor > 16
-    back = COLD_VISIT_MIN_EVENTS
-    assert cold_visit_over(back, 1.0, 2.0, cold=True, busy=False, min_events=back)
-    assert not cold_visit_over(back - 1, 1.0, 2.0, cold=True, busy=False, min_events=back)
-    assert 5 < back < 16  # over a minimal run, under a visit of one turn into it
 
 
 def test_runs_of_features_6_carry_what_is_pending_into_the_next_run() -> None:

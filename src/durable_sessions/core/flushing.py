@@ -21,8 +21,6 @@ __all__ = [
     "CARRIED_BYTES",
     "CARRY_OVER_BYTES",
     "CARRY_OVER_FEATURES",
-    "COLD_VISIT_FEATURES",
-    "COLD_VISIT_MIN_EVENTS",
     "FLUSH_BATCH_BYTES",
     "IDLE_CONTINUE_MIN_EVENTS",
     "MAX_CARRIED_CHECKPOINTS",
@@ -30,9 +28,6 @@ __all__ = [
     "RunSize",
     "carries_over",
     "carry_full",
-    "cold_arrival",
-    "cold_visit_over",
-    "cold_visits",
     "cut_batch",
     "flush_before_continuing",
     "flushable",
@@ -234,52 +229,6 @@ def flush_before_continuing(
     if payload_bytes(pending) > CARRIED_BYTES or len(checkpoints) > MAX_CARRIED_CHECKPOINTS:
         return True
     return header_dirty and not pending and not checkpoints
-
-
-COLD_VISIT_FEATURES = 7
-"""Runs of features 7 and later end a cold visit with a continue-as-new in the workflow task of
-its flush (``cold_visit_over``)."""
-
-
-COLD_VISIT_MIN_EVENTS = 8
-"""The floor for a visit that came back after ``idle_continue_after`` of quiet: any run that
-holds more than a minimal one (about five events: the start, its task, the idle TTL timer). A
-session that came back once is likely to come back again, and the next visit then replays one
-workflow task. The visit a session is created in keeps the idle floor
-(``IDLE_CONTINUE_MIN_EVENTS_SMALL``): a session given one turn and left may never come back,
-and a new run costs the server more than a small replay would cost the worker."""
-
-
-def cold_visits(features: int) -> bool:
-    """Whether a run of ``features`` ends a cold visit by continuing as new after its flush."""
-    return features >= COLD_VISIT_FEATURES
-
-
-def cold_arrival(quiet: float, after: float | None) -> bool:
-    """Whether a message after ``quiet`` seconds without one starts a *cold visit*: the session
-    had been quiet for ``idle_continue_after`` (so it was most likely evicted from the worker's
-    cache, and is likely to go quiet again after this visit)."""
-    return after is not None and quiet >= after
-
-
-def cold_visit_over(
-    events: int,
-    quiet: float,
-    flush_interval: float,
-    *,
-    cold: bool,
-    busy: bool,
-    min_events: int = IDLE_CONTINUE_MIN_EVENTS_SMALL,
-) -> bool:
-    """Whether a cold visit's run continues as new now, in the workflow task whose flush just
-    stored the visit's turns: the visit began cold, nothing is in progress, no message came for
-    half a flush interval, and the run has grown to ``min_events`` (``COLD_VISIT_MIN_EVENTS``
-    for a visit that came back, the idle floor for the visit a session is created in).
-
-    Why here: the idle continue-as-new, ``idle_continue_after`` later, mostly finds the session
-    evicted and replays the whole run first; done in the flush's task (one flush interval after
-    the turn, so the run is most likely still cached) it costs no replay and no idle timer."""
-    return cold and not busy and quiet >= flush_interval / 2 and events >= min_events
 
 
 def idle_continue_due(

@@ -23,8 +23,6 @@ with workflow.unsafe.imports_passed_through():
         CAN_HISTORY_EVENTS,
         RunSize,
         carries_over,
-        cold_arrival,
-        cold_visits,
         idle_min_events,
         must_turn_away,
         should_continue_as_new,
@@ -87,19 +85,6 @@ class SessionBase:
         it); handed to the next run with what is pending."""
         self._last_message: datetime | None = None
         """When the latest update or signal arrived (None: none yet in this run)."""
-        self._cold_visits = cold_visits(input.features)
-        """A cold visit ends with a continue-as-new in its flush's task (runs of features 7)."""
-        self._cold_visit = (
-            self._cold_visits
-            and not input.continued
-            and input.config.idle_continue_after is not None
-        )
-        """A message of this run came after ``idle_continue_after`` of quiet, or the run is the
-        session's first (created in this visit): either way the visit is likely followed by
-        quiet, and ends with a continue-as-new once stored. Never with idle continue-as-new
-        switched off (``idle_continue_after=None``)."""
-        self._came_back = False
-        """The cold visit is a session coming back (not its creation): a lower floor."""
         self._idle_due = False
         self._op_lock = asyncio.Lock()
         self._serialized: bool | None = None
@@ -204,15 +189,7 @@ class SessionBase:
         if task != self._message_task:
             self._message_task, self._messages_before_task = task, self._messages_this_run
         self._messages_this_run += 1
-        now = workflow.now()
-        if self._cold_visits and not self._cold_visit:
-            # The first message of a run has the header's last change to go by: the last turn
-            # of the run that idled into this one.
-            since = self._last_message or self._state.updated_at
-            quiet = (now - since).total_seconds()
-            self._came_back = cold_arrival(quiet, self._config.idle_continue_after)
-            self._cold_visit = self._came_back
-        self._last_message = now
+        self._last_message = workflow.now()
 
     def _check_not_draining(self) -> None:
         # Validators do not run on replay: reading the run's size here is safe.

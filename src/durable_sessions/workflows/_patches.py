@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = [
     "CARRY_OVER",
-    "COLD_VISITS",
     "IDLE_CONTINUE",
     "LOCAL_FLUSH",
     "MODERN_FEATURES",
@@ -81,27 +80,15 @@ out can have stored it (model run 15), and moving the head to it would fork past
 do not exist. A ``workflow.patched`` call made only when such a checkpoint turns up, so a marker
 appears in those histories alone, and a history that moved its head there replays as it ran."""
 
-COLD_VISITS = "cold-visits-continue-after-their-flush"
-"""Runs of ``features >= 7`` end a *cold visit* with a continue-as-new while the run is still
-cached: a visit whose first message came after ``idle_continue_after`` of quiet (the first
-message of a run goes by the header's ``updated_at``), or the visit a session is created in.
-Once the flush timer has stored its turns and no message has come for half a flush interval,
-the run continues as new in that flush's own workflow task (``core.flushing.cold_visit_over``),
-from 8 events for a session that came back and from the idle floor of 18 for a new one; none
-with ``idle_continue_after=None``. The idle continue-as-new, ``idle_continue_after`` later,
-mostly found the session evicted and replayed the whole run first. By input features, not a
-marker."""
-
-RUN_FEATURES = 7
+RUN_FEATURES = 6
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
-``CARRY_OVER``, 7 adds ``COLD_VISITS`` (4 and 5 are retired). A run keeps the features it was
-started with for its whole life, so its replay never changes. Deploy workers before clients: a
-worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs later), which is
-safe; a run of 3 replayed by such a worker after it idled into a continue-as-new between 18 and
-40 events is not, a run of 6 replayed by a worker that predates 6 after it continued as new for
-size is not either (that worker flushes first), and neither is a run of 7 that ended a cold
-visit, replayed by a worker that predates 7; so do not roll workers back past this."""
+``CARRY_OVER`` (4 and 5 are retired). A run keeps the features it was started with for its whole
+life, so its replay never changes. Deploy workers before clients: a worker that predates 3 runs a
+run of 3 as a run of 2 (it continues idle runs later), which is safe; a run of 3 replayed by
+such a worker after it idled into a continue-as-new between 18 and 40 events is not, and a run
+of 6 replayed by a worker that predates 6 after it continued as new for size is not either (that
+worker flushes first), so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -111,6 +98,5 @@ PATCHES = {
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
     CARRY_OVER: "a size continue-as-new carries pending turns over (input features 6)",
     NO_CHECKPOINT_PAST_HEAD: "a checkpoint past the head is not found (marker only then)",
-    COLD_VISITS: "a cold visit's flush task does the idle continue-as-new (input features 7)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

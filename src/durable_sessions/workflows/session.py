@@ -32,10 +32,6 @@ Other shape decisions:
   timer only fires for the tail of a burst; a flush never takes a turn that arrived in the
   current workflow task (``core.flushing.flushable``).
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself.
-* A visit that came after ``idle_continue_after`` of quiet, or the session's first (runs of
-  features 7), ends with the idle continue-as-new in the task of the flush that stores it, once
-  quiet and past the idle floor (``_watches``): while the run is still cached, so no idle
-  continue-as-new has to replay it first.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
   happens from the main loop only, after draining handlers; runs of features 6 hand what is
   still pending (at most ``CARRIED_BYTES``) to the next run instead of flushing it on the update
@@ -55,13 +51,14 @@ from temporalio import workflow
 
 from durable_sessions.workflows._edit_handlers import EditHandlers
 from durable_sessions.workflows._turn_handlers import TurnHandlers
-from durable_sessions.workflows._watches import Watches
+from durable_sessions.workflows.group import GroupHandlers
 
 with workflow.unsafe.imports_passed_through():
     from durable_sessions.activities.context import PRUNERS, ContextRequest, ContextResult
     from durable_sessions.core.flushing import (
         carry_full,
         flush_before_continuing,
+        idle_continue_due,
         in_flow_after,
     )
     from durable_sessions.core.lifecycle import Action
@@ -83,7 +80,7 @@ __all__ = ["SESSION_STATUS", "SESSION_USER_ID", "SessionWorkflow", "to_applicati
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class SessionWorkflow(TurnHandlers, EditHandlers, Watches):
+class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
     """One conversation session. Workflow id = session id."""
 
     @workflow.init
@@ -155,7 +152,6 @@ class SessionWorkflow(TurnHandlers, EditHandlers, Watches):
                 # whichever order the SDK hands the two over.
                 local = self._flusher.local
                 await self._flush(limit=self._flusher.flushable() if local else None)
-                self._idle_due = self._idle_due or self._cold_visit_over()
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -255,6 +251,45 @@ class SessionWorkflow(TurnHandlers, EditHandlers, Watches):
             features=RUN_FEATURES,
             fence_floor=self._fences.last,
         )
+
+    async def _ttl_watch(self) -> None:
+        """Sleep until the idle deadline; turns move the deadline, so re-arm when woken early."""
+        while not self._state.status.is_terminal:
+            deadline = self._state.expires_at
+            if deadline is None:
+                return
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                self._expire_due = True
+                # The main loop expires the session, or clears this if the deadline moved.
+                await workflow.wait_condition(
+                    lambda: not self._expire_due or self._state.status.is_terminal
+                )
+                continue
+            await workflow.sleep(remaining, summary="idle ttl")
+
+    async def _idle_watch(self, after: float) -> None:
+        """Continue as new once the run has grown and the session has gone quiet, so a cache
+        miss (a call after a deploy or an eviction) replays a minimal run. One lazy timer per
+        quiet period; messages only move the time it looks at."""
+        while not self._state.status.is_terminal:
+            await workflow.wait_condition(
+                lambda: workflow.info().get_current_history_length() >= self._idle_min_events
+            )
+            since = self._last_message
+            quiet = 0.0 if since is None else (workflow.now() - since).total_seconds()
+            busy = (
+                self._flusher.has_unflushed()
+                or self._ticking
+                or self._ticks_wanted()
+                or self._op_lock.locked()
+                or not workflow.all_handlers_finished()
+            )
+            events = workflow.info().get_current_history_length()
+            if idle_continue_due(events, quiet, after, busy, self._idle_min_events):
+                self._idle_due = True
+                return
+            await workflow.sleep(after - quiet if quiet < after else after, summary="idle")
 
     # ------------------------------------------------------------------ transitions
 
