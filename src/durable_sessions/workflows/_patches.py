@@ -52,12 +52,14 @@ MODERN_FEATURES = 2
 per run, which a cold replay pays for) and does ``IDLE_CONTINUE``. Inputs recorded before the
 field have ``features == 0`` and keep deciding by ``workflow.patched``."""
 
-RETIRED_FEATURES = (4, 5)
+RETIRED_FEATURES = (4, 5, 7)
 """Feature numbers given out once and never to be given another meaning: 4 flushed in flow
 through an ordinary activity (backed out in ``ed1b353``: the nondeterminism that
 ``plugin.single_batch_activations`` now prevents), 5 stored a turn that came after a quiet
 flush interval in its own workflow task (tried in session 6, not kept: it cost
-``bench_turns`` its p99 for a CPU saving ``bench_scale`` could not tell from noise)."""
+``bench_turns`` its p99 for a CPU saving ``bench_scale`` could not tell from noise), 7 ended a
+cold visit with a continue-as-new in its flush's task (session 12, backed out in ``0e9856b``:
+bench/RESULTS.md, "Scale")."""
 
 CARRY_OVER = "carry-over-at-continue-as-new"
 """Runs of ``features >= 6`` do not flush before a size continue-as-new: the turns and
@@ -81,14 +83,14 @@ do not exist. A ``workflow.patched`` call made only when such a checkpoint turns
 appears in those histories alone, and a history that moved its head there replays as it ran."""
 
 RUN_FEATURES = 6
-"""What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
-branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
-``CARRY_OVER`` (4 and 5 are retired). A run keeps the features it was started with for its whole
-life, so its replay never changes. Deploy workers before clients: a worker that predates 3 runs a
-run of 3 as a run of 2 (it continues idle runs later), which is safe; a run of 3 replayed by
-such a worker after it idled into a continue-as-new between 18 and 40 events is not, and a run
-of 6 replayed by a worker that predates 6 after it continued as new for size is not either (that
-worker flushes first), so do not roll workers back past this."""
+"""What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a branch
+or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
+``CARRY_OVER`` (4, 5 and 7 are retired: the next is 8). A run keeps the features it was started
+with for its whole life, so its replay never changes. Deploy workers before clients: a worker
+that predates 3 runs a run of 3 as a run of 2 (it continues idle runs later), which is safe; a
+run of 3 replayed by such a worker after it idled into a continue-as-new between 18 and 40
+events is not, and a run of 6 replayed by a worker that predates 6 after it continued as new for
+size is not either (that worker flushes first), so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
