@@ -158,11 +158,7 @@ class Schedule:
         counts = Counter(op.kind for op in self.ops)
         parts = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         can = self.config.max_updates_per_run
-        quiet = self.config.idle_continue_after
-        return (
-            f"seed={self.seed} lanes={self.lanes} preload={self.preload} CAN@{can}"
-            f" quiet@{quiet}: {parts}"
-        )
+        return f"seed={self.seed} lanes={self.lanes} preload={self.preload} CAN@{can}: {parts}"
 
 
 def make_schedule(seed: int, *, ops: int = 20, continue_as_new: bool | None = None) -> Schedule:
@@ -186,15 +182,10 @@ def make_schedule(seed: int, *, ops: int = 20, continue_as_new: bool | None = No
     ]
     if continue_as_new is None:
         continue_as_new = rng.random() < 0.4
-    # Drawn from a generator of its own, so the schedules of earlier seeds stay as they were:
-    # a third of the sessions go quiet often enough (their pauses and the store's delays add
-    # up to tenths of a second) to have cold visits and idle continue-as-new mid-schedule.
-    quiet = random.Random(seed + 7_919).choice([None, 0.1, 10.0])
     config = SessionConfig(
         flush_interval=rng.choice([0.05, 0.2, 1.0]),
         auto_checkpoint_interval=rng.choice([3, 5, 10]),
         max_updates_per_run=10 if continue_as_new else 1000,
-        idle_continue_after=quiet,
     )
     return Schedule(seed, tuple(chosen), lanes, rng.randint(3, 8), config)
 
