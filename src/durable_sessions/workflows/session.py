@@ -149,8 +149,10 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
             if self._flush_needed(armed):
                 # Not the turns that arrived in this workflow task: when the flush timer fires
                 # in the task that also brings a turn, the turn waits for the next flush, in
-                # whichever order the SDK hands the two over.
-                local = self._flusher.local
+                # whichever order the SDK hands the two over. A cold visit's turns go at once:
+                # nothing was pending before them, so no flush timer was armed to race them.
+                every, self._store_now = self._store_now, False
+                local = self._flusher.local and not every
                 await self._flush(limit=self._flusher.flushable() if local else None)
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
@@ -184,7 +186,8 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
 
     def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
-            self._flush_full()
+            self._store_now
+            or self._flush_full()
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
@@ -211,7 +214,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
         return self._carry_over and carry_full(self._flusher.pending, flushable)
 
     def _flush_needed(self, armed: bool) -> bool:
-        if self._flush_full():
+        if self._store_now or self._flush_full():
             return True
         if self._state.status.is_terminal or self._idle_due:
             return True
@@ -250,6 +253,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
             group=self._group,
             features=RUN_FEATURES,
             fence_floor=self._fences.last,
+            last_message=self._last_message or self._previous_message,
         )
 
     async def _ttl_watch(self) -> None:
