@@ -71,12 +71,7 @@ async def record_idle_continue(
     m: SessionManager, turns: int, first_name: str, continued_name: str
 ) -> None:
     """A session given ``turns`` turns, then quiet until its run continues as new (both runs
-    recorded under the two names), then a turn into the minimal run and a close. Skipped once
-    both are recorded: later versions may shape the run differently (runs of features 8 store
-    the creation visit's turn in its own task, and two turns no longer reach 18 events)."""
-    if all((OUT / f"{n}.json").exists() for n in (first_name, continued_name)) and not FORCE:
-        print(f"kept {first_name}, {continued_name} (recorded earlier)", file=sys.stderr)
-        return
+    recorded under the two names), then a turn into the minimal run and a close."""
     client = m.client
     cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
     s = await m.create("recorder", config=cfg)
@@ -214,35 +209,6 @@ async def main() -> None:
             await m.close(sid)
             await client.get_workflow_handle(sid).result()
             await save(client, sid, "no_checkpoint_past_head_v6")
-
-            # 0g. Features 8: cold visits stored in their own workflow task. The creation visit
-            # (one turn, stored at once), a second turn right after (batched: flush timer), a
-            # cold visit by batch after a quiet second, an idle continue-as-new, then a cold
-            # visit into the continued run (by signal, then an update) and a close.
-            cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.3)
-            s = await m.create("recorder", config=cfg)
-            sid = s.session_id
-            first_run = (await client.get_workflow_handle(sid).describe()).run_id
-            await m.add_turn(sid, SessionTurn(role="user", content="created"))
-            await m.add_turn(sid, SessionTurn(role="assistant", content="right after"))
-            await asyncio.sleep(1.5)
-            await m.add_turns(
-                sid, [SessionTurn(role="user", content=f"back {i}") for i in range(2)]
-            )
-
-            async def moved_on() -> str:
-                run = (await client.get_workflow_handle(sid).describe()).run_id
-                assert run != first_run
-                return run
-
-            second_run = await assert_eventually(moved_on, timeout=30)
-            await asyncio.sleep(1.5)
-            await m.send_turn(sid, SessionTurn(role="user", content="cold signal"))
-            await m.add_turn(sid, SessionTurn(role="assistant", content="answer"))
-            await m.close(sid)
-            await client.get_workflow_handle(sid).result()
-            await save(client, sid, "cold_visit_v8", run_id=first_run)
-            await save(client, sid, "cold_visit_continued_v8", run_id=second_run)
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

@@ -189,7 +189,7 @@ def make_schedule(seed: int, *, ops: int = 20, continue_as_new: bool | None = No
         continue_as_new = rng.random() < 0.4
     # Drawn from a generator of its own, so the schedules of earlier seeds stay as they were:
     # a third of the sessions go quiet often enough (their pauses and the store's delays add
-    # up to tenths of a second) to have cold visits and idle continue-as-new mid-schedule.
+    # up to tenths of a second) to have idle continue-as-new mid-schedule.
     quiet = random.Random(seed + 7_919).choice([None, 0.1, 10.0])
     config = SessionConfig(
         flush_interval=rng.choice([0.05, 0.2, 1.0]),

@@ -50,8 +50,6 @@ def test_histories_are_recorded() -> None:
         "carry_over_v6",
         "carry_over_continued_v6",
         "no_checkpoint_past_head_v6",
-        "cold_visit_v8",
-        "cold_visit_continued_v8",
     } <= names
 
 
@@ -152,50 +150,6 @@ def test_runs_of_features_6_carry_pending_turns_over() -> None:
     input = after[0].workflow_execution_started_event_attributes.input.payloads[0].data
     assert SessionWorkflowInput.model_validate_json(input).pending == handed.pending
     assert any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in after)
-
-
-def _tasks(name: str) -> list[list[EventType.ValueType]]:
-    """The events of a history by workflow task: what woke it (a signal, a timer), the task,
-    and the commands and messages it completed with."""
-    starts = {
-        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-        EventType.EVENT_TYPE_TIMER_FIRED,
-    }
-    tasks: list[list[EventType.ValueType]] = [[]]
-    for e in load(HISTORIES_DIR / f"{name}.json").events:
-        if e.event_type in starts and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in tasks[-1]:
-            tasks.append([])
-        tasks[-1].append(e.event_type)
-    return tasks
-
-
-def test_runs_of_features_8_store_cold_visits_in_their_own_task() -> None:
-    """The creation visit's turn and a turn back after a quiet spell are stored by a local
-    activity in the task that brings them (no flush timer); a turn right after one is batched.
-    The continued run knows when the previous one heard last, so its first signal, after a
-    quiet spell, is a cold visit too."""
-    first = load(HISTORIES_DIR / "cold_visit_v8.json").events
-    data = first[0].workflow_execution_started_event_attributes.input.payloads[0].data
-    assert b'"features":8' in data.replace(b" ", b"")
-    accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
-    marker = EventType.EVENT_TYPE_MARKER_RECORDED
-    timer = EventType.EVENT_TYPE_TIMER_STARTED
-    visits = [t for t in _tasks("cold_visit_v8") if accepted in t]
-    assert len(visits) == 3  # created + one turn, the turn right after, the batch after quiet
-    created, busy, back = visits
-    assert marker in created and timer not in created
-    assert marker not in busy and timer in busy
-    assert marker in back
-    last = first[-1].workflow_execution_continued_as_new_event_attributes.input.payloads[0].data
-    handed = SessionWorkflowInput.model_validate_json(last)
-    assert handed.features == 8 and handed.last_message is not None
-    signalled = [
-        t
-        for t in _tasks("cold_visit_continued_v8")
-        if EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in t
-    ]
-    assert len(signalled) == 1 and marker in signalled[0] and timer not in signalled[0]
 
 
 @workflow.defn(name="Session")

@@ -13,15 +13,12 @@ from durable_sessions.core.flushing import (
     CAN_HISTORY_EVENTS,
     CARRIED_BYTES,
     CARRY_OVER_BYTES,
-    COLD_VISIT_AFTER,
-    COLD_VISIT_FEATURES,
     FLUSH_BATCH_BYTES,
     IDLE_CONTINUE_MIN_EVENTS,
     MAX_CARRIED_CHECKPOINTS,
     RunSize,
     carries_over,
     carry_full,
-    cold_visit,
     cut_batch,
     flush_before_continuing,
     flushable,
@@ -31,7 +28,6 @@ from durable_sessions.core.flushing import (
     must_turn_away,
     plan_batch,
     should_continue_as_new,
-    stores_cold_visits,
     text_bytes,
 )
 from durable_sessions.core.forks import (
@@ -329,13 +325,3 @@ def test_runs_of_features_6_flush_in_flow_before_they_could_not_carry_over() -> 
 def test_runs_of_features_6_flush_in_flow_later_in_the_interval() -> None:
     assert in_flow_after(2.0, carry=False) == 1.0
     assert in_flow_after(2.0, carry=True) == 1.5
-
-
-def test_runs_of_features_8_store_a_cold_visit_in_its_own_task() -> None:
-    """The first message of a new session, or one after the idle quiet (10 s when idle
-    continue-as-new is off), starts a cold visit; a busy session's messages do not."""
-    assert not stores_cold_visits(6) and stores_cold_visits(COLD_VISIT_FEATURES)
-    assert cold_visit(None, 10.0)  # the session's first message
-    assert cold_visit(10.0, 10.0) and not cold_visit(9.9, 10.0)
-    assert cold_visit(0.5, 0.5) and not cold_visit(0.4, 0.5)
-    assert cold_visit(COLD_VISIT_AFTER, None) and not cold_visit(COLD_VISIT_AFTER - 0.1, None)

@@ -21,8 +21,6 @@ __all__ = [
     "CARRIED_BYTES",
     "CARRY_OVER_BYTES",
     "CARRY_OVER_FEATURES",
-    "COLD_VISIT_AFTER",
-    "COLD_VISIT_FEATURES",
     "FLUSH_BATCH_BYTES",
     "IDLE_CONTINUE_MIN_EVENTS",
     "MAX_CARRIED_CHECKPOINTS",
@@ -30,7 +28,6 @@ __all__ = [
     "RunSize",
     "carries_over",
     "carry_full",
-    "cold_visit",
     "cut_batch",
     "flush_before_continuing",
     "flushable",
@@ -41,7 +38,6 @@ __all__ = [
     "payload_bytes",
     "plan_batch",
     "should_continue_as_new",
-    "stores_cold_visits",
     "text_bytes",
 ]
 
@@ -246,32 +242,3 @@ def idle_continue_due(
     ``after`` seconds, has grown to ``min_events``, and nothing is in progress (unflushed turns,
     an agent turn, an operation)."""
     return after is not None and not busy and idle_seconds >= after and events >= min_events
-
-
-COLD_VISIT_FEATURES = 8
-"""Runs of features 8 and later store a cold visit's turns in the workflow task that brings
-them (``cold_visit``)."""
-
-COLD_VISIT_AFTER = 10.0
-"""Seconds of quiet after which a message starts a cold visit, when the session's config has
-no ``idle_continue_after`` (which otherwise sets it: the quiet after which a session counts as
-idle)."""
-
-
-def stores_cold_visits(features: int) -> bool:
-    """Whether a run of ``features`` stores a cold visit's turns in their own workflow task."""
-    return features >= COLD_VISIT_FEATURES
-
-
-def cold_visit(quiet: float | None, after: float | None) -> bool:
-    """Whether a message that comes ``quiet`` seconds after the session's previous one (None:
-    the first message of a new session) starts a cold visit: the first since the session was
-    created, or since ``after`` seconds of quiet (``COLD_VISIT_AFTER`` when None).
-
-    A cold visit's turns are stored by a local activity in the workflow task that brings them,
-    when nothing else is pending: its answer waits for the store write (a few milliseconds),
-    and the session's history grows by one workflow task instead of two (the turn's, then the
-    flush timer's). A session is mostly out of the worker's cache by its next visit, and every
-    workflow task its run holds is replayed then. Turns of a busy session (a message within
-    ``after`` of the previous one) keep the batched flush."""
-    return quiet is None or quiet >= (COLD_VISIT_AFTER if after is None else after)

@@ -23,11 +23,9 @@ with workflow.unsafe.imports_passed_through():
         CAN_HISTORY_EVENTS,
         RunSize,
         carries_over,
-        cold_visit,
         idle_min_events,
         must_turn_away,
         should_continue_as_new,
-        stores_cold_visits,
     )
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
     from durable_sessions.core.turns import accept_turn, push_recent, remember
@@ -87,15 +85,6 @@ class SessionBase:
         it); handed to the next run with what is pending."""
         self._last_message: datetime | None = None
         """When the latest update or signal arrived (None: none yet in this run)."""
-        self._cold_visits = stores_cold_visits(input.features)
-        """Runs of features 8: a cold visit's turns are stored in their own workflow task."""
-        self._previous_message = input.last_message if self._cold_visits else None
-        """The latest message of the session before this run's first (runs of features 8)."""
-        self._cold_message = False
-        """The latest message started a cold visit (``core.flushing.cold_visit``)."""
-        self._store_now = False
-        """A cold visit's turns are pending: the main loop stores them in this workflow task,
-        the turns of the task included."""
         self._idle_due = False
         self._op_lock = asyncio.Lock()
         self._serialized: bool | None = None
@@ -200,12 +189,7 @@ class SessionBase:
         if task != self._message_task:
             self._message_task, self._messages_before_task = task, self._messages_this_run
         self._messages_this_run += 1
-        now = workflow.now()
-        if self._cold_visits:
-            since = self._last_message or self._previous_message
-            quiet = None if since is None else (now - since).total_seconds()
-            self._cold_message = cold_visit(quiet, self._config.idle_continue_after)
-        self._last_message = now
+        self._last_message = workflow.now()
 
     def _check_not_draining(self) -> None:
         # Validators do not run on replay: reading the run's size here is safe.
@@ -270,10 +254,6 @@ class SessionBase:
         if not accepted.new:
             return stored
         self._touch()
-        if self._cold_message:
-            # The first turn of a cold visit: stored at once when nothing else is pending.
-            self._cold_message = False
-            self._store_now = self._store_now or not self._flusher.has_unflushed()
         self._flusher.add_turn(stored)
         push_recent(self._recent, stored, self._config.recent_window)
         remember(self._dedup, stored.turn_id, stored.seq or 0, self._config.dedup_window)

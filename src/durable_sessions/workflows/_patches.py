@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = [
     "CARRY_OVER",
-    "COLD_VISITS_STORED",
     "IDLE_CONTINUE",
     "LOCAL_FLUSH",
     "MODERN_FEATURES",
@@ -53,14 +52,19 @@ MODERN_FEATURES = 2
 per run, which a cold replay pays for) and does ``IDLE_CONTINUE``. Inputs recorded before the
 field have ``features == 0`` and keep deciding by ``workflow.patched``."""
 
-RETIRED_FEATURES = (4, 5, 7)
+RETIRED_FEATURES = (4, 5, 7, 8)
 """Feature numbers given out once and never to be given another meaning: 4 flushed in flow
 through an ordinary activity (backed out in ``ed1b353``: the nondeterminism that
 ``plugin.single_batch_activations`` now prevents), 5 stored a turn that came after a quiet
 flush interval in its own workflow task (tried in session 6, not kept: it cost
 ``bench_turns`` its p99 for a CPU saving ``bench_scale`` could not tell from noise), 7 ended a
 cold visit with a continue-as-new in its flush's task (session 12, backed out in ``0e9856b``:
-bench/RESULTS.md, "Scale")."""
+bench/RESULTS.md, "Scale"), 8 stored a cold visit's turns (the first message of a new run, or
+one after ``idle_continue_after`` of quiet, with nothing pending) in the task that brought them
+(session 13, ``5fb4790``, backed out: the model test's replay check found a history it could
+not replay, ``tests/faults/RESULTS.md``; whether a flush may take the current task's turns
+depended on what was pending when the handler ran, which a flush's completion in the same task
+changes, and the SDK may order the two differently live and on replay)."""
 
 CARRY_OVER = "carry-over-at-continue-as-new"
 """Runs of ``features >= 6`` do not flush before a size continue-as-new: the turns and
@@ -83,27 +87,15 @@ out can have stored it (model run 15), and moving the head to it would fork past
 do not exist. A ``workflow.patched`` call made only when such a checkpoint turns up, so a marker
 appears in those histories alone, and a history that moved its head there replays as it ran."""
 
-COLD_VISITS_STORED = "cold-visits-stored-in-their-task"
-"""Runs of ``features >= 8`` store the turns of a cold visit in the workflow task that brings
-them, by a local activity, when nothing else is pending (``core.flushing.cold_visit``): the
-first message of a new session, or one after ``idle_continue_after`` (else 10 s) of quiet. The
-answer waits for the write; the visit adds one workflow task to the run, not two (no flush
-timer and its task), so the next cache miss replays less. Unlike retired feature 5, a busy
-session's turns (within that quiet of each other) keep the batched flush. The input carries
-the time of the previous run's latest message (``last_message``). By input features, not a
-marker."""
-
-RUN_FEATURES = 8
+RUN_FEATURES = 6
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a branch
 or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
-``CARRY_OVER``, 8 adds ``COLD_VISITS_STORED`` (4, 5 and 7 are retired: the next is 9). A run
-keeps the features it was started with for its whole life, so its replay never changes. Deploy
-workers before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues
-idle runs later), which is safe; a run of 3 replayed by such a worker after it idled into a
-continue-as-new between 18 and 40 events is not, a run of 6 replayed by a worker that predates 6
-after it continued as new for size is not either (that worker flushes first), and a run of 8
-replayed by a worker that predates 8 after a cold visit is not (that worker waits for a flush
-timer), so do not roll workers back past this."""
+``CARRY_OVER`` (4, 5, 7 and 8 are retired: the next is 9). A run keeps the features it was started
+with for its whole life, so its replay never changes. Deploy workers before clients: a worker
+that predates 3 runs a run of 3 as a run of 2 (it continues idle runs later), which is safe; a
+run of 3 replayed by such a worker after it idled into a continue-as-new between 18 and 40
+events is not, and a run of 6 replayed by a worker that predates 6 after it continued as new for
+size is not either (that worker flushes first), so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -113,6 +105,5 @@ PATCHES = {
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
     CARRY_OVER: "a size continue-as-new carries pending turns over (input features 6)",
     NO_CHECKPOINT_PAST_HEAD: "a checkpoint past the head is not found (marker only then)",
-    COLD_VISITS_STORED: "a cold visit's turns are stored in their own task (input features 8)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

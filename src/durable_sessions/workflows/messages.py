@@ -84,9 +84,6 @@ class SessionWorkflowInput(BaseModel):
     fence_floor: int = 0
     """The fence of the previous run's last store write (``_calls.WriteFences``): this run's
     writes are fenced no lower, whatever the clock says."""
-    last_message: datetime | None = None
-    """When the previous run's latest update or signal arrived (runs of features 8 carry it,
-    so the first message of the next run knows how long the session was quiet)."""
 
 
 class TurnInput(BaseModel):

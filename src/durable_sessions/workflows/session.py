@@ -30,10 +30,7 @@ Other shape decisions:
   ``add_turn`` update answers after one workflow task (TEMPORAL-FACTS: an activity per wake-up
   halves throughput). A flush runs as a local activity in flow with a turn's task; the flush
   timer only fires for the tail of a burst; a flush never takes a turn that arrived in the
-  current workflow task (``core.flushing.flushable``), except a cold visit's (runs of features
-  8, ``core.flushing.cold_visit``): the first message of a new session, or one after a quiet
-  spell, finds nothing pending and no flush timer armed, and is stored in its own task, so the
-  visit adds one workflow task to the run, not two, and a later cache miss replays less.
+  current workflow task (``core.flushing.flushable``).
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
   happens from the main loop only, after draining handlers; runs of features 6 hand what is
@@ -152,10 +149,8 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
             if self._flush_needed(armed):
                 # Not the turns that arrived in this workflow task: when the flush timer fires
                 # in the task that also brings a turn, the turn waits for the next flush, in
-                # whichever order the SDK hands the two over. A cold visit's turns go at once:
-                # nothing was pending before them, so no flush timer was armed to race them.
-                every, self._store_now = self._store_now, False
-                local = self._flusher.local and not every
+                # whichever order the SDK hands the two over.
+                local = self._flusher.local
                 await self._flush(limit=self._flusher.flushable() if local else None)
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)
@@ -189,8 +184,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
 
     def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
-            self._store_now
-            or self._flush_full()
+            self._flush_full()
             or self._state.status.is_terminal
             or self._expire_due
             or self._should_continue_as_new()
@@ -217,7 +211,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
         return self._carry_over and carry_full(self._flusher.pending, flushable)
 
     def _flush_needed(self, armed: bool) -> bool:
-        if self._store_now or self._flush_full():
+        if self._flush_full():
             return True
         if self._state.status.is_terminal or self._idle_due:
             return True
@@ -256,7 +250,6 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
             group=self._group,
             features=RUN_FEATURES,
             fence_floor=self._fences.last,
-            last_message=self._last_message or self._previous_message,
         )
 
     async def _ttl_watch(self) -> None:
