@@ -169,3 +169,42 @@ async def test_an_incompatible_change_is_caught() -> None:
     )
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load(HISTORIES[0]))
+
+
+SDK_BUGS_DIR = Path(__file__).parent / "sdk_bugs"
+
+
+async def test_a_run_whose_empty_task_the_sdk_merges_on_replay_does_not_replay() -> None:
+    """A known SDK bug, pinned (temporalio/sdk-rust#1606; tests/faults/RESULTS.md, session 13).
+
+    Model seed 1008 (``main``'s code, features 6, found in CI and again by hand after 75
+    loops): a ``branch`` update's pre-lock read (``branch_names``, event 69) completed in a
+    workflow task that produced no command (the handler only queued for the operation lock),
+    and the server scheduled the next task (event 73, a signal in it) right away. Live, the
+    read resolved first, so the branch queued ahead of the signal's turn. A worker that replays
+    the run merges the empty task into the next one and hands the signal over first: the turn
+    queues ahead of the branch, the branch's flush then has that turn to store (a local
+    activity live did not run), and the replay fails at the branch's next activity (event 102).
+    Until the workflow no longer lets activation boundaries pick the lock's order, a cache miss
+    on such a run is a stuck workflow task. This test fails once the SDK or the workflow is
+    fixed: then move the history into ``tests/histories``."""
+    history = load(SDK_BUGS_DIR / "merged_empty_task_v6.json")
+    events = history.events
+    completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    # The shape: a task that resolved an activity and sent no command, then a task at once.
+    assert events[68].event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    assert [e.event_type for e in events[69:74]] == [
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        completed,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    ]
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(sandboxed=False),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None
+    assert "No command scheduled for event HistoryEvent(id: 102" in str(result.replay_failure)

@@ -61,10 +61,9 @@ flush interval in its own workflow task (tried in session 6, not kept: it cost
 cold visit with a continue-as-new in its flush's task (session 12, backed out in ``0e9856b``:
 bench/RESULTS.md, "Scale"), 8 stored a cold visit's turns (the first message of a new run, or
 one after ``idle_continue_after`` of quiet, with nothing pending) in the task that brought them
-(session 13, ``5fb4790``, backed out: the model test's replay check found a history it could
-not replay, ``tests/faults/RESULTS.md``; whether a flush may take the current task's turns
-depended on what was pending when the handler ran, which a flush's completion in the same task
-changes, and the SDK may order the two differently live and on replay)."""
+(session 13, ``5fb4790``, backed out after a CI run's replay check failed on it; the same
+failure then showed up on features 6, an SDK replay bug the operation lock's order exposes:
+tests/faults/RESULTS.md, session 13. It may come back, under a new number, once that is fixed)."""
 
 CARRY_OVER = "carry-over-at-continue-as-new"
 """Runs of ``features >= 6`` do not flush before a size continue-as-new: the turns and
