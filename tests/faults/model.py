@@ -47,6 +47,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from durable_sessions._calls import _consume
 from durable_sessions.branches import BranchManager
 from durable_sessions.client import SessionManager
 from durable_sessions.core.merging import MERGED_FROM_KEY
@@ -583,11 +584,6 @@ def settled_part(history: WorkflowHistory) -> WorkflowHistory:
     done = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     last = max((i for i, e in enumerate(history.events) if e.event_type == done), default=-1)
     return WorkflowHistory(history.workflow_id, history.events[: last + 1])
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 async def replay_runs(manager: SessionManager, ledger: Ledger) -> list[Violation]:
