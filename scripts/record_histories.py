@@ -92,6 +92,54 @@ async def record_idle_continue(
     await save(client, s.session_id, continued_name, run_id=second_run)
 
 
+async def record_arrival_order(m: SessionManager, client: Client) -> None:
+    """Runs of features 9 under contention: every operation queued behind another, with
+    messages queued behind it (``_patches.ARRIVAL_ORDER``)."""
+    branches = BranchManager(m)
+    s = await m.create("recorder", config=SessionConfig(flush_interval=0.2))
+    sid = s.session_id
+    await m.add_turns(
+        sid, [SessionTurn(role="user", content=f"a{i}", turn_id=f"a{i}") for i in range(6)]
+    )
+    source = await branches.create_branch(sid, "source")
+    await m.add_turn(source.session_id, SessionTurn(role="user", content="from the source"))
+
+    async def signals(tag: str) -> None:
+        for i in range(3):
+            await m.send_turn(sid, SessionTurn(role="user", content=f"{tag} {i}"))
+
+    async def turns(tag: str) -> None:
+        for i in range(3):
+            await m.add_turn(sid, SessionTurn(role="user", content=f"{tag} {i}"))
+
+    await asyncio.gather(
+        m.truncate(sid, 4),
+        branches.create_branch(sid, "queued", at_seq=2),
+        signals("behind branch"),
+        branches.merge(source.session_id, sid),
+        turns("behind merge"),
+    )
+    await m.add_turn(sid, SessionTurn(role="assistant", content="an answer"))
+    await asyncio.gather(m.regenerate(sid, agent="researcher"), turns("behind regenerate"))
+    await m.close(source.session_id)
+    await m.close(sid)
+    await client.get_workflow_handle(sid).result()
+    await save(client, sid, "arrival_order_v9")
+
+    group = await GroupSession.create(m, "recorder", max_attempts=1)
+    await group.add_agent("researcher")
+    await group.add_agent("critic")
+
+    async def group_signals() -> None:
+        for i in range(4):
+            await m.send_turn(group.session_id, SessionTurn(role="user", content=f"g{i}"))
+
+    await asyncio.gather(group.run(rounds=2), group_signals())
+    await m.close(group.session_id)
+    await client.get_workflow_handle(group.session_id).result()
+    await save(client, group.session_id, "group_ticks_v9")
+
+
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     env = await start_dev_server()
@@ -209,6 +257,11 @@ async def main() -> None:
             await m.close(sid)
             await client.get_workflow_handle(sid).result()
             await save(client, sid, "no_checkpoint_past_head_v6")
+
+            # 0g. Features 9 (the operation lock in message order, woken work first): a branch
+            # and a merge that queue behind a truncate with turns and signals racing them, a
+            # regenerate raced by turns, group ticks raced by signals, then close.
+            await record_arrival_order(m, client)
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

@@ -64,6 +64,7 @@ from durable_sessions.errors import (
 )
 from durable_sessions.models import Checkpoint, SessionConfig, SessionState, SessionTurn, new_id
 from durable_sessions.stores.base import SessionStore, read_transcript
+from tests.replay_answers import AnswerCapture, answer_mismatches
 
 EXPECTED_ERRORS: tuple[type[SessionError], ...] = (
     SessionClosedError,
@@ -607,6 +608,7 @@ async def replay_runs(manager: SessionManager, ledger: Ledger) -> list[Violation
         workflows=WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(sandboxed=False),
+        interceptors=[AnswerCapture()],
     )
     client = manager.client
     out: list[Violation] = []
@@ -632,10 +634,17 @@ async def replay_runs(manager: SessionManager, ledger: Ledger) -> list[Violation
                 await asyncio.to_thread(_write_history, f"{sid}-{run.run_id[:8]}-hung", history)
                 continue
             result = replay.result()
-            ledger.outcome("replay", "failed" if result.replay_failure else "ok")
+            # A replay that sends the same commands can still take another path through the
+            # state (two turns swapping seqs): every update must answer as it did live.
+            differs = [] if result.replay_failure else answer_mismatches(history)
+            failed = result.replay_failure is not None or differs
+            ledger.outcome("replay", "failed" if failed else "ok")
             if result.replay_failure is not None:
                 failure = str(result.replay_failure).splitlines()[0][:300]
                 out.append(Violation("replay", sid, f"run {run.run_id[:8]}: {failure}"))
+            for difference in differs:
+                out.append(Violation("replay", sid, f"run {run.run_id[:8]}: {difference}"))
+            if failed:
                 await asyncio.to_thread(_write_history, f"{sid}-{run.run_id[:8]}", history)
     return out
 

@@ -20,6 +20,7 @@ from durable_sessions.plugin import DurableSessionsPlugin
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.worker import WORKFLOWS, workflow_runner
 from durable_sessions.workflows.messages import SessionWorkflowInput
+from tests.replay_answers import AnswerCapture, answer_mismatches
 
 HISTORIES_DIR = Path(__file__).parents[1] / "histories"
 HISTORIES = sorted(HISTORIES_DIR.glob("*.json"))
@@ -50,17 +51,24 @@ def test_histories_are_recorded() -> None:
         "carry_over_v6",
         "carry_over_continued_v6",
         "no_checkpoint_past_head_v6",
+        "arrival_order_v9",
+        "group_ticks_v9",
     } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_replay(path: Path) -> None:
+    """Same commands, and every update answers as it did when the history was recorded (a
+    replay that swaps two turns' seqs sends the same commands: ``tests/replay_answers.py``)."""
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(sandboxed=True),
+        interceptors=[AnswerCapture()],
     )
-    await replayer.replay_workflow(load(path))
+    history = load(path)
+    await replayer.replay_workflow(history)
+    assert answer_mismatches(history) == []
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -185,9 +193,11 @@ async def test_a_run_whose_empty_task_the_sdk_merges_on_replay_does_not_replay()
     the run merges the empty task into the next one and hands the signal over first: the turn
     queues ahead of the branch, the branch's flush then has that turn to store (a local
     activity live did not run), and the replay fails at the branch's next activity (event 102).
-    Until the workflow no longer lets activation boundaries pick the lock's order, a cache miss
-    on such a run is a stuck workflow task. This test fails once the SDK or the workflow is
-    fixed: then move the history into ``tests/histories``."""
+    A cache miss on such a run is a stuck workflow task. Runs of features 9 take the lock when
+    the message arrives, so activation boundaries no longer pick its order
+    (``_patches.ARRIVAL_ORDER``, tests/faults/test_arrival_order.py); this run is of features
+    6, whose code path must replay as it ran, so it stays broken until the SDK is fixed. This
+    test fails once it is: then move the history into ``tests/histories``."""
     history = load(SDK_BUGS_DIR / "merged_empty_task_v6.json")
     events = history.events
     completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED

@@ -40,7 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from durable_sessions.workflows import _calls as calls
     from durable_sessions.workflows._errors import busy, closed, to_application_error
     from durable_sessions.workflows._flusher import Flusher
+    from durable_sessions.workflows._lock import OperationLock
     from durable_sessions.workflows._patches import (
+        ARRIVAL_ORDER_FEATURES,
         MODERN_FEATURES,
         SERIALIZED_OPERATIONS,
         SIGNALS_WHILE_DRAINING,
@@ -87,6 +89,10 @@ class SessionBase:
         """When the latest update or signal arrived (None: none yet in this run)."""
         self._idle_due = False
         self._op_lock = asyncio.Lock()
+        self._ordered_lock = OperationLock() if input.features >= ARRIVAL_ORDER_FEATURES else None
+        """Runs of features 9: the operation lock orders waiters by what woke them
+        (``_lock.py``), message handlers take it on arrival, and one that had to wait expires
+        the session first if its deadline has passed (``_patches.ARRIVAL_ORDER``)."""
         self._serialized: bool | None = None
         """Head operations hold ``_op_lock`` (patch ``serialized-operations``); decided on first
         use, which may be a handler that runs before ``run`` does (the first task of a run can
@@ -102,17 +108,35 @@ class SessionBase:
     # ------------------------------------------------------------------ the operation lock
 
     @contextlib.asynccontextmanager
-    async def _operation(self) -> AsyncIterator[None]:
+    async def _operation(self, *, internal: bool = False) -> AsyncIterator[None]:
         """Hold the operation lock: nothing else that reads or writes the head runs meanwhile.
 
         Free, it is taken without yielding (no extra workflow task, no command), so a plain turn
-        costs nothing; held, callers queue in arrival order (``asyncio.Lock`` is FIFO).
+        costs nothing; held, callers queue in arrival order (``asyncio.Lock`` is FIFO). Runs of
+        features 9 queue ``internal`` callers (woken by an activity result or a timer, not by a
+        message) ahead of message handlers (``_lock.py``), and a caller that had to wait finds
+        the session expired if its idle deadline passed meanwhile: which of the two got the lock
+        first then makes no difference, however the SDK ordered them (``_patches``).
         """
+        ordered = self._ordered_lock
+        if ordered is not None:
+            waited = await ordered.acquire(internal=internal)
+            try:
+                if waited:
+                    self._expire_if_overdue()
+                yield
+            finally:
+                ordered.release()
+            return
         if not self._serializing():
             yield
             return
         async with self._op_lock:
             yield
+
+    def _lock_held(self) -> bool:
+        ordered = self._ordered_lock
+        return ordered.locked() if ordered is not None else self._op_lock.locked()
 
     def _serializing(self) -> bool:
         if self._serialized is None:
@@ -145,6 +169,15 @@ class SessionBase:
         return should_continue_as_new(size, self._config.max_updates_per_run, max_events)
 
     # ------------------------------------------------------------------ header
+
+    def _expire_if_overdue(self) -> None:
+        """Expire now if the idle deadline has passed (the TTL timer may not have fired yet,
+        or fired while the lock was held)."""
+        deadline = self._state.expires_at
+        if self._state.status.is_terminal or deadline is None or deadline > workflow.now():
+            return
+        self._transition("expire")
+        self._add_checkpoint("expire")
 
     def _touch(self) -> None:
         now = workflow.now()

@@ -107,7 +107,7 @@ class EditHandlers(HeadHandlers):
             agent=request.agent,
             metadata=metadata,
         )
-        async with self._operation():
+        async with self._operation(internal=True):  # woken by the agent's answer
             self._check_live()
             self._check_turn_rules(answer)
             return self._apply_turn(answer)

@@ -253,13 +253,15 @@ class HeadHandlers(SessionBase):
             raise self._branch_exists()
         self._branching.add(request.name)
         try:
-            if request.name in await calls.branch_names(self._state.session_id):
-                raise self._branch_exists()
-            async with self._operation():
-                # The child reads its prefix from the store: flush, then fix the fork point
-                # before any other turn or head move can land.
-                await self._flush()
-                fork = await self._fork_point(request)
+            if self._ordered_lock is not None:
+                # Runs of features 9: the lock first, its place the message's (``_patches``).
+                async with self._operation():
+                    await self._check_branch_name(request.name)
+                    fork = await self._fork_after_flush(request)
+            else:
+                await self._check_branch_name(request.name)
+                async with self._operation():
+                    fork = await self._fork_after_flush(request)
             child = branch_header(
                 self._state, fork, workflow.uuid4().hex, request.name, workflow.now()
             )
@@ -286,6 +288,16 @@ class HeadHandlers(SessionBase):
             return BranchResult(session_id=child.session_id)
         finally:
             self._branching.discard(request.name)
+
+    async def _check_branch_name(self, name: str) -> None:
+        if name in await calls.branch_names(self._state.session_id):
+            raise self._branch_exists()
+
+    async def _fork_after_flush(self, request: BranchRequest) -> ForkPoint:
+        """Under the lock. The child reads its prefix from the store: flush, then fix the fork
+        point before any other turn or head move can land."""
+        await self._flush()
+        return await self._fork_point(request)
 
     async def _fork_point(self, request: BranchRequest) -> ForkPoint:
         if request.from_checkpoint_id is not None:
@@ -324,43 +336,54 @@ class HeadHandlers(SessionBase):
     async def merge(self, request: MergeRequest) -> SessionState:
         """Copy chosen turns of another session into this one, exactly once per source turn."""
         self._count_message()
+        if self._ordered_lock is not None:
+            # Runs of features 9: the lock first, its place the message's (``_patches``).
+            async with self._operation():
+                candidates = await self._merge_candidates(request)
+                return await self._merge_in(request, candidates)
         # Another session: read without the lock.
+        candidates = await self._merge_candidates(request)
+        async with self._operation():
+            return await self._merge_in(request, candidates)
+
+    async def _merge_candidates(self, request: MergeRequest) -> list[SessionTurn]:
         source = await calls.load_turns_range(
             request.source_session_id, request.source_generation, request.lo, request.hi
         )
         try:
-            candidates = plan_merge(request.source_session_id, source, request.spec, set())
+            return plan_merge(request.source_session_id, source, request.spec, set())
         except ValueError as exc:
             raise invalid(self._state.session_id, str(exc), "turn_ids") from None
-        async with self._operation():
-            # Which copies the target already holds, and appending the rest, with no turn or
-            # head move in between.
-            await self._flush()
-            existing = set(
-                await calls.existing_turn_ids(
-                    ExistingTurnsRequest(
-                        session_id=self._state.session_id,
-                        generation=self._state.generation,
-                        turn_count=self._state.turn_count,
-                        turn_ids=[t.turn_id for t in candidates],
-                    )
+
+    async def _merge_in(self, request: MergeRequest, candidates: list[SessionTurn]) -> SessionState:
+        """Under the lock: which copies the target already holds, and appending the rest, with
+        no turn or head move in between."""
+        await self._flush()
+        existing = set(
+            await calls.existing_turn_ids(
+                ExistingTurnsRequest(
+                    session_id=self._state.session_id,
+                    generation=self._state.generation,
+                    turn_count=self._state.turn_count,
+                    turn_ids=[t.turn_id for t in candidates],
                 )
             )
-            existing.update(t.turn_id for t in self._flusher.pending)
-            added = 0
-            for turn in new_merge_candidates(candidates, existing, self._dedup):
-                if self._state.status is not SessionStatus.ACTIVE:
-                    break
-                if turn.turn_id in self._dedup:
-                    continue
-                self._apply_turn(TurnInput.model_validate(turn.model_dump(exclude={"seq"})))
-                added += 1
-            record = merge_record(
-                request.source_session_id, request.spec.strategy, added, workflow.now()
-            )
-            self._state.metadata = with_merge_record(self._state.metadata, record)
-            self._flusher.header_dirty = True
-            await self._flush()
+        )
+        existing.update(t.turn_id for t in self._flusher.pending)
+        added = 0
+        for turn in new_merge_candidates(candidates, existing, self._dedup):
+            if self._state.status is not SessionStatus.ACTIVE:
+                break
+            if turn.turn_id in self._dedup:
+                continue
+            self._apply_turn(TurnInput.model_validate(turn.model_dump(exclude={"seq"})))
+            added += 1
+        record = merge_record(
+            request.source_session_id, request.spec.strategy, added, workflow.now()
+        )
+        self._state.metadata = with_merge_record(self._state.metadata, record)
+        self._flusher.header_dirty = True
+        await self._flush()
         return self._state
 
     @merge.validator

@@ -8,6 +8,8 @@ replays them all). Never remove an entry while histories without it may still be
 from __future__ import annotations
 
 __all__ = [
+    "ARRIVAL_ORDER",
+    "ARRIVAL_ORDER_FEATURES",
     "CARRY_OVER",
     "IDLE_CONTINUE",
     "LOCAL_FLUSH",
@@ -86,15 +88,43 @@ out can have stored it (model run 15), and moving the head to it would fork past
 do not exist. A ``workflow.patched`` call made only when such a checkpoint turns up, so a marker
 appears in those histories alone, and a history that moved its head there replays as it ran."""
 
-RUN_FEATURES = 6
-"""What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a branch
-or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
-``CARRY_OVER`` (4, 5, 7 and 8 are retired: the next is 9). A run keeps the features it was started
-with for its whole life, so its replay never changes. Deploy workers before clients: a worker
-that predates 3 runs a run of 3 as a run of 2 (it continues idle runs later), which is safe; a
-run of 3 replayed by such a worker after it idled into a continue-as-new between 18 and 40
-events is not, and a run of 6 replayed by a worker that predates 6 after it continued as new for
-size is not either (that worker flushes first), so do not roll workers back past this."""
+ARRIVAL_ORDER = "operation-lock-in-arrival-order"
+"""Runs of ``features >= 9`` order the operation lock so that a replay gives it out as the live
+run did, whatever the SDK merges. The SDK's core merges, on replay, a workflow task that sent no
+command with the task scheduled right after it (temporalio/sdk-rust#1606), and hands the later
+task's signals and updates over before the earlier one's activity results and timers. Under
+features 6 a ``branch`` read its branch names before it queued for the lock; when that read came
+back in a task that sent no command (the lock was held) and a signal came in the next task, the
+replay queued the signal's turn first and failed (tests/faults/RESULTS.md, session 13; pinned in
+tests/replay/sdk_bugs). So:
+
+* message handlers take the lock when the message arrives, before any await (``branch`` reads
+  its names and ``merge`` its source under it): their order is the order of messages;
+* work woken by an activity result or a timer (the main loop's expiry and drain, a group tick's
+  turn, a regenerated answer) queues ahead of every message (``_lock.OperationLock``): their
+  order among themselves is the order of those events, which a merge keeps;
+* whoever had to wait for the lock expires the session first if its idle deadline has passed,
+  so expiry does not depend on whether the TTL timer's wake-up queued before a message;
+* a group tick stores its agent's turn in flow, so the task that applies it always sends a
+  command (a turn applied in a task with none could swap places with a message's turn).
+
+By input features, not a marker. Runs of features 6 keep the old order (their histories replay
+as they ran, including the rare one that cannot: the SDK bug)."""
+
+ARRIVAL_ORDER_FEATURES = 9
+"""The first input features with ``ARRIVAL_ORDER``."""
+
+RUN_FEATURES = 9
+"""What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
+branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
+``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER`` (4, 5, 7 and 8 are retired: the next is 10). A run keeps
+the features it was started with for its whole life, so its replay never changes. Deploy workers
+before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs
+later), which is safe; a run of 3 replayed by such a worker after it idled into a
+continue-as-new between 18 and 40 events is not, a run of 6 replayed by a worker that predates 6
+after it continued as new for size is not either (that worker flushes first), and a run of 9
+that branched, merged, regenerated or ran a group tick is not replayed alike by a worker that
+predates 9, so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -104,5 +134,6 @@ PATCHES = {
     SMALL_IDLE_RUNS: "idle runs continue as new from 18 events (input features 3)",
     CARRY_OVER: "a size continue-as-new carries pending turns over (input features 6)",
     NO_CHECKPOINT_PAST_HEAD: "a checkpoint past the head is not found (marker only then)",
+    ARRIVAL_ORDER: "the operation lock in message order, woken work first (input features 9)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

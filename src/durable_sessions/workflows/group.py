@@ -142,10 +142,14 @@ class GroupHandlers(SessionBase):
                 timestamp=now,
                 metadata={"agent_failure": True, "error_type": error_type},
             )
-        g.manager_state = next_state
-        async with self._operation():
+        ordered = self._ordered_lock is not None
+        if not ordered:
+            g.manager_state = next_state
+        async with self._operation(internal=True):  # woken by the agent's answer
             # The agent spoke while other turns and operations went on; its turn takes the head
             # as it is now.
+            if ordered:  # runs of features 9 change nothing before the lock (``_patches``)
+                g.manager_state = next_state
             try:
                 check_turn(self._state, self._config, turn.role, turn.content)
             except SessionError as exc:
@@ -156,6 +160,11 @@ class GroupHandlers(SessionBase):
                 g.ticks_target = g.ticks_done  # e.g. max_turns reached: stop the run
                 return
             stored = self._apply_turn(turn)
+            if ordered:
+                # Stored in flow: the task that applies the agent's turn sends a command, so
+                # the SDK never merges it with the next task on replay, where a message's turn
+                # could take its place (``_patches.ARRIVAL_ORDER``).
+                await self._flush()
         self._tick_turns[g.ticks_done] = stored
         for old in [k for k in self._tick_turns if k < g.ticks_done - MAX_TICK_TURNS_KEPT]:
             del self._tick_turns[old]

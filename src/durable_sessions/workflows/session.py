@@ -14,15 +14,22 @@ A workflow's handlers interleave at every ``await``. Three kinds of work run her
   so a turn that arrives meanwhile waits, in arrival order, and is applied after the operation
   (re-checked then: a session closed meanwhile answers ``SessionClosedError``), never under a
   head that is about to move. Free, the lock is taken without yielding: a plain turn costs no
-  extra workflow task and no command.
+  extra workflow task and no command. In runs of features 9 (``_patches.ARRIVAL_ORDER``) every
+  message handler takes the lock on arrival, before any await (``branch``'s name check and
+  ``merge``'s source read run under it), work woken by a timer or an activity's result (expiry,
+  the drain, a group tick's turn, a regenerated answer) queues ahead of the messages that wait
+  (``_lock.OperationLock``), and whoever waited finds the session expired if its idle deadline
+  passed meanwhile: so a replay gives the lock out in the order the live run did, even when the
+  SDK merges two workflow tasks into one activation (temporalio/sdk-rust#1606).
 * **Flushes** (``Flusher``): write pending turns to the store in batches, one at a time (the
   flusher's own lock). They only remove turns from the front of the pending list, so turns may be
   accepted while a flush awaits its activity; operations flush first, under their lock, so
   every turn before the head they read is in the store.
 
 What is left to interleave freely: flushes with turn acceptance, queries with anything (they read
-one consistent header), agent activities and merge-source reads with anything (they touch no
-state until they take the lock), and ``wait_ticks``/``ready`` (read only).
+one consistent header), agent activities with anything (they touch no state until they take
+the lock; merge-source reads too in runs before features 9), and ``wait_ticks``/``ready`` (read
+only).
 
 Other shape decisions:
 
@@ -95,7 +102,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
         self._flusher.local = self._modern or workflow.patched(LOCAL_FLUSH)
         self._serializing()
         if input.restore_checkpoint_id is not None:
-            async with self._operation():
+            async with self._operation(internal=True):
                 await self._rewind(input.restore_checkpoint_id, own_head=False)
         if self._state.status.is_terminal:  # nothing to run (e.g. an already closed input)
             await self._flush()
@@ -144,7 +151,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
                         timeout_summary="flush" if armed else None,
                     )
             if self._expire_due and not self._state.status.is_terminal:
-                async with self._operation():
+                async with self._operation(internal=True):
                     self._expire()
             if self._flush_needed(armed):
                 # Not the turns that arrived in this workflow task: when the flush timer fires
@@ -163,7 +170,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
                 self._draining = True
                 await workflow.wait_condition(lambda: not self._ticking)
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                async with self._operation():
+                async with self._operation(internal=True):
                     # Only signals can still add turns; they wait for this and are carried over.
                     while self._flush_before_continuing():
                         await self._flush()
@@ -282,7 +289,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
                 self._flusher.has_unflushed()
                 or self._ticking
                 or self._ticks_wanted()
-                or self._op_lock.locked()
+                or self._lock_held()
                 or not workflow.all_handlers_finished()
             )
             events = workflow.info().get_current_history_length()
