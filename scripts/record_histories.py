@@ -139,6 +139,30 @@ async def record_arrival_order(m: SessionManager, client: Client) -> None:
     await client.get_workflow_handle(group.session_id).result()
     await save(client, group.session_id, "group_ticks_v9")
 
+    # The TTL and the idle continue-as-new, decided by counts (a touch, a message while the
+    # timer ran sends it back to sleep): a turn halfway through each timer, then quiet.
+    s = await m.create("recorder", ttl=1.0)
+    await m.add_turn(s.session_id, SessionTurn(role="user", content="soon idle"))
+    await asyncio.sleep(0.5)
+    await m.send_turn(s.session_id, SessionTurn(role="user", content="halfway"))
+    await client.get_workflow_handle(s.session_id).result()
+    await save(client, s.session_id, "ttl_expiry_v9")
+
+    cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
+    s = await m.create("recorder", config=cfg)
+    first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+    for i in range(12):
+        await m.add_turn(s.session_id, SessionTurn(role="user", content=f"i{i}"))
+    await asyncio.sleep(0.6)
+    await m.send_turn(s.session_id, SessionTurn(role="user", content="halfway"))
+
+    async def continued() -> None:
+        assert (await client.get_workflow_handle(s.session_id).describe()).run_id != first_run
+
+    await assert_eventually(continued, timeout=30)
+    await m.close(s.session_id)
+    await save(client, s.session_id, "idle_continue_v9", run_id=first_run)
+
 
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import asyncio
 import copy
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -175,10 +176,17 @@ async def test_a_turn_that_waited_past_the_idle_deadline_finds_the_session_expir
     )
     await _seen(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, "add_turn")
 
+    deadline = (await manager.get(sid)).expires_at  # a query: it does not wait for the lock
+    assert deadline is not None
+
     async def ttl_fired() -> None:
+        """The TTL timer fired at the deadline (an earlier one fired for the create's)."""
         history = await handle.fetch_history()
-        fired = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
-        assert fired
+        assert any(
+            e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+            and e.event_time.ToDatetime(UTC) >= deadline
+            for e in history.events
+        )
 
     await assert_eventually(ttl_fired, timeout=20)
     gates.gate.set()

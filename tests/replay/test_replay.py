@@ -53,6 +53,8 @@ def test_histories_are_recorded() -> None:
         "no_checkpoint_past_head_v6",
         "arrival_order_v9",
         "group_ticks_v9",
+        "ttl_expiry_v9",
+        "idle_continue_v9",
     } <= names
 
 

@@ -92,12 +92,16 @@ class SessionBase:
         self._ordered_lock = OperationLock() if input.features >= ARRIVAL_ORDER_FEATURES else None
         """Runs of features 9: the operation lock orders waiters by what woke them
         (``_lock.py``), message handlers take it on arrival, and one that had to wait expires
-        the session first if its deadline has passed (``_patches.ARRIVAL_ORDER``)."""
+        the session first if the TTL watch found its deadline reached (``_patches``)."""
         self._serialized: bool | None = None
         """Head operations hold ``_op_lock`` (patch ``serialized-operations``); decided on first
         use, which may be a handler that runs before ``run`` does (the first task of a run can
         bring updates and signals along)."""
         self._expire_due = False
+        self._touches = 0
+        """How many times the idle deadline was moved in this run (``_touch``)."""
+        self._expire_touches = -1
+        """``_touches`` when the TTL watch found the deadline reached (runs of features 9)."""
         self._ready = False
         self._draining = False
         self._branching: set[str] = set()
@@ -115,15 +119,16 @@ class SessionBase:
         costs nothing; held, callers queue in arrival order (``asyncio.Lock`` is FIFO). Runs of
         features 9 queue ``internal`` callers (woken by an activity result or a timer, not by a
         message) ahead of message handlers (``_lock.py``), and a caller that had to wait finds
-        the session expired if its idle deadline passed meanwhile: which of the two got the lock
-        first then makes no difference, however the SDK ordered them (``_patches``).
+        the session expired if the TTL watch found its deadline reached meanwhile: which of the
+        two got the lock first then makes no difference, however the SDK ordered them
+        (``_patches``).
         """
         ordered = self._ordered_lock
         if ordered is not None:
             waited = await ordered.acquire(internal=internal)
             try:
                 if waited:
-                    self._expire_if_overdue()
+                    self._expire_if_due()
                 yield
             finally:
                 ordered.release()
@@ -170,16 +175,18 @@ class SessionBase:
 
     # ------------------------------------------------------------------ header
 
-    def _expire_if_overdue(self) -> None:
-        """Expire now if the idle deadline has passed (the TTL timer may not have fired yet,
-        or fired while the lock was held)."""
-        deadline = self._state.expires_at
-        if self._state.status.is_terminal or deadline is None or deadline > workflow.now():
+    def _expire_if_due(self) -> None:
+        """Expire now if the TTL watch found the idle deadline reached and nothing touched the
+        session since (expiry is waiting for the lock, or about to queue for it)."""
+        if self._state.status.is_terminal or not self._expire_due:
             return
+        if self._touches != self._expire_touches:
+            return  # a head move pushed the deadline out: the main loop clears the flag
         self._transition("expire")
         self._add_checkpoint("expire")
 
     def _touch(self) -> None:
+        self._touches += 1
         now = workflow.now()
         self._state.updated_at = now
         if not self._state.status.is_terminal:

@@ -103,8 +103,14 @@ tests/replay/sdk_bugs). So:
 * work woken by an activity result or a timer (the main loop's expiry and drain, a group tick's
   turn, a regenerated answer) queues ahead of every message (``_lock.OperationLock``): their
   order among themselves is the order of those events, which a merge keeps;
-* whoever had to wait for the lock expires the session first if its idle deadline has passed,
-  so expiry does not depend on whether the TTL timer's wake-up queued before a message;
+* whoever had to wait for the lock expires the session first if the TTL watch has found the
+  deadline reached (and nothing touched the session since), so expiry does not depend on
+  whether the TTL timer's wake-up queued before a message;
+* the TTL watch and the idle watch decide by counts, not by the clock: the deadline has come if
+  nothing touched the session while the TTL timer ran, the run is idle if no message arrived
+  while the idle timer ran. A message in a task the SDK merges with the next on replay reads
+  the later task's time, which moved a clock comparison (model run 20: an idle continue-as-new
+  that did not replay);
 * a group tick stores its agent's turn in flow, so the task that applies it always sends a
   command (a turn applied in a task with none could swap places with a message's turn).
 

@@ -182,8 +182,12 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
         expiry waited for the lock."""
         if not self._expire_due or self._state.status.is_terminal:
             return
-        deadline = self._state.expires_at
-        if deadline is not None and deadline > workflow.now():
+        if self._ordered_lock is not None:
+            moved = self._touches != self._expire_touches  # not by the clock (``_ttl_watch``)
+        else:
+            deadline = self._state.expires_at
+            moved = deadline is not None and deadline > workflow.now()
+        if moved:
             self._expire_due = False  # the TTL watch sleeps again
             return
         self._transition("expire")
@@ -260,31 +264,57 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
         )
 
     async def _ttl_watch(self) -> None:
-        """Sleep until the idle deadline; turns move the deadline, so re-arm when woken early."""
+        """Sleep until the idle deadline; turns move the deadline, so re-arm when woken early.
+
+        Runs of features 9 decide that the deadline has come by whether anything touched the
+        session while the timer ran, not by comparing the clock with the deadline: a touch in a
+        workflow task the SDK merges with the next on replay (temporalio/sdk-rust#1606) reads
+        that task's later time, so the deadline it sets moves by the gap, and a timer that
+        fired just past the live deadline would find it not yet reached on replay."""
+        slept_through: int | None = None
+        """Runs of features 9: the session's touches when the current sleep began."""
         while not self._state.status.is_terminal:
             deadline = self._state.expires_at
             if deadline is None:
                 return
             remaining = (deadline - workflow.now()).total_seconds()
-            if remaining <= 0:
+            if self._ordered_lock is not None and slept_through is not None:
+                due = slept_through == self._touches
+            else:
+                due = remaining <= 0
+            if due:
                 self._expire_due = True
+                self._expire_touches = self._touches
                 # The main loop expires the session, or clears this if the deadline moved.
                 await workflow.wait_condition(
                     lambda: not self._expire_due or self._state.status.is_terminal
                 )
+                slept_through = -1  # the deadline moved (or the session ended): sleep again
                 continue
-            await workflow.sleep(remaining, summary="idle ttl")
+            slept_through = self._touches
+            await workflow.sleep(max(remaining, 0.001), summary="idle ttl")
 
     async def _idle_watch(self, after: float) -> None:
         """Continue as new once the run has grown and the session has gone quiet, so a cache
         miss (a call after a deploy or an eviction) replays a minimal run. One lazy timer per
-        quiet period; messages only move the time it looks at."""
+        quiet period; messages only move the time it looks at.
+
+        Runs of features 9 decide that the run was quiet by whether a message arrived while
+        the timer ran, not by the clock: a message in a workflow task the SDK merges with the
+        next on replay reads that task's later time (temporalio/sdk-rust#1606; model run 20,
+        tests/faults/RESULTS.md)."""
+        quiet_through: int | None = None
+        """Runs of features 9: the run's message count when the current sleep began."""
         while not self._state.status.is_terminal:
             await workflow.wait_condition(
                 lambda: workflow.info().get_current_history_length() >= self._idle_min_events
             )
             since = self._last_message
             quiet = 0.0 if since is None else (workflow.now() - since).total_seconds()
+            idle = quiet
+            if self._ordered_lock is not None:
+                slept_quietly = since is not None and quiet_through == self._messages_this_run
+                idle = after if slept_quietly else 0.0
             busy = (
                 self._flusher.has_unflushed()
                 or self._ticking
@@ -293,10 +323,11 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
                 or not workflow.all_handlers_finished()
             )
             events = workflow.info().get_current_history_length()
-            if idle_continue_due(events, quiet, after, busy, self._idle_min_events):
+            if idle_continue_due(events, idle, after, busy, self._idle_min_events):
                 self._idle_due = True
                 return
-            await workflow.sleep(after - quiet if quiet < after else after, summary="idle")
+            quiet_through = self._messages_this_run
+            await workflow.sleep(after - quiet if 0 <= quiet < after else after, summary="idle")
 
     # ------------------------------------------------------------------ transitions
 
