@@ -115,7 +115,9 @@ tests/replay/sdk_bugs). So:
   command (a turn applied in a task with none could swap places with a message's turn).
 
 By input features, not a marker. Runs of features 6 keep the old order (their histories replay
-as they ran, including the rare one that cannot: the SDK bug)."""
+as they ran, including the rare one that cannot: the SDK bug). Not covered yet: what a flush and
+a size continue-as-new take to be "the current workflow task" (its history length), which such a
+merge also changes (tests/faults/RESULTS.md, session 14)."""
 
 ARRIVAL_ORDER_FEATURES = 9
 """The first input features with ``ARRIVAL_ORDER``."""
