@@ -71,6 +71,7 @@ class SessionBase:
             header_dirty=not (input.continued or input.header_stored),
             fence=self._fences.next,
         )
+        self._flusher.whole_task = self._whole_task
         self._messages_this_run = 0
         self._messages_before_task = 0
         """Messages of this run before the workflow task the latest one arrived in ..."""
@@ -139,6 +140,19 @@ class SessionBase:
         async with self._op_lock:
             yield
 
+    def _whole_task(self) -> bool:
+        """Runs of features 9, in an activation whose jobs were all applied before workflow code
+        ran (the SDK's workflow logic flag 2, which the plugin turns on for every worker): then
+        the order in which the SDK handed a timer and a message over cannot show, so a flush
+        takes the current task's turns too, and a size continue-as-new counts every message.
+        Those "current task" rules read the task by its history length, which a replay that
+        merges two tasks (temporalio/sdk-rust#1606) changes (``_patches.ARRIVAL_ORDER``)."""
+        if self._ordered_lock is None:
+            return False
+        # The workflow's event loop is the SDK's workflow instance; the flag is read per
+        # activation from the history, so live and replay agree. An SDK without it: False.
+        return getattr(asyncio.get_running_loop(), "_single_batch_activation", False) is True
+
     def _lock_held(self) -> bool:
         ordered = self._ordered_lock
         return ordered.locked() if ordered is not None else self._op_lock.locked()
@@ -169,7 +183,7 @@ class SessionBase:
         # Runs started before ``max_events_per_run`` existed keep the limit they ran with.
         max_events = self._config.max_events_per_run if self._modern else CAN_HISTORY_EVENTS
         size = self._run_size()
-        if before_task and self._message_task == size.events:
+        if before_task and self._message_task == size.events and not self._whole_task():
             size = dataclasses.replace(size, messages=self._messages_before_task)
         return should_continue_as_new(size, self._config.max_updates_per_run, max_events)
 

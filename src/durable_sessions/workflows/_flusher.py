@@ -49,6 +49,8 @@ class Flusher:
         """The workflow task (by its history length) the latest pending turns arrived in ..."""
         self._arrived_in_task = 0
         """... and how many arrived in it."""
+        self.whole_task: Callable[[], bool] = lambda: False
+        """Whether a flush may take the current task's turns too (``SessionBase._whole_task``)."""
 
     # ------------------------------------------------------------------ what is pending
 
@@ -69,7 +71,10 @@ class Flusher:
         return bool(self.pending or self.checkpoints or self.header_dirty)
 
     def flushable(self) -> int:
-        """Pending turns that arrived before the current workflow task (all, before the patch)."""
+        """Pending turns that arrived before the current workflow task (all, before the patch,
+        and in runs of features 9 whose activations apply every job first)."""
+        if self.whole_task():
+            return len(self.pending)
         return flushable(
             len(self.pending),
             fast=self.local,

@@ -112,12 +112,15 @@ tests/replay/sdk_bugs). So:
   the later task's time, which moved a clock comparison (model run 20: an idle continue-as-new
   that did not replay);
 * a group tick stores its agent's turn in flow, so the task that applies it always sends a
-  command (a turn applied in a task with none could swap places with a message's turn).
+  command (a turn applied in a task with none could swap places with a message's turn);
+* in activations that apply every job before workflow code runs (single-batch, which the
+  plugin turns on), a flush takes the current task's turns too and a size continue-as-new
+  counts every message: the "current task" those rules read (its history length) is another
+  one on a replay that merges tasks, and the timer/message order they guarded against cannot
+  show in such an activation (``SessionBase._whole_task``).
 
 By input features, not a marker. Runs of features 6 keep the old order (their histories replay
-as they ran, including the rare one that cannot: the SDK bug). Not covered yet: what a flush and
-a size continue-as-new take to be "the current workflow task" (its history length), which such a
-merge also changes (tests/faults/RESULTS.md, session 14)."""
+as they ran, including the rare one that cannot: the SDK bug)."""
 
 ARRIVAL_ORDER_FEATURES = 9
 """The first input features with ``ARRIVAL_ORDER``."""
