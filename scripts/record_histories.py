@@ -68,9 +68,15 @@ async def _fully_stored(store: InMemorySessionStore, session_id: str, turns: int
 
 
 async def record_idle_continue(
-    m: SessionManager, turns: int, first_name: str, continued_name: str
+    m: SessionManager,
+    turns: int,
+    first_name: str,
+    continued_name: str | None,
+    *,
+    halfway: bool = False,
 ) -> None:
-    """A session given ``turns`` turns, then quiet until its run continues as new (both runs
+    """A session given ``turns`` turns (and, ``halfway``, a signal 0.6 s into the quiet, which
+    sends the idle timer back to sleep), then quiet until its run continues as new (both runs
     recorded under the two names), then a turn into the minimal run and a close."""
     client = m.client
     cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
@@ -78,6 +84,9 @@ async def record_idle_continue(
     first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
     for i in range(turns):
         await m.add_turn(s.session_id, SessionTurn(role="user", content=f"i{i}"))
+    if halfway:
+        await asyncio.sleep(0.6)
+        await m.send_turn(s.session_id, SessionTurn(role="user", content="halfway"))
 
     async def continued() -> str:
         run = (await client.get_workflow_handle(s.session_id).describe()).run_id
@@ -89,7 +98,8 @@ async def record_idle_continue(
     await m.close(s.session_id)
     await client.get_workflow_handle(s.session_id).result()
     await save(client, s.session_id, first_name, run_id=first_run)
-    await save(client, s.session_id, continued_name, run_id=second_run)
+    if continued_name is not None:
+        await save(client, s.session_id, continued_name, run_id=second_run)
 
 
 async def record_arrival_order(m: SessionManager, client: Client) -> None:
@@ -148,20 +158,7 @@ async def record_arrival_order(m: SessionManager, client: Client) -> None:
     await client.get_workflow_handle(s.session_id).result()
     await save(client, s.session_id, "ttl_expiry_v9")
 
-    cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
-    s = await m.create("recorder", config=cfg)
-    first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
-    for i in range(12):
-        await m.add_turn(s.session_id, SessionTurn(role="user", content=f"i{i}"))
-    await asyncio.sleep(0.6)
-    await m.send_turn(s.session_id, SessionTurn(role="user", content="halfway"))
-
-    async def continued() -> None:
-        assert (await client.get_workflow_handle(s.session_id).describe()).run_id != first_run
-
-    await assert_eventually(continued, timeout=30)
-    await m.close(s.session_id)
-    await save(client, s.session_id, "idle_continue_v9", run_id=first_run)
+    await record_idle_continue(m, 12, "idle_continue_v9", None, halfway=True)
 
 
 async def main() -> None:

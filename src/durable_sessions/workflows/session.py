@@ -37,7 +37,8 @@ Other shape decisions:
   ``add_turn`` update answers after one workflow task (TEMPORAL-FACTS: an activity per wake-up
   halves throughput). A flush runs as a local activity in flow with a turn's task; the flush
   timer only fires for the tail of a burst; a flush never takes a turn that arrived in the
-  current workflow task (``core.flushing.flushable``).
+  current workflow task (``core.flushing.flushable``), except in runs of features 9 whose
+  activations apply every job at once (``SessionBase._whole_task``).
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
   happens from the main loop only, after draining handlers; runs of features 6 hand what is
