@@ -346,11 +346,6 @@ def _signal_after_the_next_task_was_scheduled(history: WorkflowHistory) -> Workf
     return WorkflowHistory(history.workflow_id, events)
 
 
-async def _last_task_completed(handle: WorkflowHandle[Any, Any]) -> None:
-    kinds = [e.event_type for e in (await handle.fetch_history()).events]
-    assert kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-
-
 def _agent_scheduled(events: Any) -> int:
     for i, e in enumerate(events):
         attrs = e.activity_task_scheduled_event_attributes

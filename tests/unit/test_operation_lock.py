@@ -27,6 +27,18 @@ async def _queue(lock: OperationLock, order: list[str], name: str, *, internal: 
     lock.release()
 
 
+async def _held_with_waiters(
+    *waiters: tuple[str, bool],
+) -> tuple[OperationLock, list[str], list[asyncio.Task[None]]]:
+    """A lock held by an operation, with ``waiters`` (name, internal) queued on it in order."""
+    lock = OperationLock()
+    order: list[str] = []
+    await lock.acquire(internal=False)
+    tasks = [asyncio.create_task(_queue(lock, order, n, internal=i)) for n, i in waiters]
+    await asyncio.sleep(0)
+    return lock, order, tasks
+
+
 async def test_woken_work_is_served_before_messages_that_queued_earlier() -> None:
     lock = OperationLock()
     order: list[str] = []
@@ -67,11 +79,7 @@ async def test_the_order_does_not_depend_on_which_class_queued_first() -> None:
 
 
 async def test_a_release_hands_over_so_a_newcomer_cannot_take_it_between() -> None:
-    lock = OperationLock()
-    order: list[str] = []
-    await lock.acquire(internal=False)
-    waiting = asyncio.create_task(_queue(lock, order, "waiting", internal=False))
-    await asyncio.sleep(0)
+    lock, order, (waiting,) = await _held_with_waiters(("waiting", False))
     lock.release()
     assert lock.locked()  # handed to the waiter, not freed
     newcomer = asyncio.create_task(_queue(lock, order, "newcomer", internal=True))
@@ -80,12 +88,7 @@ async def test_a_release_hands_over_so_a_newcomer_cannot_take_it_between() -> No
 
 
 async def test_a_cancelled_waiter_gives_up_its_place() -> None:
-    lock = OperationLock()
-    order: list[str] = []
-    await lock.acquire(internal=False)
-    gone = asyncio.create_task(_queue(lock, order, "gone", internal=True))
-    stays = asyncio.create_task(_queue(lock, order, "stays", internal=False))
-    await asyncio.sleep(0)
+    lock, order, (gone, stays) = await _held_with_waiters(("gone", True), ("stays", False))
     gone.cancel()
     await asyncio.sleep(0)
     lock.release()
@@ -96,12 +99,7 @@ async def test_a_cancelled_waiter_gives_up_its_place() -> None:
 
 
 async def test_a_waiter_cancelled_after_the_hand_over_passes_the_lock_on() -> None:
-    lock = OperationLock()
-    order: list[str] = []
-    await lock.acquire(internal=False)
-    first = asyncio.create_task(_queue(lock, order, "first", internal=False))
-    second = asyncio.create_task(_queue(lock, order, "second", internal=False))
-    await asyncio.sleep(0)
+    lock, order, (first, second) = await _held_with_waiters(("first", False), ("second", False))
     lock.release()  # handed to ``first`` ...
     first.cancel()  # ... which is cancelled before it runs
     await second

@@ -70,8 +70,8 @@ class SessionBase:
             list(input.pending_checkpoints),
             header_dirty=not (input.continued or input.header_stored),
             fence=self._fences.next,
+            whole_task=self._whole_task,
         )
-        self._flusher.whole_task = self._whole_task
         self._messages_this_run = 0
         self._messages_before_task = 0
         """Messages of this run before the workflow task the latest one arrived in ..."""
@@ -189,13 +189,33 @@ class SessionBase:
 
     # ------------------------------------------------------------------ header
 
-    def _expire_if_due(self) -> None:
-        """Expire now if the TTL watch found the idle deadline reached and nothing touched the
-        session since (expiry is waiting for the lock, or about to queue for it)."""
-        if self._state.status.is_terminal or not self._expire_due:
+    def _expire(self) -> None:
+        """The main loop's expiry, under the lock: expire, unless a head move (which touches the
+        session) pushed the deadline out while expiry waited for the lock."""
+        if not self._expire_due or self._state.status.is_terminal:
             return
-        if self._touches != self._expire_touches:
-            return  # a head move pushed the deadline out: the main loop clears the flag
+        if self._deadline_moved():
+            self._expire_due = False  # the TTL watch sleeps again
+            return
+        self._expire_now()
+
+    def _expire_if_due(self) -> None:
+        """Runs of features 9, on being handed the lock after waiting: expire now if the TTL
+        watch found the idle deadline reached and nothing touched the session since (expiry is
+        waiting for the lock, or about to queue for it). A moved deadline is the main loop's to
+        clear."""
+        if self._expire_due and not self._state.status.is_terminal and not self._deadline_moved():
+            self._expire_now()
+
+    def _deadline_moved(self) -> bool:
+        """Since the TTL watch found the deadline reached: by the touches in runs of features 9
+        (not by the clock: ``_ttl_watch``), by the clock before."""
+        if self._ordered_lock is not None:
+            return self._touches != self._expire_touches
+        deadline = self._state.expires_at
+        return deadline is not None and deadline > workflow.now()
+
+    def _expire_now(self) -> None:
         self._transition("expire")
         self._add_checkpoint("expire")
 

@@ -35,10 +35,13 @@ class Flusher:
         *,
         header_dirty: bool,
         fence: Callable[[], int],
+        whole_task: Callable[[], bool],
     ) -> None:
         self._state = state
         self._fence = fence
         """The fence of the next store write (``_calls.WriteFences.next``)."""
+        self._whole_task = whole_task
+        """Whether a flush may take the current task's turns too (``SessionBase._whole_task``)."""
         self.pending = pending
         self.checkpoints = pending_checkpoints
         self.header_dirty = header_dirty
@@ -49,8 +52,6 @@ class Flusher:
         """The workflow task (by its history length) the latest pending turns arrived in ..."""
         self._arrived_in_task = 0
         """... and how many arrived in it."""
-        self.whole_task: Callable[[], bool] = lambda: False
-        """Whether a flush may take the current task's turns too (``SessionBase._whole_task``)."""
 
     # ------------------------------------------------------------------ what is pending
 
@@ -73,7 +74,7 @@ class Flusher:
     def flushable(self) -> int:
         """Pending turns that arrived before the current workflow task (all, before the patch,
         and in runs of features 9 whose activations apply every job first)."""
-        if self.whole_task():
+        if self._whole_task():
             return len(self.pending)
         return flushable(
             len(self.pending),

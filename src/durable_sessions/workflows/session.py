@@ -18,9 +18,10 @@ A workflow's handlers interleave at every ``await``. Three kinds of work run her
   message handler takes the lock on arrival, before any await (``branch``'s name check and
   ``merge``'s source read run under it), work woken by a timer or an activity's result (expiry,
   the drain, a group tick's turn, a regenerated answer) queues ahead of the messages that wait
-  (``_lock.OperationLock``), and whoever waited finds the session expired if its idle deadline
-  passed meanwhile: so a replay gives the lock out in the order the live run did, even when the
-  SDK merges two workflow tasks into one activation (temporalio/sdk-rust#1606).
+  (``_lock.OperationLock``), and whoever waited finds the session expired if the TTL watch
+  found its deadline reached meanwhile: so a replay gives the lock out in the order the live
+  run did, even when the SDK merges two workflow tasks into one activation
+  (temporalio/sdk-rust#1606).
 * **Flushes** (``Flusher``): write pending turns to the store in batches, one at a time (the
   flusher's own lock). They only remove turns from the front of the pending list, so turns may be
   accepted while a flush awaits its activity; operations flush first, under their lock, so
@@ -177,22 +178,6 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
                         await self._flush()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_input())
-
-    def _expire(self) -> None:
-        """Expire, unless a head move (which touches the session) pushed the deadline out while
-        expiry waited for the lock."""
-        if not self._expire_due or self._state.status.is_terminal:
-            return
-        if self._ordered_lock is not None:
-            moved = self._touches != self._expire_touches  # not by the clock (``_ttl_watch``)
-        else:
-            deadline = self._state.expires_at
-            moved = deadline is not None and deadline > workflow.now()
-        if moved:
-            self._expire_due = False  # the TTL watch sleeps again
-            return
-        self._transition("expire")
-        self._add_checkpoint("expire")
 
     def _must_act_now(self, armed: bool, armed_at: datetime) -> bool:
         return (
