@@ -39,6 +39,8 @@ plugin can safely do for every deployment (Temporal Cloud registers them through
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -65,6 +67,7 @@ __all__ = [
     "WORKFLOWS",
     "DurableSessionsPlugin",
     "single_batch_activations",
+    "skip_idle_payload_visits",
     "with_passthrough",
     "with_pydantic_payloads",
 ]
@@ -179,7 +182,87 @@ class DurableSessionsPlugin(SimplePlugin):
         if self.setup_store:
             await self.store.setup()
         single_batch_activations(worker)
+        skip_idle_payload_visits()
         await super().run_worker(worker, next)
+
+
+_PAYLOAD_VISITS_SKIPPED = False
+
+
+def skip_idle_payload_visits() -> bool:
+    """Skip the SDK's payload walks over an activation and its completion when they can do
+    nothing: no payload codec and no external storage. Whether the skip is in place.
+
+    temporalio 1.35 walks every workflow activation three times before the workflow sees it
+    (reference payloads, external storage, codec) and every completion three times after,
+    in Python over the protobuf, awaiting per payload, even when the data converter has no
+    codec and no external storage, and each walk then hands every payload back unchanged. On a
+    cold call that is 20-25% of replaying a short session run (bench/RESULTS.md, "Cold path
+    profile", session 15). With a codec (``durable_sessions.encryption``) or external storage
+    the SDK's own walks run as before; the decision is made per activation from the converter
+    the SDK passes, so other workers in the process are unaffected. What is lost without
+    a codec or storage: the SDK's check that no payload is an external-storage reference,
+    which only a worker of another configuration could have written; decoding such a payload
+    then fails in the payload converter instead."""
+    global _PAYLOAD_VISITS_SKIPPED
+    if _PAYLOAD_VISITS_SKIPPED:
+        return True
+    try:
+        import temporalio.bridge.worker as bridge_worker
+        from temporalio.converter._extstore import StorageOperationMetrics
+
+        decode, encode = bridge_worker.decode_activation, bridge_worker.encode_completion
+        params = ["data_converter", "decode_headers", "storage_concurrency_limit"]
+        if list(inspect.signature(decode).parameters)[1:] != params:
+            raise RuntimeError(f"decode_activation{inspect.signature(decode)}")
+        params[1] = "encode_headers"
+        if list(inspect.signature(encode).parameters)[1:] != params:
+            raise RuntimeError(f"encode_completion{inspect.signature(encode)}")
+    except (ImportError, AttributeError, RuntimeError) as exc:  # a newer or older SDK
+        log.warning("could not skip idle payload visits: %s", exc)
+        return False
+
+    def idle(converter: DataConverter) -> bool:
+        return (
+            converter.payload_codec is None and getattr(converter, "external_storage", None) is None
+        )
+
+    @functools.wraps(decode)
+    async def decode_activation(
+        activation: Any,
+        data_converter: DataConverter,
+        decode_headers: bool,
+        storage_concurrency_limit: int,
+    ) -> StorageOperationMetrics:
+        if idle(data_converter):
+            return StorageOperationMetrics()
+        return await decode(
+            activation,
+            data_converter,
+            decode_headers=decode_headers,
+            storage_concurrency_limit=storage_concurrency_limit,
+        )
+
+    @functools.wraps(encode)
+    async def encode_completion(
+        completion: Any,
+        data_converter: DataConverter,
+        encode_headers: bool,
+        storage_concurrency_limit: int,
+    ) -> StorageOperationMetrics:
+        if idle(data_converter):
+            return StorageOperationMetrics()
+        return await encode(
+            completion,
+            data_converter,
+            encode_headers=encode_headers,
+            storage_concurrency_limit=storage_concurrency_limit,
+        )
+
+    bridge_worker.decode_activation = decode_activation
+    bridge_worker.encode_completion = encode_completion
+    _PAYLOAD_VISITS_SKIPPED = True
+    return True
 
 
 def single_batch_activations(worker: Worker) -> bool:
