@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from durable_sessions.client import SessionManager
@@ -80,3 +80,39 @@ async def test_forced_continue_as_new_keeps_every_turn_and_dedup(
             assert stored is not None and stored.turn_count == 240
 
         await assert_eventually(flushed)
+
+
+async def test_idle_sessions_continue_as_new_only_once_their_run_has_grown(
+    client: Client, store: SessionStore, task_queue: str
+) -> None:
+    """``_patches.IDLE_CONTINUE_PAYS``: a session given two turns stays in its run through a
+    quiet (ending it would cost a replay and a new run for a few events); one given twelve
+    ends its run when it goes quiet, and its next turn goes into a run of a handful of events."""
+    cfg = SessionConfig(idle_continue_after=0.5, flush_interval=0.1)
+    manager = SessionManager(client, store, cfg, task_queue)
+    async with create_worker(client, store, task_queue=task_queue):
+        short = await manager.create("idle-user")
+        grown = await manager.create("idle-user")
+        for i in range(12):
+            for s in (short, grown) if i < 2 else (grown,):
+                await manager.add_turn(s.session_id, SessionTurn(role="user", content=f"t{i}"))
+        runs = {
+            s.session_id: (await client.get_workflow_handle(s.session_id).describe()).run_id
+            for s in (short, grown)
+        }
+
+        async def grown_continued() -> None:
+            handle = client.get_workflow_handle(grown.session_id)
+            assert (await handle.describe()).run_id != runs[grown.session_id]
+
+        await assert_eventually(grown_continued, timeout=20)
+        await asyncio.sleep(1.5)  # three times idle_continue_after, for the short one too
+        for s in (short, grown):
+            await manager.add_turn(s.session_id, SessionTurn(role="user", content="back"))
+        await asyncio.sleep(1.5)  # a run of features 3-9 would have ended after this visit
+        short_handle = client.get_workflow_handle(short.session_id)
+        assert (await short_handle.describe()).run_id == runs[short.session_id]
+        continued = await client.get_workflow_handle(grown.session_id).fetch_history()
+        assert len(continued.events) < 18
+        assert [t.content for t in await manager.history(short.session_id)] == ["t0", "t1", "back"]
+        assert len(await manager.history(grown.session_id)) == 13

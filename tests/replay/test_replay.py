@@ -6,6 +6,7 @@ change (``workflow.patched``) rather than re-recording; see ``scripts/record_his
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,9 @@ def test_histories_are_recorded() -> None:
         "group_ticks_v9",
         "ttl_expiry_v9",
         "idle_continue_v9",
+        "short_idle_v10",
+        "idle_continue_v10",
+        "idle_continued_run_v10",
     } <= names
 
 
@@ -93,6 +97,29 @@ def test_run_features_replay_without_patch_markers() -> None:
         assert not markers, name
     continued = load(HISTORIES_DIR / "idle_continued_run_v2.json").events
     assert continued[4].event_type == EventType.EVENT_TYPE_TIMER_STARTED  # the TTL timer, no more
+
+
+def test_runs_of_features_10_stay_in_a_short_run_through_a_quiet() -> None:
+    """``_patches.IDLE_CONTINUE_PAYS``: a session of two turns quiet for more than
+    ``idle_continue_after`` did not continue as new (a run of features 3-9 would have, and the
+    replay would then fail on the extra command); one that grew past 40 events did."""
+    short = load(HISTORIES_DIR / "short_idle_v10.json").events
+    grown = load(HISTORIES_DIR / "idle_continue_v10.json").events
+    for events in (short, grown):
+        started = events[0].workflow_execution_started_event_attributes
+        assert (
+            SessionWorkflowInput.model_validate_json(started.input.payloads[0].data).features == 10
+        )
+    ended = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert 18 < len(short) < 40
+    assert [e.event_type for e in short].count(ended) == 0
+    assert short[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    quiet = [
+        e.event_time.ToDatetime() - prev.event_time.ToDatetime()
+        for prev, e in itertools.pairwise(short)
+    ]
+    assert max(quiet).total_seconds() > 1.0  # longer than the recording's idle_continue_after
+    assert grown[-1].event_type == ended
 
 
 def test_a_checkpoint_past_the_head_is_refused_behind_its_patch() -> None:

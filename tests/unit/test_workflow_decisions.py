@@ -15,6 +15,7 @@ from durable_sessions.core.flushing import (
     CARRY_OVER_BYTES,
     FLUSH_BATCH_BYTES,
     IDLE_CONTINUE_MIN_EVENTS,
+    IDLE_CONTINUE_PAYS_FEATURES,
     MAX_CARRIED_CHECKPOINTS,
     RunSize,
     carries_over,
@@ -41,6 +42,7 @@ from durable_sessions.core.forks import (
 )
 from durable_sessions.core.turns import accept_turn, forget_after, push_recent, remember
 from durable_sessions.models import Checkpoint, SessionConfig, SessionState, SessionTurn
+from durable_sessions.workflows._patches import RUN_FEATURES
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -280,6 +282,17 @@ def test_runs_of_features_3_continue_small_idle_runs() -> None:
     assert idle_continue_due(19, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(16, 10.0, 10.0, busy=False, min_events=small)
     assert not idle_continue_due(30, 10.0, 10.0, busy=False, min_events=idle_min_events(2))
+
+
+def test_runs_of_features_10_continue_idle_runs_only_once_they_have_grown() -> None:
+    """A session created with a turn or two and visited once (13-27 events) stays in its run:
+    ending it would cost a replay and a new run on every visit. Runs of 3-9 keep 18."""
+    floor = idle_min_events(IDLE_CONTINUE_PAYS_FEATURES)
+    assert floor == IDLE_CONTINUE_MIN_EVENTS == idle_min_events(RUN_FEATURES)
+    assert floor > 27
+    assert not idle_continue_due(27, 60.0, 10.0, busy=False, min_events=floor)
+    assert idle_continue_due(floor, 10.0, 10.0, busy=False, min_events=floor)
+    assert idle_min_events(IDLE_CONTINUE_PAYS_FEATURES - 1) == idle_min_events(3) < floor
 
 
 def test_runs_of_features_6_carry_what_is_pending_into_the_next_run() -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "CARRY_OVER_FEATURES",
     "FLUSH_BATCH_BYTES",
     "IDLE_CONTINUE_MIN_EVENTS",
+    "IDLE_CONTINUE_PAYS_FEATURES",
     "MAX_CARRIED_CHECKPOINTS",
     "Batch",
     "RunSize",
@@ -174,9 +175,24 @@ down to about five once it idles, so a cold call into it replays one workflow ta
 several. A continued run with one turn (about 16 events) stays as it is."""
 
 
+IDLE_CONTINUE_PAYS_FEATURES = 10
+"""Runs of features 10 and later go back to ``IDLE_CONTINUE_MIN_EVENTS``: an idle continue-as-new
+of a short run costs more than the replay it saves. Its timer fires ``idle_continue_after``
+after the visit, when a busy worker has mostly evicted the session, so the worker replays the
+run to end it (what the next cold call would have replayed), then starts the next run (a new
+workflow instance, and a new run for the server to create), on every visit. A session created
+with a turn or two and visited once in a while stayed at 13-27 events, and each visit paid for
+a continue-as-new; measured in session 15 on a bench_scale-shaped load (2,000 sessions, a cache
+of 100, each session visited once): 19.8 workflow activations per call with a floor of 18,
+11.6 with 40; with sessions visited again and again, about the same either way
+(bench/RESULTS.md, "Scale")."""
+
+
 def idle_min_events(features: int) -> int:
     """The history length from which an idle run of ``features`` continues as new."""
-    return IDLE_CONTINUE_MIN_EVENTS_SMALL if features >= 3 else IDLE_CONTINUE_MIN_EVENTS
+    if 3 <= features < IDLE_CONTINUE_PAYS_FEATURES:
+        return IDLE_CONTINUE_MIN_EVENTS_SMALL
+    return IDLE_CONTINUE_MIN_EVENTS
 
 
 CARRY_OVER_FEATURES = 6

@@ -12,6 +12,7 @@ __all__ = [
     "ARRIVAL_ORDER_FEATURES",
     "CARRY_OVER",
     "IDLE_CONTINUE",
+    "IDLE_CONTINUE_PAYS",
     "LOCAL_FLUSH",
     "MODERN_FEATURES",
     "NO_CHECKPOINT_PAST_HEAD",
@@ -125,17 +126,26 @@ as they ran, including the rare one that cannot: the SDK bug)."""
 ARRIVAL_ORDER_FEATURES = 9
 """The first input features with ``ARRIVAL_ORDER``."""
 
-RUN_FEATURES = 9
+IDLE_CONTINUE_PAYS = "idle-continue-pays"
+"""Runs of ``features >= 10`` continue an idle run as new from 40 history events again, not 18
+(``core.flushing.IDLE_CONTINUE_PAYS_FEATURES``): below that, the continue-as-new cost the worker
+a replay of the run and a new run's first task on each visit, more than it saved the next cold
+call. By input features, not a marker."""
+
+RUN_FEATURES = 10
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
-``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER`` (4, 5, 7 and 8 are retired: the next is 10). A run keeps
+``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS`` (4, 5, 7 and 8 are retired:
+the next is 11). A run keeps
 the features it was started with for its whole life, so its replay never changes. Deploy workers
 before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs
 later), which is safe; a run of 3 replayed by such a worker after it idled into a
 continue-as-new between 18 and 40 events is not, a run of 6 replayed by a worker that predates 6
 after it continued as new for size is not either (that worker flushes first), and a run of 9
 that branched, merged, regenerated or ran a group tick is not replayed alike by a worker that
-predates 9, so do not roll workers back past this."""
+predates 9, and a run of 10 that idled between 18 and 40 events is not replayed alike by a
+worker that predates 10 (it would have continued it as new), so do not roll workers back past
+this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -146,5 +156,6 @@ PATCHES = {
     CARRY_OVER: "a size continue-as-new carries pending turns over (input features 6)",
     NO_CHECKPOINT_PAST_HEAD: "a checkpoint past the head is not found (marker only then)",
     ARRIVAL_ORDER: "the operation lock in message order, woken work first (input features 9)",
+    IDLE_CONTINUE_PAYS: "idle runs continue as new from 40 events again (input features 10)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""
