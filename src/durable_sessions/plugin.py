@@ -222,45 +222,20 @@ def skip_idle_payload_visits() -> bool:
         log.warning("could not skip idle payload visits: %s", exc)
         return False
 
-    def idle(converter: DataConverter) -> bool:
-        return (
-            converter.payload_codec is None and getattr(converter, "external_storage", None) is None
-        )
+    def skipping(walk: Callable[..., Awaitable[StorageOperationMetrics]]) -> Any:
+        @functools.wraps(walk)
+        async def maybe_walk(
+            proto: Any, data_converter: DataConverter, **options: Any
+        ) -> StorageOperationMetrics:
+            codec = data_converter.payload_codec
+            if codec is None and getattr(data_converter, "external_storage", None) is None:
+                return StorageOperationMetrics()
+            return await walk(proto, data_converter, **options)
 
-    @functools.wraps(decode)
-    async def decode_activation(
-        activation: Any,
-        data_converter: DataConverter,
-        decode_headers: bool,
-        storage_concurrency_limit: int,
-    ) -> StorageOperationMetrics:
-        if idle(data_converter):
-            return StorageOperationMetrics()
-        return await decode(
-            activation,
-            data_converter,
-            decode_headers=decode_headers,
-            storage_concurrency_limit=storage_concurrency_limit,
-        )
+        return maybe_walk
 
-    @functools.wraps(encode)
-    async def encode_completion(
-        completion: Any,
-        data_converter: DataConverter,
-        encode_headers: bool,
-        storage_concurrency_limit: int,
-    ) -> StorageOperationMetrics:
-        if idle(data_converter):
-            return StorageOperationMetrics()
-        return await encode(
-            completion,
-            data_converter,
-            encode_headers=encode_headers,
-            storage_concurrency_limit=storage_concurrency_limit,
-        )
-
-    bridge_worker.decode_activation = decode_activation
-    bridge_worker.encode_completion = encode_completion
+    bridge_worker.decode_activation = skipping(decode)
+    bridge_worker.encode_completion = skipping(encode)
     _PAYLOAD_VISITS_SKIPPED = True
     return True
 
