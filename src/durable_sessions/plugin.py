@@ -225,12 +225,12 @@ def skip_idle_payload_visits() -> bool:
     def skipping(walk: Callable[..., Awaitable[StorageOperationMetrics]]) -> Any:
         @functools.wraps(walk)
         async def maybe_walk(
-            proto: Any, data_converter: DataConverter, **options: Any
+            proto: Any, data_converter: DataConverter, *args: Any, **options: Any
         ) -> StorageOperationMetrics:
             codec = data_converter.payload_codec
             if codec is None and getattr(data_converter, "external_storage", None) is None:
                 return StorageOperationMetrics()
-            return await walk(proto, data_converter, **options)
+            return await walk(proto, data_converter, *args, **options)
 
         return maybe_walk
 
