@@ -212,12 +212,10 @@ def skip_idle_payload_visits() -> bool:
         from temporalio.converter._extstore import StorageOperationMetrics
 
         decode, encode = bridge_worker.decode_activation, bridge_worker.encode_completion
-        params = ["data_converter", "decode_headers", "storage_concurrency_limit"]
-        if list(inspect.signature(decode).parameters)[1:] != params:
-            raise RuntimeError(f"decode_activation{inspect.signature(decode)}")
-        params[1] = "encode_headers"
-        if list(inspect.signature(encode).parameters)[1:] != params:
-            raise RuntimeError(f"encode_completion{inspect.signature(encode)}")
+        for walk, headers in ((decode, "decode_headers"), (encode, "encode_headers")):
+            names = list(inspect.signature(walk).parameters)[1:]
+            if names != ["data_converter", headers, "storage_concurrency_limit"]:
+                raise RuntimeError(f"{walk.__name__}{inspect.signature(walk)}")
     except (ImportError, AttributeError, RuntimeError) as exc:  # a newer or older SDK
         log.warning("could not skip idle payload visits: %s", exc)
         return False

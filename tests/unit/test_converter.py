@@ -71,7 +71,7 @@ def test_the_plugin_shares_the_stock_converter_and_keeps_a_users_own() -> None:
     assert plain.payload_converter_class is SharedPydanticPayloadConverter
 
 
-class _Rot13Codec(PayloadCodec):
+class _ReversingCodec(PayloadCodec):
     """Reverses payload bytes: a codec whose work shows in the payload."""
 
     def __init__(self) -> None:
@@ -129,7 +129,7 @@ async def test_idle_payload_visits_are_skipped_and_a_codec_still_runs(
     assert walks == 0
     assert act == _activation() and completion == _completion()
 
-    codec = _Rot13Codec()
+    codec = _ReversingCodec()
     coded = dataclasses.replace(plain, payload_codec=codec)
     await bridge_worker.decode_activation(
         act, coded, decode_headers=False, storage_concurrency_limit=1
