@@ -41,18 +41,23 @@ async def test_context_on_a_10000_turn_session(stack: Stack) -> None:
     s = await m.create("ctx-long", config=cfg)
     topics = ["weather", "football", "cooking", "travel", "music", "movies", "gardening"]
     planted = 1234
-    queue = iter(range(10_000))
+    texts = [
+        "The secret launch password is heliotrope-42."
+        if i == planted
+        else f"turn {i} chatting about {topics[i % len(topics)]}"
+        for i in range(10_000)
+    ]
+    # Batches of 100 turns from 4 callers: the same 10,000 stored turns, in a tenth of the time
+    # 10,000 single-turn updates took in CI (tests/integration/test_long_session.py sends those).
+    batches = iter(range(0, len(texts), 100))
 
     async def sender() -> None:
-        for i in queue:
-            text = (
-                "The secret launch password is heliotrope-42."
-                if i == planted
-                else f"turn {i} chatting about {topics[i % len(topics)]}"
-            )
-            await m.add_turn(s.session_id, SessionTurn(role="user", content=text))
+        for start in batches:
+            turns = [SessionTurn(role="user", content=t) for t in texts[start : start + 100]]
+            await m.add_turns(s.session_id, turns)
 
-    await asyncio.gather(*(sender() for _ in range(8)))
+    await asyncio.gather(*(sender() for _ in range(4)))
+    assert (await m.get(s.session_id)).turn_count == 10_000
     ctx = await m.context(s.session_id, query="what is the secret launch password?", max_turns=10)
     assert len(ctx) == 10
     assert any("heliotrope-42" in t.content for t in ctx)
