@@ -52,7 +52,6 @@ from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from durable_sessions import metrics
-from durable_sessions._query_tasks import hold_query_task_events
 from durable_sessions.activities.agents import AgentActivities
 from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
@@ -60,7 +59,6 @@ from durable_sessions.agents import Agent
 from durable_sessions.converter import SharedPydanticPayloadConverter, session_data_converter
 from durable_sessions.models import CompactionConfig
 from durable_sessions.stores.base import SessionStore
-from durable_sessions.workflows.messages import WORKFLOW_TYPE
 from durable_sessions.workflows.session import SessionWorkflow
 
 __all__ = [
@@ -89,9 +87,6 @@ pure core) are deterministic, and pydantic is expensive to re-import for every w
 WORKFLOWS: list[type] = [SessionWorkflow]
 """Our workflow classes, registered by the plugin (and so by ``create_worker``). Defined here,
 not in ``durable_sessions.worker``: the worker imports the plugin, never the other way round."""
-WORKFLOW_TYPES = frozenset({WORKFLOW_TYPE})
-"""Their workflow type names: instances of these hold a query task's events
-(``_query_tasks``)."""
 
 
 def with_pydantic_payloads(existing: DataConverter | None) -> DataConverter:
@@ -183,13 +178,11 @@ class DurableSessionsPlugin(SimplePlugin):
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
         """Set the store up before polling (when ``setup_store``), then run the worker with
-        single-batch activations (``single_batch_activations``), session instances that hold
-        a query task's events for the next workflow task (``_query_tasks``) and no idle payload
-        walks (``skip_idle_payload_visits``)."""
+        single-batch activations (``single_batch_activations``) and no idle payload walks
+        (``skip_idle_payload_visits``)."""
         if self.setup_store:
             await self.store.setup()
         single_batch_activations(worker)
-        hold_query_task_events(worker, WORKFLOW_TYPES)
         skip_idle_payload_visits()
         await super().run_worker(worker, next)
 

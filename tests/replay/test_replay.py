@@ -6,7 +6,9 @@ change (``workflow.patched``) rather than re-recording; see ``scripts/record_his
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,7 @@ def test_histories_are_recorded() -> None:
         "short_idle_v10",
         "idle_continue_v10",
         "idle_continued_run_v10",
+        "query_task_timer_v11",
     } <= names
 
 
@@ -97,6 +100,45 @@ def test_run_features_replay_without_patch_markers() -> None:
         assert not markers, name
     continued = load(HISTORIES_DIR / "idle_continued_run_v2.json").events
     assert continued[4].event_type == EventType.EVENT_TYPE_TIMER_STARTED  # the TTL timer, no more
+
+
+async def test_runs_of_features_11_flush_alike_after_a_query_task_handed_a_timer_over() -> None:
+    """``_patches.UPDATE_TURNS_WAIT`` (tests/faults/test_cold_update_replay.py recorded it): a
+    read reached the restarted worker as a query task while the flush timer had fired, so the
+    live run saw the timer (event 12) before the next task's update; the task that followed
+    stored one turn (the marker, event 18) and armed a timer for the update's turn (event 21).
+    A replay hands the timer and the update over together. The same history as a run of
+    features 10 (whose flush takes every turn of the task) does not replay."""
+    path = HISTORIES_DIR / "query_task_timer_v11.json"
+    history = load(path)
+    kinds = [e.event_type for e in history.events]
+    assert kinds[11:21] == [
+        EventType.EVENT_TYPE_TIMER_FIRED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        EventType.EVENT_TYPE_MARKER_RECORDED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+        EventType.EVENT_TYPE_TIMER_STARTED,
+    ]
+    replayer = Replayer(workflows=[], plugins=[DurableSessionsPlugin(InMemorySessionStore())])
+    await replayer.replay_workflow(history)
+
+    data = json.loads(path.read_text())
+    payload = data["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+    input = json.loads(base64.b64decode(payload["data"]))
+    assert input["features"] == 11
+    input["features"] = 10
+    payload["data"] = base64.b64encode(json.dumps(input).encode()).decode()
+    as_features_10 = WorkflowHistory.from_json("as-features-10", data)
+    result = await replayer.replay_workflow(as_features_10, raise_on_replay_failure=False)
+    assert result.replay_failure is not None
+    assert "No command scheduled for event HistoryEvent(id: 21, TimerStarted)" in str(
+        result.replay_failure
+    )
 
 
 def test_runs_of_features_10_stay_in_a_short_run_through_a_quiet() -> None:

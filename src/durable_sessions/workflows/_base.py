@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         MODERN_FEATURES,
         SERIALIZED_OPERATIONS,
         SIGNALS_WHILE_DRAINING,
+        UPDATE_TURNS_WAIT_FEATURES,
     )
     from durable_sessions.workflows.messages import GroupState, SessionWorkflowInput, TurnInput
 
@@ -71,12 +72,19 @@ class SessionBase:
             header_dirty=not (input.continued or input.header_stored),
             fence=self._fences.next,
             whole_task=self._whole_task,
+            updates_wait=input.features >= UPDATE_TURNS_WAIT_FEATURES,
         )
         self._messages_this_run = 0
         self._messages_before_task = 0
         """Messages of this run before the workflow task the latest one arrived in ..."""
         self._message_task = -1
         """... and that task (by its history length)."""
+        self._updates_wait = input.features >= UPDATE_TURNS_WAIT_FEATURES
+        """Runs of features 11 (``_patches.UPDATE_TURNS_WAIT``)."""
+        self._update_task = -1
+        """The workflow task (by its history length) of the latest update ..."""
+        self._updates_in_task = 0
+        """... and how many updates came in it."""
         self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
         self._idle_min_events = idle_min_events(input.features)
@@ -183,7 +191,10 @@ class SessionBase:
         # Runs started before ``max_events_per_run`` existed keep the limit they ran with.
         max_events = self._config.max_events_per_run if self._modern else CAN_HISTORY_EVENTS
         size = self._run_size()
-        if before_task and self._message_task == size.events and not self._whole_task():
+        if before_task and self._updates_wait:
+            if self._update_task == size.events:
+                size = dataclasses.replace(size, messages=size.messages - self._updates_in_task)
+        elif before_task and self._message_task == size.events and not self._whole_task():
             size = dataclasses.replace(size, messages=self._messages_before_task)
         return should_continue_as_new(size, self._config.max_updates_per_run, max_events)
 
@@ -262,6 +273,10 @@ class SessionBase:
         task = workflow.info().get_current_history_length()
         if task != self._message_task:
             self._message_task, self._messages_before_task = task, self._messages_this_run
+        if self._updates_wait and workflow.current_update_info() is not None:
+            if task != self._update_task:
+                self._update_task, self._updates_in_task = task, 0
+            self._updates_in_task += 1
         self._messages_this_run += 1
         self._last_message = workflow.now()
 

@@ -36,6 +36,7 @@ class Flusher:
         header_dirty: bool,
         fence: Callable[[], int],
         whole_task: Callable[[], bool],
+        updates_wait: bool = False,
     ) -> None:
         self._state = state
         self._fence = fence
@@ -52,12 +53,27 @@ class Flusher:
         """The workflow task (by its history length) the latest pending turns arrived in ..."""
         self._arrived_in_task = 0
         """... and how many arrived in it."""
+        self._updates_wait = updates_wait
+        """Runs of features 11: only turns that updates brought in the current task wait
+        (``_patches.UPDATE_TURNS_WAIT``)."""
+        self._update_task = -1
+        """The workflow task (by its history length) of the latest turn an update brought ..."""
+        self._update_turns: set[str] = set()
+        """... and the ids of the turns updates brought in it."""
 
     # ------------------------------------------------------------------ what is pending
 
     def add_turn(self, turn: SessionTurn) -> None:
         self.pending.append(turn)
         self.header_dirty = True
+        if self._updates_wait:
+            if workflow.current_update_info() is not None:
+                task = workflow.info().get_current_history_length()
+                if task != self._update_task:
+                    self._update_task = task
+                    self._update_turns = set()
+                self._update_turns.add(turn.turn_id)
+            return
         if self.local:
             task = workflow.info().get_current_history_length()
             if task != self._arrived_task:
@@ -73,7 +89,15 @@ class Flusher:
 
     def flushable(self) -> int:
         """Pending turns that arrived before the current workflow task (all, before the patch,
-        and in runs of features 9 whose activations apply every job first)."""
+        and in runs of features 9 whose activations apply every job first); in runs of features
+        11, those before the first turn an update brought in the current task."""
+        if self._updates_wait:
+            if self._update_task != workflow.info().get_current_history_length():
+                return len(self.pending)
+            waiting = self._update_turns
+            return next(
+                (i for i, t in enumerate(self.pending) if t.turn_id in waiting), len(self.pending)
+            )
         if self._whole_task():
             return len(self.pending)
         return flushable(

@@ -22,6 +22,8 @@ __all__ = [
     "SERIALIZED_OPERATIONS",
     "SIGNALS_WHILE_DRAINING",
     "SMALL_IDLE_RUNS",
+    "UPDATE_TURNS_WAIT",
+    "UPDATE_TURNS_WAIT_FEATURES",
 ]
 
 LOCAL_FLUSH = "local-flush-in-flow"
@@ -132,11 +134,32 @@ IDLE_CONTINUE_PAYS = "idle-continue-pays"
 a replay of the run and a new run's first task on each visit, more than it saved the next cold
 call. By input features, not a marker."""
 
-RUN_FEATURES = 10
+UPDATE_TURNS_WAIT = "update-turns-wait-for-their-task"
+"""Runs of ``features >= 11`` leave out of a flush, and out of a size continue-as-new's count
+"before this task", only what *updates* brought in the current workflow task; turns from
+signals and from woken work go with the flush whatever task they came in (features 9 and 10
+let a flush take every turn of the current task).
+
+Why: a worker that has no live task for a run can be handed a query task (a read while the
+session's task waits on the sticky queue of a worker that died), and temporalio 1.35's core
+then hands the workflow the history's new events (a fired flush timer, a signal, an activity's
+result) in an activation of their own, at the history length of the pending task, before that
+task brings its updates (tests/faults/test_cold_update_replay.py, which failed 4 of 4 with
+features 10 on a fast machine: the flush took one turn live, two on replay). Updates never
+come with those events, and a replay hands them over together, so leaving the current task's
+updates out gives both the same batch; and a task with an update always sends a command (the
+update's answer), so a replay that merges a task without commands into the next
+(temporalio/sdk-rust#1606, why features 9 counted the whole task) never moves an update's
+turn to another task. By input features, not a marker."""
+
+UPDATE_TURNS_WAIT_FEATURES = 11
+"""The first input features with ``UPDATE_TURNS_WAIT``."""
+
+RUN_FEATURES = 11
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
-``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS`` (4, 5, 7 and 8 are retired:
-the next is 11). A run keeps
+``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS``, 11 ``UPDATE_TURNS_WAIT``
+(4, 5, 7 and 8 are retired: the next is 12). A run keeps
 the features it was started with for its whole life, so its replay never changes. Deploy workers
 before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs
 later), which is safe; a run of 3 replayed by such a worker after it idled into a
@@ -144,8 +167,9 @@ continue-as-new between 18 and 40 events is not, a run of 6 replayed by a worker
 after it continued as new for size is not either (that worker flushes first), and a run of 9
 that branched, merged, regenerated or ran a group tick is not replayed alike by a worker that
 predates 9, and a run of 10 that idled between 18 and 40 events is not replayed alike by a
-worker that predates 10 (it would have continued it as new), so do not roll workers back past
-this."""
+worker that predates 10 (it would have continued it as new), and a run of 11 whose flush
+timer fired with an update in the same task is not replayed alike by a worker that predates 11,
+so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -157,5 +181,6 @@ PATCHES = {
     NO_CHECKPOINT_PAST_HEAD: "a checkpoint past the head is not found (marker only then)",
     ARRIVAL_ORDER: "the operation lock in message order, woken work first (input features 9)",
     IDLE_CONTINUE_PAYS: "idle runs continue as new from 40 events again (input features 10)",
+    UPDATE_TURNS_WAIT: "a flush leaves out only the current task's update turns (features 11)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""
