@@ -38,8 +38,9 @@ Other shape decisions:
   ``add_turn`` update answers after one workflow task (TEMPORAL-FACTS: an activity per wake-up
   halves throughput). A flush runs as a local activity in flow with a turn's task; the flush
   timer only fires for the tail of a burst; a flush never takes a turn that arrived in the
-  current workflow task (``core.flushing.flushable``), except in runs of features 9 whose
-  activations apply every job at once (``SessionBase._whole_task``).
+  current workflow task (``core.flushing.flushable``), except in runs of features 9 and 10
+  whose activations apply every job at once (``SessionBase._whole_task``); runs of features 11
+  leave out only the turns updates brought in it (``_patches.UPDATE_TURNS_WAIT``).
 * The idle TTL is one lazy timer: turns only move the deadline; the timer re-arms itself.
 * State is bounded: header, unflushed turns, a recent window and the dedup keys. Continue-as-new
   happens from the main loop only, after draining handlers; runs of features 6 hand what is
