@@ -20,8 +20,10 @@ What the plugin brings:
   switched to pydantic, which our models need.
 * on every worker made from that client (temporalio 1.35 hands client plugins that are also
   worker plugins to each ``Worker``): the ``Session`` workflow, the persistence, context and
-  agent-turn activities bound to ``store``, and the sandbox pass-throughs for our modules and
-  pydantic, added to whatever sandbox runner the worker already has.
+  agent-turn activities bound to ``store``, the sandbox pass-throughs for our modules and
+  pydantic, added to whatever sandbox runner the worker already has, and (unless the worker has
+  a ``workflow_task_executor`` of its own) ``InlineActivations``, which runs our workflows'
+  activations on the worker's event loop and everybody else's in threads.
 * on a ``Replayer`` given the plugin: the same workflows, converter and runner.
 
 Put the plugin on the client only. Giving it to the client *and* the worker registers
@@ -38,12 +40,14 @@ plugin can safely do for every deployment (Temporal Cloud registers them through
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter
@@ -66,6 +70,7 @@ __all__ = [
     "PLUGIN_NAME",
     "WORKFLOWS",
     "DurableSessionsPlugin",
+    "InlineActivations",
     "single_batch_activations",
     "skip_idle_payload_visits",
     "with_passthrough",
@@ -74,6 +79,7 @@ __all__ = [
 
 PLUGIN_NAME = "durable_sessions.DurableSessionsPlugin"
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PASSTHROUGH_MODULES: tuple[str, ...] = (
     "durable_sessions",
@@ -174,17 +180,27 @@ class DurableSessionsPlugin(SimplePlugin):
                     "to Client.connect(..., plugins=[plugin]) (workers inherit it; do not also "
                     "pass it to Worker) or connect with durable_sessions.connect()"
                 )
+        if config.get("workflow_task_executor") is None:
+            slots = config.get("max_concurrent_workflow_tasks") or DEFAULT_WORKFLOW_TASK_THREADS
+            config["workflow_task_executor"] = InlineActivations(WORKFLOWS, max_workers=slots)
         return super().configure_worker(config)
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
         """Set the store up before polling (when ``setup_store``), then run the worker with
-        single-batch activations (``single_batch_activations``) and no idle payload walks
-        (``skip_idle_payload_visits``)."""
+        single-batch activations (``single_batch_activations``), no idle payload walks
+        (``skip_idle_payload_visits``) and, unless the worker was given an executor of its own,
+        our workflows' activations on its event loop (``InlineActivations``)."""
         if self.setup_store:
             await self.store.setup()
         single_batch_activations(worker)
         skip_idle_payload_visits()
-        await super().run_worker(worker, next)
+        try:
+            await super().run_worker(worker, next)
+        finally:
+            # The SDK shuts down only an executor it made itself; this one is ours.
+            executor = worker.config().get("workflow_task_executor")
+            if isinstance(executor, InlineActivations):
+                executor.shutdown(wait=False)
 
 
 _PAYLOAD_VISITS_SKIPPED = False
@@ -261,3 +277,67 @@ def single_batch_activations(worker: Worker) -> bool:
         log.warning("could not turn on single-batch workflow activations: %s", exc)
         return False
     return True
+
+
+DEFAULT_WORKFLOW_TASK_THREADS = 500
+"""The SDK's own pool size when a worker sets no ``max_concurrent_workflow_tasks``."""
+
+
+class InlineActivations(concurrent.futures.ThreadPoolExecutor):
+    """A worker's workflow-task executor that runs activations of ``inline`` workflow classes
+    (ours) on the worker's event loop, and every other workflow's in threads, as the SDK does.
+
+    temporalio 1.35 hands each workflow activation to a thread of this pool and awaits it, so
+    that it can report workflow code that does not yield within 2 s ("potential deadlock").
+    The hand-over costs two thread switches and the GIL passed back and forth on every
+    activation: a cold session's replay took 18-25% less CPU without it
+    (bench/RESULTS.md, "Cold path profile", session 17), and a cold call is several
+    activations (its run's replay, the update, the flush timer and its local activity).
+    Our workflow code never blocks: no I/O (activities do that), no locks, no sleeps,
+    bounded work per activation (a replay is many short activations, each handed over on
+    its own, so the loop runs between them). What is lost for our workflows is the deadlock
+    report, which such code cannot trigger; a bug that looped forever would stall the whole
+    worker process instead of one workflow's thread. Other workflows on the same worker keep
+    their threads and their deadlock detection.
+
+    Each inline activation runs from ``loop.call_soon`` (not inside ``submit``): ``submit``
+    is called while the SDK's own asyncio task is mid-step, and the activation steps the
+    workflow's tasks on the workflow's own loop, which the SDK then unregisters as the running
+    loop; so the main loop is registered again after each one (as the SDK's debug mode does).
+    To opt out, give the worker an executor of your own (``workflow_task_executor=``)."""
+
+    def __init__(self, inline: Collection[type], *, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="temporal_workflow_")
+        self.inline = frozenset(inline)
+        """The workflow classes whose activations run on the event loop."""
+
+    def _runs_inline(self, fn: Callable[..., Any]) -> bool:
+        # ``fn`` is the SDK's ``_RunningWorkflow.activate``; anything else, or an SDK whose
+        # names moved, runs in a thread as before.
+        instance = getattr(getattr(fn, "__self__", None), "instance", None)
+        workflow_class = getattr(getattr(instance, "_defn", None), "cls", None)
+        return workflow_class in self.inline
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or not self._runs_inline(fn):
+            return super().submit(fn, *args, **kwargs)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the awaiting SDK code, as a thread would
+                future.set_exception(exc)
+            finally:
+                asyncio.events._set_running_loop(loop)
+
+        loop.call_soon(run)
+        return future

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import uuid
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,11 +26,13 @@ from durable_sessions.models import SessionConfig, SessionStatus, SessionTurn
 from durable_sessions.plugin import (
     PASSTHROUGH_MODULES,
     DurableSessionsPlugin,
+    InlineActivations,
     with_passthrough,
     with_pydantic_payloads,
 )
 from durable_sessions.stores.base import read_transcript
 from durable_sessions.stores.postgres import PostgresSessionStore
+from durable_sessions.workflows.session import SessionWorkflow
 from tests.helpers import assert_eventually
 from tests.pg import postgres_dsn_or_skip, temporary_schema
 
@@ -51,6 +56,26 @@ class UsersOwnWorkflow:
             shout, text, start_to_close_timeout=timedelta(seconds=10)
         )
         return result
+
+
+@workflow.defn(sandboxed=False)
+class ThreadNameWorkflow:
+    """Reports the thread its activations run on (deliberately not deterministic: a test probe)."""
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        first = threading.current_thread().name
+        await workflow.sleep(0.01)  # a second activation, after a timer
+        return [first, threading.current_thread().name]
+
+
+@workflow.defn(sandboxed=False)
+class OtherThreadNameWorkflow(ThreadNameWorkflow):
+    """The same probe, as a workflow the executor was not told to run inline."""
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        return await super().run()
 
 
 def target(env: WorkflowEnvironment) -> str:
@@ -113,6 +138,41 @@ async def test_plugin_on_a_plain_client_and_worker_runs_the_session_lifecycle(
             UsersOwnWorkflow.run, "quiet", id=f"own-{task_queue}", task_queue=task_queue
         )
         assert result == "QUIET"
+
+
+async def test_our_activations_run_on_the_event_loop_and_the_users_in_threads(
+    temporal_env: WorkflowEnvironment, store: durable_sessions.SessionStore, task_queue: str
+) -> None:
+    client = await durable_sessions.connect(target(temporal_env))
+    plugin = DurableSessionsPlugin(store)
+    # The plugin gives a worker without an executor of its own one that runs ours inline ...
+    installed = Worker(client, task_queue=task_queue, plugins=[plugin]).config()
+    executor = installed.get("workflow_task_executor")
+    assert isinstance(executor, InlineActivations)
+    assert SessionWorkflow in executor.inline
+    # ... and leaves one the user gave alone.
+    own = ThreadPoolExecutor(max_workers=2)
+    kept = Worker(client, task_queue=task_queue, plugins=[plugin], workflow_task_executor=own)
+    assert kept.config().get("workflow_task_executor") is own
+    own.shutdown()
+
+    probe = InlineActivations([ThreadNameWorkflow], max_workers=2)
+    loop_thread = threading.current_thread().name
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ThreadNameWorkflow, OtherThreadNameWorkflow],
+        workflow_task_executor=probe,
+    ):
+        inline = await client.execute_workflow(
+            ThreadNameWorkflow.run, id=f"inline-{uuid.uuid4().hex}", task_queue=task_queue
+        )
+        threaded = await client.execute_workflow(
+            OtherThreadNameWorkflow.run, id=f"threaded-{uuid.uuid4().hex}", task_queue=task_queue
+        )
+    probe.shutdown()
+    assert inline == [loop_thread, loop_thread]
+    assert all(name.startswith("temporal_workflow_") for name in threaded), threaded
 
 
 async def test_worker_only_plugin_with_a_pydantic_client(
