@@ -198,7 +198,7 @@ class DurableSessionsPlugin(SimplePlugin):
             await super().run_worker(worker, next)
         finally:
             # The SDK shuts down only an executor it made itself; this one is ours.
-            executor = worker.config().get("workflow_task_executor")
+            executor = worker.config(active_config=True).get("workflow_task_executor")
             if isinstance(executor, InlineActivations):
                 executor.shutdown(wait=False)
 
@@ -290,9 +290,9 @@ class InlineActivations(concurrent.futures.ThreadPoolExecutor):
     temporalio 1.35 hands each workflow activation to a thread of this pool and awaits it, so
     that it can report workflow code that does not yield within 2 s ("potential deadlock").
     The hand-over costs two thread switches and the GIL passed back and forth on every
-    activation: a cold session's replay took 18-25% less CPU without it
-    (bench/RESULTS.md, "Cold path profile", session 17), and a cold call is several
-    activations (its run's replay, the update, the flush timer and its local activity).
+    activation, and a cold call is several activations (its run's replay, the update, the
+    flush timer and its local activity): without it a live worker spent 10-45% less CPU per
+    cold call (bench/RESULTS.md, "Scale", session 17).
     Our workflow code never blocks: no I/O (activities do that), no locks, no sleeps,
     bounded work per activation (a replay is many short activations, each handed over on
     its own, so the loop runs between them). What is lost for our workflows is the deadlock

@@ -146,14 +146,17 @@ async def test_our_activations_run_on_the_event_loop_and_the_users_in_threads(
     client = await durable_sessions.connect(target(temporal_env))
     plugin = DurableSessionsPlugin(store)
     # The plugin gives a worker without an executor of its own one that runs ours inline ...
-    installed = Worker(client, task_queue=task_queue, plugins=[plugin]).config()
+    ours = Worker(client, task_queue=f"{task_queue}-ours", plugins=[plugin])
+    installed = ours.config(active_config=True)
     executor = installed.get("workflow_task_executor")
     assert isinstance(executor, InlineActivations)
     assert SessionWorkflow in executor.inline
     # ... and leaves one the user gave alone.
     own = ThreadPoolExecutor(max_workers=2)
-    kept = Worker(client, task_queue=task_queue, plugins=[plugin], workflow_task_executor=own)
-    assert kept.config().get("workflow_task_executor") is own
+    kept = Worker(
+        client, task_queue=f"{task_queue}-own", plugins=[plugin], workflow_task_executor=own
+    )
+    assert kept.config(active_config=True).get("workflow_task_executor") is own
     own.shutdown()
 
     probe = InlineActivations([ThreadNameWorkflow], max_workers=2)
