@@ -291,8 +291,9 @@ class InlineActivations(concurrent.futures.ThreadPoolExecutor):
     that it can report workflow code that does not yield within 2 s ("potential deadlock").
     The hand-over costs two thread switches and the GIL passed back and forth on every
     activation, and a cold call is several activations (its run's replay, the update, the
-    flush timer and its local activity): without it a live worker spent 10-45% less CPU per
-    cold call (bench/RESULTS.md, "Scale", session 17).
+    flush timer and its local activity): without it a live worker spent 8-17% less CPU per
+    cold call, and a cold call's median latency fell by about 4 ms (bench/RESULTS.md,
+    "Scale", session 17).
     Our workflow code never blocks: no I/O (activities do that), no locks, no sleeps,
     bounded work per activation (a replay is many short activations, each handed over on
     its own, so the loop runs between them). What is lost for our workflows is the deadlock

@@ -142,6 +142,6 @@ async def test_every_cold_session_answers_after_a_restart(
     assert min(run_events) >= 5 * TAIL  # the runs really held their tails when it restarted
     # Not asserted: p99 <= P99_GOAL, a timing (benchmarks measure speed, tests behaviour). Each
     # cold replay of a ~170-event run is ~35 workflow tasks of SDK work, and 50 of them share two
-    # cores with the dev server and PostgreSQL: 1.74-3.38 s in sessions 4-7, 1.44-1.53 s in
-    # three runs of session 17, after sessions 9 and 15 cut the SDK's work per activation (not
+    # cores with the dev server and PostgreSQL: 1.74-3.38 s in sessions 4-7, 1.15-2.08 s in
+    # seven runs of session 17, after sessions 9 and 15 cut the SDK's work per activation (not
     # measured apart; tests/faults/RESULTS.md, "Cold sessions after a restart").
