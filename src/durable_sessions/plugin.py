@@ -46,6 +46,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
@@ -148,6 +149,8 @@ class DurableSessionsPlugin(SimplePlugin):
     ) -> None:
         self.store = store
         self.agents: list[Agent] = list(agents)
+        self._executors: weakref.WeakSet[InlineActivations] = weakref.WeakSet()
+        """The executors this plugin gave workers: it shuts each down with its worker."""
         self.setup_store = setup_store
         activities: list[Callable[..., Any]] = [
             *PersistenceActivities(store).all(),
@@ -182,7 +185,9 @@ class DurableSessionsPlugin(SimplePlugin):
                 )
         if config.get("workflow_task_executor") is None:
             slots = config.get("max_concurrent_workflow_tasks") or DEFAULT_WORKFLOW_TASK_THREADS
-            config["workflow_task_executor"] = InlineActivations(WORKFLOWS, max_workers=slots)
+            executor = InlineActivations(WORKFLOWS, max_workers=slots)
+            self._executors.add(executor)
+            config["workflow_task_executor"] = executor
         return super().configure_worker(config)
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
@@ -197,9 +202,10 @@ class DurableSessionsPlugin(SimplePlugin):
         try:
             await super().run_worker(worker, next)
         finally:
-            # The SDK shuts down only an executor it made itself; this one is ours.
+            # The SDK shuts down only an executor it made itself; one this plugin made is ours
+            # (one the user gave, even an ``InlineActivations``, stays theirs).
             executor = worker.config(active_config=True).get("workflow_task_executor")
-            if isinstance(executor, InlineActivations):
+            if isinstance(executor, InlineActivations) and executor in self._executors:
                 executor.shutdown(wait=False)
 
 
