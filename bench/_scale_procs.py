@@ -97,6 +97,24 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by every PostgreSQL process on the machine (its backends included:
+    they come and go, so a series' difference counts the ones that lived through it)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "postgres":
+            seconds = cpu_seconds(int(entry.name))
+            if seconds == seconds:  # gone meanwhile: NaN
+                total += seconds
+    return total
+
+
 def dev_server_pid() -> int | None:
     """The Temporal dev server started by this process (a child running ``start-dev``)."""
     me = str(os.getpid())

@@ -87,6 +87,12 @@ class Series:
     """Error types of the calls that failed (cold series; not in the latencies)."""
     worker_cpu: float = 0.0
     """CPU seconds the side's worker used while this series ran (its timers too: flushes)."""
+    server_cpu: float = 0.0
+    """CPU seconds the dev server used while this series ran."""
+    client_cpu: float = 0.0
+    """CPU seconds this benchmark process (the callers' clients) used while this series ran."""
+    postgres_cpu: float = 0.0
+    """CPU seconds PostgreSQL's processes used while this series ran."""
 
     def pct(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -119,12 +125,22 @@ class Series:
 
 
 SERIES_HEADERS = ["series", "calls", "p50 ms", "p90 ms", "p99 ms", "max ms", "calls/s"]
-CPU_HEADERS = [*SERIES_HEADERS, "worker CPU ms / call"]
+CPU_HEADERS = [
+    *SERIES_HEADERS,
+    "worker CPU ms / call",
+    "dev server",
+    "clients",
+    "PostgreSQL",
+]
 
 
 def cpu_row(name: str, s: Series) -> list[str]:
-    per_call = 1000 * s.worker_cpu / len(s.latencies_ms) if s.latencies_ms else float("nan")
-    return [*s.row(name), f"{per_call:.1f}"]
+    calls = len(s.latencies_ms)
+    per_call = [
+        f"{1000 * cpu / calls:.1f}" if calls else "nan"
+        for cpu in (s.worker_cpu, s.server_cpu, s.client_cpu, s.postgres_cpu)
+    ]
+    return [*s.row(name), *per_call]
 
 
 async def run_calls(series: Series, calls: list[Call], callers: int) -> None:
@@ -328,7 +344,7 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         "",
         "### A turn into a random session (one sequential caller)",
         "",
-        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.seq.items()], "lrrrrrrr"),
+        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.seq.items()], "lrrrrrrrrrr"),
         "",
         f"History events in a workflow's current run (median of {HISTORY_SAMPLE}, before "
         f"the measured calls), i.e. what a cache miss replays: session "
@@ -336,10 +352,12 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         "",
         f"### {CONCURRENT_CALLERS} concurrent callers, random targets",
         "",
-        "Worker CPU per call: the CPU time the side's worker process used while the series ran "
-        "(its workflow tasks, flush timers and local activities included), over its calls.",
+        "CPU per call (ms): the CPU time each process used while the series ran, over its "
+        "calls: the side's worker (its workflow tasks, flush timers and local activities "
+        "included), the dev server, this benchmark process (the clients of both sides; only "
+        "one series runs at a time) and PostgreSQL (all its processes).",
         "",
-        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.conc.items()], "lrrrrrrr"),
+        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.conc.items()], "lrrrrrrrrrr"),
         "",
         f"### Create + first turn ({CONCURRENT_CALLERS} callers, {CREATE_ROUNDS} interleaved "
         "rounds)",

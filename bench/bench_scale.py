@@ -54,6 +54,7 @@ from bench._scale_procs import (
     cpu_seconds,
     dev_server_pid,
     memory_mb,
+    postgres_cpu_seconds,
     with_schema,
 )
 from bench._scale_report import (
@@ -220,6 +221,21 @@ class ScaleBench:
     def cpu_since(self, worker: WorkerProcess, start: tuple[float, float]) -> tuple[float, float]:
         now = self.cpu(worker)
         return now[0] - start[0], now[1] - start[1]
+
+    async def measured(self, series: Series, worker: WorkerProcess, calls: Awaitable[None]) -> None:
+        """Run ``calls``, adding to ``series`` the CPU each process used meanwhile: the side's
+        worker, the dev server, this process (the clients) and PostgreSQL."""
+        start = (
+            cpu_seconds(worker.pid),
+            cpu_seconds(self.server_pid),
+            time.process_time(),
+            postgres_cpu_seconds(),
+        )
+        await calls
+        series.worker_cpu += cpu_seconds(worker.pid) - start[0]
+        series.server_cpu += cpu_seconds(self.server_pid) - start[1]
+        series.client_cpu += time.process_time() - start[2]
+        series.postgres_cpu += postgres_cpu_seconds() - start[3]
 
     def add_turn(self, session_id: str) -> Call:
         turn = self.turns.next()
@@ -424,9 +440,7 @@ class ScaleBench:
                 calls = [makers[name]() for _ in range(per_round)]
                 series = res.seq.setdefault(name, Series())
                 worker = self.ours if name.startswith("ours") else self.bare
-                cpu0 = cpu_seconds(worker.pid)
-                await run_calls(series, calls, 1)
-                series.worker_cpu += cpu_seconds(worker.pid) - cpu0
+                await self.measured(series, worker, run_calls(series, calls, 1))
         for name in SEQ_NAMES:
             self.log_series(name, res.seq[name])
         await self.cold_pass(1)
@@ -438,9 +452,7 @@ class ScaleBench:
                 calls = [makers[name]() for _ in range(per_round)]
                 series = res.conc.setdefault(name, Series())
                 worker = self.ours if name.startswith("ours") else self.bare
-                cpu0 = cpu_seconds(worker.pid)
-                await run_calls(series, calls, CONCURRENT_CALLERS)
-                series.worker_cpu += cpu_seconds(worker.pid) - cpu0
+                await self.measured(series, worker, run_calls(series, calls, CONCURRENT_CALLERS))
         for name in CONC_NAMES:
             self.log_series(f"{CONCURRENT_CALLERS} callers, {name}", res.conc[name])
         await self.cold_pass(2)
