@@ -48,7 +48,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter
@@ -311,7 +311,10 @@ class InlineActivations(concurrent.futures.ThreadPoolExecutor):
     is called while the SDK's own asyncio task is mid-step, and the activation steps the
     workflow's tasks on the workflow's own loop, which the SDK then unregisters as the running
     loop; so the main loop is registered again after each one (as the SDK's debug mode does).
-    To opt out, give the worker an executor of your own (``workflow_task_executor=``)."""
+    Its result comes back in an asyncio future, as in that debug mode (``submit`` returns it
+    where a thread pool returns a ``concurrent.futures.Future``: ``loop.run_in_executor``,
+    which is how the SDK calls it, accepts either). To opt out, give the worker an executor
+    of your own (``workflow_task_executor=``)."""
 
     def __init__(self, inline: Collection[type], *, max_workers: int) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix="temporal_workflow_")
@@ -334,10 +337,14 @@ class InlineActivations(concurrent.futures.ThreadPoolExecutor):
             loop = None
         if loop is None or not self._runs_inline(fn):
             return super().submit(fn, *args, **kwargs)
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        # An asyncio future, which ``loop.run_in_executor`` (how the SDK calls ``submit``) hands
+        # back as it is: a ``concurrent.futures.Future`` would be chained to one, and its result
+        # passed over with ``call_soon_threadsafe``, a write to the loop's self-pipe and a wake-up
+        # of its selector on every activation, for a result already on the loop's thread.
+        future: asyncio.Future[T] = loop.create_future()
 
         def run() -> None:
-            if not future.set_running_or_notify_cancel():
+            if future.cancelled():
                 return
             try:
                 future.set_result(fn(*args, **kwargs))
@@ -347,4 +354,4 @@ class InlineActivations(concurrent.futures.ThreadPoolExecutor):
                 asyncio.events._set_running_loop(loop)
 
         loop.call_soon(run)
-        return future
+        return cast("concurrent.futures.Future[T]", future)
