@@ -53,7 +53,7 @@ CONC_NAMES = SEQ_NAMES[:2]
 CREATE_NAMES = (
     "ours: create + first turn",
     "bare: start + first update",
-    "ours, experiment: start without waiting + first turn",
+    "ours, experiment: start without the header write + first turn",
 )
 COLD_NAMES = (
     "fresh session (created, one turn)",
@@ -251,7 +251,7 @@ def _goals(args: Args, res: Results) -> tuple[list[list[str]], list[tuple[bool, 
     )
     add(f"create + first turn, {n} callers, p50", k_o.pct(50), k_b.pct(50), "ms", "<=", None)
     add(
-        f"experiment: start without waiting + first turn, {n} callers, throughput",
+        f"experiment: start without the header write + first turn, {n} callers, throughput",
         k_x.throughput,
         k_b.throughput,
         "/s",
@@ -362,13 +362,13 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         f"### Create + first turn ({CONCURRENT_CALLERS} callers, {CREATE_ROUNDS} interleaved "
         "rounds)",
         "",
-        "Ours: `SessionManager.create` (update-with-start of `ready`, which answers once the "
-        "run has stored the header through a local activity), then `add_turn`. Bare: "
-        "`start_workflow` (returns once the server has the workflow; no workflow task), then "
-        "one `bump` update. The experiment (information, not what `create` does): our run "
-        "started by `start_workflow` without waiting for `ready`, then `add_turn` (the run "
-        "stores the header in its first workflow task, alongside the turn), to size what a "
-        "create path that does not wait would give.",
+        "Ours: `SessionManager.create` (the client stores the session's header in the store, "
+        "then starts the run without waiting for its first workflow task), then `add_turn` "
+        "(which that first task answers). Bare: `start_workflow` (returns once the server has "
+        "the workflow; no workflow task), then one `bump` update. The experiment (information, "
+        "not what `create` does): the same start without the client's header write (the run "
+        "stores the header in its first workflow task, with the turn), to size what that write "
+        "costs.",
         "",
         md_table(SERIES_HEADERS, [s.row(name) for name, s in res.create.items()], "lrrrrrr"),
         "",

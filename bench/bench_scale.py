@@ -297,9 +297,9 @@ class ScaleBench:
         await self.manager.add_turn(sid, self.turns.next())
 
     async def start_no_wait_and_turn(self) -> None:
-        """An experiment on the create path (not what ``create`` does): start the run without
-        waiting for its first workflow task (the run stores the header in that task, alongside
-        the first turn), as a bare start does."""
+        """An experiment on the create path (not what ``create`` does): start the run as
+        ``create`` does, without the client's header write (the run stores the header in its
+        first workflow task, alongside the first turn)."""
         self.created += 1
         now = utcnow()
         cfg = SessionConfig()
