@@ -368,9 +368,10 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         "the workflow; no workflow task), then one `bump` update. The experiment (information, "
         "not what `create` does): the same start without the client's header write (the run "
         "stores the header in its first workflow task, with the turn), to size what that write "
-        "costs.",
+        "costs. CPU per call as in the table above (the client's header write shows under "
+        "clients and PostgreSQL).",
         "",
-        md_table(SERIES_HEADERS, [s.row(name) for name, s in res.create.items()], "lrrrrrr"),
+        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.create.items()], "lrrrrrrrrrr"),
         "",
         "### Cold turns: long sessions vs fresh ones",
         "",

@@ -467,7 +467,9 @@ class ScaleBench:
             log(f"create + first turn, round {r + 1}/{CREATE_ROUNDS} ...")
             for name in CREATE_NAMES[r % 3 :] + CREATE_NAMES[: r % 3]:
                 calls = [creators[name]() for _ in range(per_round)]
-                await run_calls(res.create.setdefault(name, Series()), calls, CONCURRENT_CALLERS)
+                series = res.create.setdefault(name, Series())
+                worker = self.bare if name == CREATE_NAMES[1] else self.ours
+                await self.measured(series, worker, run_calls(series, calls, CONCURRENT_CALLERS))
         for name in (*CREATE_NAMES, *COLD_NAMES):
             self.log_series(name, res.create.get(name) or res.cold[name])
 
