@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -97,13 +98,16 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _processes() -> Iterator[Path]:
+    """The ``/proc`` entry of every process on the machine."""
+    return (entry for entry in Path("/proc").iterdir() if entry.name.isdigit())
+
+
 def postgres_cpu_seconds() -> float:
     """CPU time used so far by every PostgreSQL process on the machine (its backends included:
     they come and go, so a series' difference counts the ones that lived through it)."""
     total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _processes():
         try:
             comm = (entry / "comm").read_text().strip()
         except OSError:
@@ -118,9 +122,7 @@ def postgres_cpu_seconds() -> float:
 def dev_server_pid() -> int | None:
     """The Temporal dev server started by this process (a child running ``start-dev``)."""
     me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _processes():
         try:
             stat = (entry / "stat").read_text()
             ppid = stat.rsplit(")", 1)[1].split()[1]

@@ -222,20 +222,19 @@ class ScaleBench:
         now = self.cpu(worker)
         return now[0] - start[0], now[1] - start[1]
 
-    async def measured(self, series: Series, worker: WorkerProcess, calls: Awaitable[None]) -> None:
-        """Run ``calls``, adding to ``series`` the CPU each process used meanwhile: the side's
-        worker, the dev server, this process (the clients) and PostgreSQL."""
-        start = (
-            cpu_seconds(worker.pid),
-            cpu_seconds(self.server_pid),
-            time.process_time(),
-            postgres_cpu_seconds(),
-        )
+    async def measured(self, series: Series, name: str, calls: Awaitable[None]) -> None:
+        """Run ``calls`` of the series ``name``, adding to ``series`` the CPU each process used
+        meanwhile: the side's worker, the dev server, this process (the clients) and
+        PostgreSQL."""
+        worker = self.ours if name.startswith("ours") else self.bare
+        start = self.cpu(worker)
+        clients, postgres = time.process_time(), postgres_cpu_seconds()
         await calls
-        series.worker_cpu += cpu_seconds(worker.pid) - start[0]
-        series.server_cpu += cpu_seconds(self.server_pid) - start[1]
-        series.client_cpu += time.process_time() - start[2]
-        series.postgres_cpu += postgres_cpu_seconds() - start[3]
+        worker_cpu, server_cpu = self.cpu_since(worker, start)
+        series.worker_cpu += worker_cpu
+        series.server_cpu += server_cpu
+        series.client_cpu += time.process_time() - clients
+        series.postgres_cpu += postgres_cpu_seconds() - postgres
 
     def add_turn(self, session_id: str) -> Call:
         turn = self.turns.next()
@@ -439,8 +438,7 @@ class ScaleBench:
             for name in order:
                 calls = [makers[name]() for _ in range(per_round)]
                 series = res.seq.setdefault(name, Series())
-                worker = self.ours if name.startswith("ours") else self.bare
-                await self.measured(series, worker, run_calls(series, calls, 1))
+                await self.measured(series, name, run_calls(series, calls, 1))
         for name in SEQ_NAMES:
             self.log_series(name, res.seq[name])
         await self.cold_pass(1)
@@ -451,8 +449,7 @@ class ScaleBench:
             for name in CONC_NAMES if r % 2 == 0 else CONC_NAMES[::-1]:
                 calls = [makers[name]() for _ in range(per_round)]
                 series = res.conc.setdefault(name, Series())
-                worker = self.ours if name.startswith("ours") else self.bare
-                await self.measured(series, worker, run_calls(series, calls, CONCURRENT_CALLERS))
+                await self.measured(series, name, run_calls(series, calls, CONCURRENT_CALLERS))
         for name in CONC_NAMES:
             self.log_series(f"{CONCURRENT_CALLERS} callers, {name}", res.conc[name])
         await self.cold_pass(2)
@@ -468,8 +465,7 @@ class ScaleBench:
             for name in CREATE_NAMES[r % 3 :] + CREATE_NAMES[: r % 3]:
                 calls = [creators[name]() for _ in range(per_round)]
                 series = res.create.setdefault(name, Series())
-                worker = self.bare if name == CREATE_NAMES[1] else self.ours
-                await self.measured(series, worker, run_calls(series, calls, CONCURRENT_CALLERS))
+                await self.measured(series, name, run_calls(series, calls, CONCURRENT_CALLERS))
         for name in (*CREATE_NAMES, *COLD_NAMES):
             self.log_series(name, res.create.get(name) or res.cold[name])
 
