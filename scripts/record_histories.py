@@ -179,6 +179,46 @@ async def record_idle_pays(m: SessionManager, client: Client) -> None:
     await record_idle_continue(m, 12, "idle_continue_v10", "idle_continued_run_v10", halfway=True)
 
 
+async def record_cold_visits(m: SessionManager, client: Client) -> None:
+    """Runs of features 12 (``_patches.COLD_VISITS``): a session created with one turn (stored
+    in the creation's own task), a turn right after (batched: flush timer), a batch after a
+    quiet second (stored in its task), a signal after a quiet second with an update right
+    behind it (both batched: a signal's turn is never a cold visit), a burst of concurrent
+    turns after a quiet second, then enough turns to grow the run, quiet until it continues
+    as new, and a cold visit into the continued run (its first update) before a close."""
+    cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.3)
+    s = await m.create("recorder", config=cfg)
+    sid = s.session_id
+    first_run = (await client.get_workflow_handle(sid).describe()).run_id
+    await m.add_turn(sid, SessionTurn(role="user", content="created"))
+    await m.add_turn(sid, SessionTurn(role="assistant", content="right after"))
+    await asyncio.sleep(1.5)
+    await m.add_turns(sid, [SessionTurn(role="user", content=f"back {i}") for i in range(2)])
+    await asyncio.sleep(1.5)
+    await m.send_turn(sid, SessionTurn(role="user", content="cold signal"))
+    await m.add_turn(sid, SessionTurn(role="assistant", content="behind the signal"))
+    await asyncio.sleep(1.5)
+    await asyncio.gather(
+        *(m.add_turn(sid, SessionTurn(role="user", content=f"burst {i}")) for i in range(6))
+    )
+    for i in range(8):
+        await m.add_turn(sid, SessionTurn(role="user", content=f"grow {i}"))
+
+    async def moved_on() -> str:
+        run = (await client.get_workflow_handle(sid).describe()).run_id
+        assert run != first_run
+        return run
+
+    second_run = await assert_eventually(moved_on, timeout=30)
+    await asyncio.sleep(0.2)
+    await m.add_turn(sid, SessionTurn(role="user", content="into the new run"))
+    await m.add_turn(sid, SessionTurn(role="assistant", content="and right after"))
+    await m.close(sid)
+    await client.get_workflow_handle(sid).result()
+    await save(client, sid, "cold_visit_v12", run_id=first_run)
+    await save(client, sid, "cold_visit_continued_v12", run_id=second_run)
+
+
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     env = await start_dev_server()
@@ -307,6 +347,9 @@ async def main() -> None:
 
             # 0h. Features 10: idle runs continue as new from 40 events again.
             await record_idle_pays(m, client)
+
+            # 0i. Features 12: cold visits stored in the task that brings them.
+            await record_cold_visits(m, client)
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

@@ -62,6 +62,8 @@ def test_histories_are_recorded() -> None:
         "idle_continue_v10",
         "idle_continued_run_v10",
         "query_task_timer_v11",
+        "cold_visit_v12",
+        "cold_visit_continued_v12",
     } <= names
 
 
@@ -139,6 +141,52 @@ async def test_runs_of_features_11_flush_alike_after_a_query_task_handed_a_timer
     assert "No command scheduled for event HistoryEvent(id: 21, TimerStarted)" in str(
         result.replay_failure
     )
+
+
+def _tasks(name: str) -> list[list[EventType.ValueType]]:
+    """The events of a history by workflow task: what woke it (a signal, a timer), the task,
+    and the commands and messages it completed with."""
+    starts = {
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        EventType.EVENT_TYPE_TIMER_FIRED,
+    }
+    tasks: list[list[EventType.ValueType]] = [[]]
+    for e in load(HISTORIES_DIR / f"{name}.json").events:
+        if e.event_type in starts and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in tasks[-1]:
+            tasks.append([])
+        tasks[-1].append(e.event_type)
+    return tasks
+
+
+def test_runs_of_features_12_store_cold_visits_in_their_own_task() -> None:
+    """``_patches.COLD_VISITS``: the first turn, and a batch back after a quiet second, are
+    stored by a local activity in the task that brings them (no flush timer); a turn right
+    after one, a signal's turn and the update right behind it are batched; of a burst, the
+    updates of its first task are stored at once and the rest batched; the first update of
+    the run an idle continue-as-new started is a cold visit too, the one right after it not."""
+    accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    signalled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    marker = EventType.EVENT_TYPE_MARKER_RECORDED
+    timer = EventType.EVENT_TYPE_TIMER_STARTED
+    for name in ("cold_visit_v12", "cold_visit_continued_v12"):
+        started = load(HISTORIES_DIR / f"{name}.json").events[0]
+        data = started.workflow_execution_started_event_attributes.input.payloads[0].data
+        assert SessionWorkflowInput.model_validate_json(data).features == 12
+    tasks = _tasks("cold_visit_v12")
+    visits = [t for t in tasks if accepted in t or signalled in t]
+    first, right_after, back, signal, behind, burst, burst_rest = visits[:7]
+    assert marker in first and timer not in first
+    assert marker not in right_after and timer in right_after
+    assert marker in back and back.count(accepted) == 1 and timer not in back
+    assert signalled in signal and marker not in signal and timer in signal
+    assert marker not in behind and timer not in behind  # the signal's batch waits already
+    assert burst.count(accepted) >= 1 and marker in burst and timer not in burst
+    assert burst_rest.count(accepted) >= 1 and marker not in burst_rest and timer in burst_rest
+    assert tasks[-1][-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    into, after = [t for t in _tasks("cold_visit_continued_v12") if accepted in t][:2]
+    assert marker in into and timer not in into
+    assert marker not in after and timer in after
 
 
 def test_runs_of_features_10_stay_in_a_short_run_through_a_quiet() -> None:

@@ -13,6 +13,8 @@ from durable_sessions.core.flushing import (
     CAN_HISTORY_EVENTS,
     CARRIED_BYTES,
     CARRY_OVER_BYTES,
+    COLD_VISIT_AFTER,
+    COLD_VISIT_FEATURES,
     FLUSH_BATCH_BYTES,
     IDLE_CONTINUE_MIN_EVENTS,
     IDLE_CONTINUE_PAYS_FEATURES,
@@ -20,6 +22,7 @@ from durable_sessions.core.flushing import (
     RunSize,
     carries_over,
     carry_full,
+    cold_visit,
     cut_batch,
     flush_before_continuing,
     flushable,
@@ -29,6 +32,7 @@ from durable_sessions.core.flushing import (
     must_turn_away,
     plan_batch,
     should_continue_as_new,
+    stores_cold_visits,
     text_bytes,
 )
 from durable_sessions.core.forks import (
@@ -338,3 +342,22 @@ def test_runs_of_features_6_flush_in_flow_before_they_could_not_carry_over() -> 
 def test_runs_of_features_6_flush_in_flow_later_in_the_interval() -> None:
     assert in_flow_after(2.0, carry=False) == 1.0
     assert in_flow_after(2.0, carry=True) == 1.5
+
+
+def test_runs_of_features_12_store_a_cold_visit_in_its_own_task() -> None:
+    """The first update of a run, or one after the idle quiet (10 s when idle continue-as-new
+    is off), starts a cold visit, when nothing was pending before its task and all that is
+    pending is its task's update turns; a busy session's updates do not."""
+    assert not stores_cold_visits(11) and stores_cold_visits(COLD_VISIT_FEATURES)
+
+    def cold(quiet: float | None, after: float | None) -> bool:
+        return cold_visit(quiet, after, armed=False, only_task_updates=True)
+
+    assert cold(None, 10.0)  # the run's first update
+    assert cold(10.0, 10.0) and not cold(9.9, 10.0)
+    assert cold(0.5, 0.5) and not cold(0.4, 0.5)
+    assert cold(COLD_VISIT_AFTER, None) and not cold(COLD_VISIT_AFTER - 0.1, None)
+    # A batch waiting already (its flush timer may fire in this very task), or a signal's
+    # turn or a checkpoint pending with the updates': the batched flush.
+    assert not cold_visit(None, 10.0, armed=True, only_task_updates=True)
+    assert not cold_visit(60.0, 10.0, armed=False, only_task_updates=False)

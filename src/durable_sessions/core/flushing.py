@@ -21,6 +21,8 @@ __all__ = [
     "CARRIED_BYTES",
     "CARRY_OVER_BYTES",
     "CARRY_OVER_FEATURES",
+    "COLD_VISIT_AFTER",
+    "COLD_VISIT_FEATURES",
     "FLUSH_BATCH_BYTES",
     "IDLE_CONTINUE_MIN_EVENTS",
     "IDLE_CONTINUE_PAYS_FEATURES",
@@ -29,6 +31,7 @@ __all__ = [
     "RunSize",
     "carries_over",
     "carry_full",
+    "cold_visit",
     "cut_batch",
     "flush_before_continuing",
     "flushable",
@@ -39,6 +42,7 @@ __all__ = [
     "payload_bytes",
     "plan_batch",
     "should_continue_as_new",
+    "stores_cold_visits",
     "text_bytes",
 ]
 
@@ -258,3 +262,46 @@ def idle_continue_due(
     ``after`` seconds, has grown to ``min_events``, and nothing is in progress (unflushed turns,
     an agent turn, an operation)."""
     return after is not None and not busy and idle_seconds >= after and events >= min_events
+
+
+COLD_VISIT_FEATURES = 12
+"""Runs of features 12 and later store a cold visit's turns in the workflow task that brings
+them (``cold_visit``; ``workflows._patches.COLD_VISITS``)."""
+
+COLD_VISIT_AFTER = 10.0
+"""Seconds without an update after which an update starts a cold visit, when the session's
+config has no ``idle_continue_after`` (which otherwise sets it: the quiet after which a session
+counts as idle)."""
+
+
+def stores_cold_visits(features: int) -> bool:
+    """Whether a run of ``features`` stores a cold visit's turns in their own workflow task."""
+    return features >= COLD_VISIT_FEATURES
+
+
+def cold_visit(
+    quiet: float | None,
+    after: float | None,
+    *,
+    armed: bool,
+    only_task_updates: bool,
+) -> bool:
+    """Whether the turns pending now are a cold visit's, stored at once in their own task.
+
+    ``quiet``: seconds from the latest update before the current workflow task to this task
+    (None: no update before it in this run); ``after``: the config's ``idle_continue_after``
+    (``COLD_VISIT_AFTER`` when None); ``armed``: something was pending before this task (a
+    flush timer runs for it); ``only_task_updates``: every pending turn is one that an update
+    brought in the current task, and no checkpoint is pending.
+
+    A cold visit's turns go by a local activity in the task that brings them, and the answers
+    wait for that write (a few milliseconds): the session's run grows by one workflow task per
+    visit instead of two (the turns', then the flush timer's), and a session is mostly out of the
+    worker's cache by its next visit, when every task of its run is replayed. Turns of a busy
+    session (an update within ``after`` of the previous one) keep the batched flush, so a hot
+    session does not pay a store write per turn. Only updates count: their workflow task always
+    sends a command (the answer), so its time is the same live and on replay, which a signal's
+    or a timer's task that sent none does not promise (temporalio/sdk-rust#1606)."""
+    if armed or not only_task_updates:
+        return False
+    return quiet is None or quiet >= (COLD_VISIT_AFTER if after is None else after)

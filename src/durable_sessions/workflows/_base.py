@@ -23,9 +23,11 @@ with workflow.unsafe.imports_passed_through():
         CAN_HISTORY_EVENTS,
         RunSize,
         carries_over,
+        cold_visit,
         idle_min_events,
         must_turn_away,
         should_continue_as_new,
+        stores_cold_visits,
     )
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
     from durable_sessions.core.turns import accept_turn, push_recent, remember
@@ -85,6 +87,12 @@ class SessionBase:
         """The workflow task (by its history length) of the latest update ..."""
         self._updates_in_task = 0
         """... and how many updates came in it."""
+        self._cold_visits = stores_cold_visits(input.features)
+        """Runs of features 12 store a cold visit's turns in their own task (``_patches``)."""
+        self._last_update_at: datetime | None = None
+        """When the latest update of this run arrived (runs of features 11) ..."""
+        self._update_before_task_at: datetime | None = None
+        """... and the latest one before the current update's workflow task."""
         self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
         self._idle_min_events = idle_min_events(input.features)
@@ -276,9 +284,25 @@ class SessionBase:
         if self._updates_wait and workflow.current_update_info() is not None:
             if task != self._update_task:
                 self._update_task, self._updates_in_task = task, 0
+                self._update_before_task_at = self._last_update_at
             self._updates_in_task += 1
+            self._last_update_at = workflow.now()
         self._messages_this_run += 1
         self._last_message = workflow.now()
+
+    def _cold_visit(self, armed: bool) -> bool:
+        """Runs of features 12: the turns pending now are a cold visit's, to be stored in the
+        workflow task that brought them (``core.flushing.cold_visit``)."""
+        if not self._cold_visits:
+            return False
+        since = self._update_before_task_at
+        quiet = None if since is None else (workflow.now() - since).total_seconds()
+        return cold_visit(
+            quiet,
+            self._config.idle_continue_after,
+            armed=armed,
+            only_task_updates=self._flusher.only_task_updates(),
+        )
 
     def _check_not_draining(self) -> None:
         # Validators do not run on replay: reading the run's size here is safe.

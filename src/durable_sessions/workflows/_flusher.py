@@ -108,6 +108,16 @@ class Flusher:
             current_task=workflow.info().get_current_history_length(),
         )
 
+    def only_task_updates(self) -> bool:
+        """Runs of features 11: something is pending, and it is all turns that updates brought
+        in the current workflow task (no checkpoint, no turn from a signal or woken work)."""
+        if not (self._updates_wait and self.pending) or self.checkpoints:
+            return False
+        if self._update_task != workflow.info().get_current_history_length():
+            return False
+        waiting = self._update_turns
+        return all(t.turn_id in waiting for t in self.pending)
+
     def drop_pending_from(self, seq: int) -> list[SessionTurn]:
         """Take pending turns with ``seq >= seq`` out (the head moved back past them)."""
         dropped = [t for t in self.pending if (t.seq or 0) >= seq]

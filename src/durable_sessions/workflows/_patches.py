@@ -11,6 +11,7 @@ __all__ = [
     "ARRIVAL_ORDER",
     "ARRIVAL_ORDER_FEATURES",
     "CARRY_OVER",
+    "COLD_VISITS",
     "IDLE_CONTINUE",
     "IDLE_CONTINUE_PAYS",
     "LOCAL_FLUSH",
@@ -155,11 +156,32 @@ turn to another task. By input features, not a marker."""
 UPDATE_TURNS_WAIT_FEATURES = 11
 """The first input features with ``UPDATE_TURNS_WAIT``."""
 
-RUN_FEATURES = 11
+COLD_VISITS = "cold-visits-stored-in-their-task"
+"""Runs of features >= 12 store a cold visit's turns in the workflow task that brings them, by
+a local activity the updates' answers wait for, instead of arming the flush timer: when
+nothing was pending before the task, every pending turn is one that an update brought in it,
+and no update came in the ``idle_continue_after`` (else 10 s) before it, or none yet in this
+run (``core.flushing.cold_visit``). A cold call then adds one workflow task to the run, not
+two (the turn's, then the flush timer's 2 s later, which also replays the run when the session
+was evicted meanwhile), and a read of the store right after the answer sees the turns. Turns of
+a busy session keep the batched flush.
+
+Why this is replay-stable where features 8 (retired) was not: the decision reads what is
+pending when the main loop wakes, not when a message arrives, and needs every pending turn to
+be an update's of the current task: live and on replay such a task holds the same updates
+(an update's task always sends a command, so the SDK never merges it into the next,
+temporalio/sdk-rust#1606), and a task that brings a signal's turn, a timer's or an activity's
+result along goes the old way whichever order the SDK hands them over in (the query-task
+activation of ``UPDATE_TURNS_WAIT`` included). The quiet is measured between updates'
+tasks only, whose times are the same live and on replay (a signal's task that sent no command
+is not: it reads the next task's time on replay). By input features, not a marker
+(``core.flushing.COLD_VISIT_FEATURES``)."""
+
+RUN_FEATURES = 12
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
-``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS``, 11 ``UPDATE_TURNS_WAIT``
-(4, 5, 7 and 8 are retired: the next is 12). A run keeps
+``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS``, 11 ``UPDATE_TURNS_WAIT``,
+12 ``COLD_VISITS`` (4, 5, 7 and 8 are retired: the next is 13). A run keeps
 the features it was started with for its whole life, so its replay never changes. Deploy workers
 before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs
 later), which is safe; a run of 3 replayed by such a worker after it idled into a
@@ -169,7 +191,8 @@ that branched, merged, regenerated or ran a group tick is not replayed alike by 
 predates 9, and a run of 10 that idled between 18 and 40 events is not replayed alike by a
 worker that predates 10 (it would have continued it as new), and a run of 11 whose flush
 timer fired with an update in the same task is not replayed alike by a worker that predates 11,
-so do not roll workers back past this."""
+and a run of 12 that stored a cold visit in its task is not replayed alike by a worker that
+predates 12, so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -182,5 +205,6 @@ PATCHES = {
     ARRIVAL_ORDER: "the operation lock in message order, woken work first (input features 9)",
     IDLE_CONTINUE_PAYS: "idle runs continue as new from 40 events again (input features 10)",
     UPDATE_TURNS_WAIT: "a flush leaves out only the current task's update turns (features 11)",
+    COLD_VISITS: "a cold visit's turns are stored in their own task (input features 12)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

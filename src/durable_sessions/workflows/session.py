@@ -133,6 +133,11 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
         # features 6): a run that fills up faster than the flush interval still flushes in flow
         # on schedule, on an ordinary turn, instead of carrying more each time.
         carried_since = self._carried_since if self._carry_over else None
+        if self._cold_visit(armed=False):
+            # Runs of features 12: the updates the run's first task brought along (a create
+            # and its first turn together) are a cold visit too; the loop below would take
+            # their turns for a batch already waiting.
+            await self._flush()
         while True:
             armed = self._flusher.has_unflushed()
             armed_at = workflow.now()
@@ -156,11 +161,14 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
             if self._expire_due and not self._state.status.is_terminal:
                 async with self._operation(internal=True):
                     self._expire()
-            if self._flush_needed(armed):
-                # Not the turns that arrived in this workflow task: when the flush timer fires
-                # in the task that also brings a turn, the turn waits for the next flush, in
-                # whichever order the SDK hands the two over.
-                local = self._flusher.local
+            # Runs of features 12: a cold visit's turns are stored in the task that brought
+            # them (nothing was pending before it, so no flush timer was armed to race them).
+            cold = self._cold_visit(armed)
+            if cold or self._flush_needed(armed):
+                # Otherwise not the turns that arrived in this workflow task: when the flush
+                # timer fires in the task that also brings a turn, the turn waits for the next
+                # flush, in whichever order the SDK hands the two over.
+                local = self._flusher.local and not cold
                 await self._flush(limit=self._flusher.flushable() if local else None)
             if self._state.status.is_terminal:
                 await workflow.wait_condition(lambda: not self._ticking)

@@ -1,0 +1,88 @@
+"""Cold visits stored in their own workflow task (runs of features 12, ``_patches.COLD_VISITS``),
+on the real dev server and PostgreSQL: what a user sees is the store holding a cold visit's
+turns when ``add_turn`` answers, while a busy session's turns keep the batched flush."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.api.enums.v1 import EventType
+
+from durable_sessions.models import SessionConfig, SessionTurn
+from tests.helpers import assert_eventually
+from tests.integration.conftest import Stack
+
+# A long flush interval: a turn in the store right after its answer was not stored by the timer.
+COLD = SessionConfig(flush_interval=5.0, idle_continue_after=0.5)
+
+
+def turn(text: str, role: str = "user") -> SessionTurn:
+    return SessionTurn(role=role, content=text)
+
+
+async def stored(stack: Stack, session_id: str) -> list[str]:
+    return [t.content for t in await stack.store.get_own_turns(session_id, 0, 0, 1_000)]
+
+
+async def test_a_cold_visit_is_in_the_store_when_add_turn_answers(stack: Stack) -> None:
+    m = stack.manager
+    s = await m.create("cold", config=COLD)
+    sid = s.session_id
+    await m.add_turn(sid, turn("first"))
+    assert await stored(stack, sid) == ["first"]  # the first update of the run: a cold visit
+    await m.add_turn(sid, turn("right after", "assistant"))
+    assert await stored(stack, sid) == ["first"]  # busy: batched, the timer is 5 s away
+
+    async def flushed() -> None:
+        assert await stored(stack, sid) == ["first", "right after"]
+
+    await assert_eventually(flushed, timeout=15)
+    await asyncio.sleep(0.6)  # past idle_continue_after since the latest update
+    receipts = await m.add_turns(sid, [turn("back"), turn("again", "assistant")])
+    assert [r.seq for r in receipts] == [2, 3]
+    assert await stored(stack, sid) == ["first", "right after", "back", "again"]
+    state = await m.get(sid)
+    header = await stack.store.get_session(sid)
+    assert header is not None and header.turn_count == state.turn_count == 4
+
+
+async def test_a_cold_visit_adds_one_workflow_task_to_the_run(stack: Stack) -> None:
+    """A session created with one turn holds one workflow task with a store write in it and no
+    flush timer; a visit after a quiet spell adds one more task, again with no timer."""
+    m = stack.manager
+    s = await m.create("cold-tasks", config=COLD)
+    sid = s.session_id
+    await m.add_turn(sid, turn("hello"))
+    await asyncio.sleep(0.6)
+    await m.add_turn(sid, turn("back", "assistant"))
+    events = (await stack.client.get_workflow_handle(sid).fetch_history()).events
+    kinds = [e.event_type for e in events]
+    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2  # one store write per visit
+    # The create, the first turn (in the create's task when it came along), the visit back.
+    assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) <= 3
+    timers = [e for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    # Only the idle TTL timer: no flush timer (nor the idle watch's, which waits for 40 events).
+    assert len(timers) == 1
+    assert timers[0].timer_started_event_attributes.start_to_fire_timeout.seconds > 60
+
+
+async def test_a_signal_after_a_quiet_spell_keeps_the_batched_flush(stack: Stack) -> None:
+    """A signal's turn is never a cold visit (its task's time is not the same on a replay that
+    merges it with the next, temporalio/sdk-rust#1606): the flush timer stores it."""
+    m = stack.manager
+    s = await m.create("cold-signal", config=SessionConfig(flush_interval=0.3))
+    sid = s.session_id
+    await m.send_turn(sid, turn("by signal"))
+
+    async def flushed() -> None:
+        assert await stored(stack, sid) == ["by signal"]
+
+    await assert_eventually(flushed, timeout=15)
+    events = (await stack.client.get_workflow_handle(sid).fetch_history()).events
+    flush_timers = [
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        and e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds() < 1
+    ]
+    assert flush_timers
