@@ -72,6 +72,7 @@ from bench._scale_report import (
     POPULATE_CONCURRENCY,
     ROUNDS,
     SEQ_NAMES,
+    TAIL_SECONDS,
     TURN_BYTES,
     Args,
     Call,
@@ -224,12 +225,13 @@ class ScaleBench:
 
     async def measured(self, series: Series, name: str, calls: Awaitable[None]) -> None:
         """Run ``calls`` of the series ``name``, adding to ``series`` the CPU each process used
-        meanwhile: the side's worker, the dev server, this process (the clients) and
-        PostgreSQL."""
+        meanwhile and for ``TAIL_SECONDS`` after (its deferred flushes): the side's worker, the
+        dev server, this process (the clients) and PostgreSQL."""
         worker = self.ours if name.startswith("ours") else self.bare
         start = self.cpu(worker)
         clients, postgres = time.process_time(), postgres_cpu_seconds()
         await calls
+        await asyncio.sleep(TAIL_SECONDS)
         worker_cpu, server_cpu = self.cpu_since(worker, start)
         series.worker_cpu += worker_cpu
         series.server_cpu += server_cpu
