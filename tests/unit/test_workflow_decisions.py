@@ -26,6 +26,7 @@ from durable_sessions.core.flushing import (
     cut_batch,
     flush_before_continuing,
     flushable,
+    header_snapshot,
     idle_continue_due,
     idle_min_events,
     in_flow_after,
@@ -361,3 +362,17 @@ def test_runs_of_features_12_store_a_cold_visit_in_its_own_task() -> None:
     # turn or a checkpoint pending with the updates': the batched flush.
     assert not cold_visit(None, 10.0, armed=True, only_task_updates=True)
     assert not cold_visit(60.0, 10.0, armed=False, only_task_updates=False)
+
+
+def test_a_flushed_header_is_a_snapshot_later_changes_do_not_reach() -> None:
+    """What a flush hands its activity (and, if the store is down, the ordinary activity that
+    retries it later) is the header as of the batch, nested metadata included."""
+    header = state(turn_count=3, tokens=30)
+    header.metadata = {"topic": "x", "tags": ["a"]}
+    snap = header_snapshot(header)
+    assert snap == header.model_copy(deep=True)
+    header.turn_count += 1
+    header.metadata["topic"] = "y"
+    header.metadata["tags"].append("b")
+    assert snap.turn_count == 3
+    assert snap.metadata == {"topic": "x", "tags": ["a"]}
