@@ -13,7 +13,10 @@ from tests.helpers import assert_eventually
 from tests.integration.conftest import Stack
 
 # A long flush interval: a turn in the store right after its answer was not stored by the timer.
-COLD = SessionConfig(flush_interval=5.0, idle_continue_after=0.5)
+# An update 3 s after the previous one starts a cold visit: far more than two calls in a row
+# take on a loaded machine, and less than the flush timer's 5 s.
+QUIET = 3.0
+COLD = SessionConfig(flush_interval=5.0, idle_continue_after=QUIET)
 
 
 def turn(text: str, role: str = "user") -> SessionTurn:
@@ -36,8 +39,7 @@ async def test_a_cold_visit_is_in_the_store_when_add_turn_answers(stack: Stack) 
     async def flushed() -> None:
         assert await stored(stack, sid) == ["first", "right after"]
 
-    await assert_eventually(flushed, timeout=15)
-    await asyncio.sleep(0.6)  # past idle_continue_after since the latest update
+    await assert_eventually(flushed, timeout=15)  # 5 s after "right after": quiet enough
     receipts = await m.add_turns(sid, [turn("back"), turn("again", "assistant")])
     assert [r.seq for r in receipts] == [2, 3]
     assert await stored(stack, sid) == ["first", "right after", "back", "again"]
@@ -53,7 +55,7 @@ async def test_a_cold_visit_adds_one_workflow_task_to_the_run(stack: Stack) -> N
     s = await m.create("cold-tasks", config=COLD)
     sid = s.session_id
     await m.add_turn(sid, turn("hello"))
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(QUIET + 0.2)
     await m.add_turn(sid, turn("back", "assistant"))
     events = (await stack.client.get_workflow_handle(sid).fetch_history()).events
     kinds = [e.event_type for e in events]
