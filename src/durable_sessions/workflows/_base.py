@@ -89,10 +89,10 @@ class SessionBase:
         """... and how many updates came in it."""
         self._cold_visits = stores_cold_visits(input.features)
         """Runs of features 12 store a cold visit's turns in their own task (``_patches``)."""
-        self._last_update_at: datetime | None = None
-        """When the latest update of this run arrived (runs of features 11) ..."""
+        self._update_task_at: datetime | None = None
+        """The time of ``_update_task`` (every update of a task reads its time) ..."""
         self._update_before_task_at: datetime | None = None
-        """... and the latest one before the current update's workflow task."""
+        """... and of the update task before it (None: none before it in this run)."""
         self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
         self._idle_min_events = idle_min_events(input.features)
@@ -284,9 +284,9 @@ class SessionBase:
         if self._updates_wait and workflow.current_update_info() is not None:
             if task != self._update_task:
                 self._update_task, self._updates_in_task = task, 0
-                self._update_before_task_at = self._last_update_at
+                self._update_before_task_at = self._update_task_at
+                self._update_task_at = workflow.now()
             self._updates_in_task += 1
-            self._last_update_at = workflow.now()
         self._messages_this_run += 1
         self._last_message = workflow.now()
 
