@@ -13,6 +13,9 @@ from durable_sessions.client import WORKFLOW_TASK_TIMEOUT
 from durable_sessions.models import SessionConfig
 
 __all__ = [
+    "CHAT_NAMES",
+    "CHAT_ROUNDS",
+    "CHAT_THINK",
     "Args",
     "MemoryRow",
     "Populated",
@@ -59,6 +62,13 @@ CREATE_NAMES = (
     "bare: start + first update",
     "ours, experiment: start without the header write + first turn",
 )
+CHAT_NAMES = (
+    "ours: chat visit, random session (turn, 1 s, answer)",
+    "bare: two updates 1 s apart, random workflow",
+)
+CHAT_ROUNDS = 2
+CHAT_THINK = 1.0
+"""Seconds between a chat visit's turn and its answer (the model thinking)."""
 COLD_NAMES = (
     "fresh session (created, one turn)",
     "long session, default config",
@@ -206,6 +216,7 @@ class Results:
     seq: dict[str, Series] = field(default_factory=dict)
     conc: dict[str, Series] = field(default_factory=dict)
     create: dict[str, Series] = field(default_factory=dict)
+    chat: dict[str, Series] = field(default_factory=dict)
     cold: dict[str, Series] = field(default_factory=dict)
     history: dict[str, float] = field(default_factory=dict)
     populated: dict[str, Populated] = field(default_factory=dict)
@@ -260,6 +271,17 @@ def _goals(args: Args, res: Results) -> tuple[list[list[str]], list[tuple[bool, 
         "<=",
         None,
     )
+    if res.chat:
+        v_o, v_b = (res.chat[name] for name in CHAT_NAMES)
+        add(
+            f"chat visits (turn, {CHAT_THINK:.0f} s, answer), {n} callers, CPU per visit, all "
+            "processes",
+            v_o.cpu_ms_per_call,
+            v_b.cpu_ms_per_call,
+            "ms",
+            "<=",
+            None,
+        )
     add(f"{n} callers, p50", c_o.pct(50), c_b.pct(50), "ms", "<=", None)
     add(f"{n} callers, p99", c_o.pct(99), c_b.pct(99), "ms", "<=", None)
     add(
@@ -395,6 +417,15 @@ def report(args: Args, res: Results, wall: float) -> tuple[str, list[tuple[bool,
         "clients and PostgreSQL).",
         "",
         md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.create.items()], "lrrrrrrrrrr"),
+        "",
+        f"### Chat visits ({CONCURRENT_CALLERS} callers, {CHAT_ROUNDS} interleaved rounds)",
+        "",
+        f"A visit is a turn, {CHAT_THINK:.0f} s of the model thinking, then its answer, into one "
+        "random session (bare: two updates into one random workflow), as a chat front end "
+        "sends them; the latency is the whole visit's. The callers mostly wait, so the CPU "
+        "per visit (as above, its flush timers included) is the figure to read.",
+        "",
+        md_table(CPU_HEADERS, [cpu_row(name, s) for name, s in res.chat.items()], "lrrrrrrrrrr"),
         "",
         "### Cold turns: long sessions vs fresh ones",
         "",

@@ -13,6 +13,9 @@ Markdown section to stdout; the exit status is 1 when a goal of issue 16 is miss
   continue-as-new off is reported for information, with the events each run holds);
 * the worker's peak resident memory (``VmHWM``) stays <= 300 MB.
 
+For information it also measures chat visits (10 callers, each visit a turn, 1 s, then its
+answer into one random session; bare: two updates 1 s apart), whose figure is the CPU per visit.
+
 Our worker is what a deployment runs: ``python -m durable_sessions.worker`` in its own process,
 configured only by ``DURABLE_SESSIONS_*`` variables (a ``PostgresSessionStore`` in a fresh
 schema through ``?schema=``, ``MAX_CACHED_WORKFLOWS`` = the cache size, SDK defaults
@@ -58,6 +61,9 @@ from bench._scale_procs import (
     with_schema,
 )
 from bench._scale_report import (
+    CHAT_NAMES,
+    CHAT_ROUNDS,
+    CHAT_THINK,
     COLD_NAMES,
     COLD_PASSES,
     CONC_NAMES,
@@ -250,6 +256,18 @@ class ScaleBench:
         return lambda: handle.execute_update(
             BareCounterWorkflow.bump, turn, rpc_timeout=RPC_TIMEOUT
         )
+
+    @staticmethod
+    def visit(call: Callable[[str], Call], target: str) -> Call:
+        """A chat visit: a turn, ``CHAT_THINK`` seconds, then its answer, into ``target``."""
+        turn, answer = call(target), call(target)
+
+        async def both() -> None:
+            await turn()
+            await asyncio.sleep(CHAT_THINK)
+            await answer()
+
+        return both
 
     async def start_bare(self, workflow_id: str, task_queue: str) -> None:
         await self.client.start_workflow(
@@ -454,6 +472,26 @@ class ScaleBench:
                 await self.measured(series, name, run_calls(series, calls, CONCURRENT_CALLERS))
         for name in CONC_NAMES:
             self.log_series(f"{CONCURRENT_CALLERS} callers, {name}", res.conc[name])
+
+        visits: dict[str, Callable[[], Call]] = dict(
+            zip(
+                CHAT_NAMES,
+                (
+                    lambda: self.visit(self.add_turn, self.rng.choice(self.session_ids)),
+                    lambda: self.visit(self.bump, self.rng.choice(self.bare_ids)),
+                ),
+                strict=True,
+            )
+        )
+        per_round = max(CONCURRENT_CALLERS, args.calls // 10)
+        for r in range(CHAT_ROUNDS):
+            log(f"chat visits, {CONCURRENT_CALLERS} callers, round {r + 1}/{CHAT_ROUNDS} ...")
+            for name in CHAT_NAMES if r % 2 == 0 else CHAT_NAMES[::-1]:
+                calls = [visits[name]() for _ in range(per_round)]
+                series = res.chat.setdefault(name, Series())
+                await self.measured(series, name, run_calls(series, calls, CONCURRENT_CALLERS))
+        for name in CHAT_NAMES:
+            self.log_series(name, res.chat[name])
         await self.cold_pass(2)
 
         creators: dict[str, Callable[[], Call]] = {

@@ -219,6 +219,62 @@ async def record_cold_visits(m: SessionManager, client: Client) -> None:
     await save(client, sid, "cold_visit_continued_v12", run_id=second_run)
 
 
+async def record_visit_answers(m: SessionManager, client: Client) -> None:
+    """Runs of features 13 (``_patches.VISIT_ANSWERS``): a session created with one turn (stored
+    in its task), its answer half a second later (stored in its task too), a third turn right
+    after (batched: flush timer); after a quiet second a batch (stored) and its answer (stored);
+    after another, a burst of three concurrent turns (its first task stored, the next as the
+    visit's answer, any later one batched); after another, a signal's turn (batched, with the
+    auto checkpoint of the tenth turn) and an update behind it (batched), then an update a
+    little later (no visit going on: batched) and turns to grow the run; quiet until it
+    continues as new, then a turn, its answer and a third in the new run before a close."""
+    cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.3)
+    s = await m.create("recorder", config=cfg)
+    sid = s.session_id
+    first_run = (await client.get_workflow_handle(sid).describe()).run_id
+
+    def turn(text: str, role: str = "user") -> SessionTurn:
+        return SessionTurn(role=role, content=text)
+
+    await m.add_turn(sid, turn("created"))
+    await asyncio.sleep(0.5)
+    await m.add_turn(sid, turn("its answer", "assistant"))
+    await m.add_turn(sid, turn("right after"))
+    await asyncio.sleep(1.5)
+    await m.add_turns(sid, [turn(f"back {i}") for i in range(2)])
+    await m.add_turn(sid, turn("answer back", "assistant"))
+    await asyncio.sleep(1.5)
+    await asyncio.gather(*(m.add_turn(sid, turn(f"burst {i}")) for i in range(3)))
+    await asyncio.sleep(1.5)
+    await m.send_turn(sid, turn("cold signal"))
+    await m.add_turn(sid, turn("behind the signal", "assistant"))
+    await asyncio.sleep(0.6)
+    await m.add_turn(sid, turn("after the signal's batch"))
+    for i in range(8):
+        await m.add_turn(sid, turn(f"grow {i}"))
+    # The quiet after the burst may have continued the run as new already (it had grown past
+    # the idle watch's 40 events): the signal's part is then the next run's.
+    grown_run = (await client.get_workflow_handle(sid).describe()).run_id
+
+    async def moved_on() -> str:
+        run = (await client.get_workflow_handle(sid).describe()).run_id
+        assert run != grown_run
+        return run
+
+    last_run = await assert_eventually(moved_on, timeout=30)
+    await asyncio.sleep(0.2)
+    await m.add_turn(sid, turn("into the new run"))
+    await asyncio.sleep(0.3)
+    await m.add_turn(sid, turn("its answer", "assistant"))
+    await m.add_turn(sid, turn("and right after"))
+    await m.close(sid)
+    await client.get_workflow_handle(sid).result()
+    await save(client, sid, "visit_answers_v13", run_id=first_run)
+    if grown_run != first_run:
+        await save(client, sid, "visit_answers_signal_v13", run_id=grown_run)
+    await save(client, sid, "visit_answers_continued_v13", run_id=last_run)
+
+
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     env = await start_dev_server()
@@ -350,6 +406,9 @@ async def main() -> None:
 
             # 0i. Features 12: cold visits stored in the task that brings them.
             await record_cold_visits(m, client)
+
+            # 0j. Features 13: a visit's answer stored in its own task too.
+            await record_visit_answers(m, client)
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

@@ -64,6 +64,9 @@ def test_histories_are_recorded() -> None:
         "query_task_timer_v11",
         "cold_visit_v12",
         "cold_visit_continued_v12",
+        "visit_answers_v13",
+        "visit_answers_signal_v13",
+        "visit_answers_continued_v13",
     } <= names
 
 
@@ -187,6 +190,33 @@ def test_runs_of_features_12_store_cold_visits_in_their_own_task() -> None:
     into, after = [t for t in _tasks("cold_visit_continued_v12") if accepted in t][:2]
     assert marker in into and timer not in into
     assert marker not in after and timer in after
+
+
+def test_runs_of_features_13_store_a_visits_answer_in_its_own_task() -> None:
+    """``_patches.VISIT_ANSWERS``: a cold visit's turn and its answer are each stored in their
+    own task (no flush timer), a third update right after is batched; so is a cold batch and
+    its answer, and a turn and its answer in a run an idle continue-as-new started; in the run
+    where a signal's turn came first, every update is batched (no visit going on)."""
+    accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    marker = EventType.EVENT_TYPE_MARKER_RECORDED
+    timer = EventType.EVENT_TYPE_TIMER_STARTED
+    names = ("visit_answers_v13", "visit_answers_signal_v13", "visit_answers_continued_v13")
+    for name in names:
+        started = load(HISTORIES_DIR / f"{name}.json").events[0]
+        data = started.workflow_execution_started_event_attributes.input.payloads[0].data
+        assert SessionWorkflowInput.model_validate_json(data).features == 13
+    first, answer, third, back, back_answer = [t for t in _tasks(names[0]) if accepted in t][:5]
+    for stored in (first, answer, back, back_answer):
+        assert marker in stored and timer not in stored
+    assert marker not in third and timer in third
+    signal_run = [t for t in _tasks(names[1]) if accepted in t]
+    assert signal_run and all(
+        marker not in t or EventType.EVENT_TYPE_TIMER_CANCELED in t for t in signal_run
+    )  # only in-flow flushes of a batch already waiting
+    into, its_answer, right_after = [t for t in _tasks(names[2]) if accepted in t][:3]
+    for stored in (into, its_answer):
+        assert marker in stored and timer not in stored
+    assert marker not in right_after and timer in right_after
 
 
 def test_runs_of_features_10_stay_in_a_short_run_through_a_quiet() -> None:

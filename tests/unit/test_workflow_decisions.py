@@ -19,6 +19,8 @@ from durable_sessions.core.flushing import (
     IDLE_CONTINUE_MIN_EVENTS,
     IDLE_CONTINUE_PAYS_FEATURES,
     MAX_CARRIED_CHECKPOINTS,
+    VISIT_ANSWER_FEATURES,
+    VISIT_TASKS,
     RunSize,
     carries_over,
     carry_full,
@@ -34,7 +36,9 @@ from durable_sessions.core.flushing import (
     plan_batch,
     should_continue_as_new,
     stores_cold_visits,
+    stores_visit_answers,
     text_bytes,
+    visit_goes_on,
 )
 from durable_sessions.core.forks import (
     branch_header,
@@ -362,6 +366,22 @@ def test_runs_of_features_12_store_a_cold_visit_in_its_own_task() -> None:
     # turn or a checkpoint pending with the updates': the batched flush.
     assert not cold_visit(None, 10.0, armed=True, only_task_updates=True)
     assert not cold_visit(60.0, 10.0, armed=False, only_task_updates=False)
+
+
+def test_runs_of_features_13_store_a_visits_answer_in_its_own_task() -> None:
+    """The update task after a cold visit's (the answer) is stored in its own task too; the
+    visit's next one batches, as does any task that finds a batch waiting or a signal's turn."""
+    assert not stores_visit_answers(12) and stores_visit_answers(VISIT_ANSWER_FEATURES)
+    assert VISIT_TASKS == 2
+
+    def goes_on(visit_tasks: int, *, armed: bool = False, only: bool = True) -> bool:
+        return visit_goes_on(visit_tasks, armed=armed, only_task_updates=only)
+
+    assert goes_on(1)  # the cold visit's task was stored: its answer is too
+    assert not goes_on(0)  # no visit going on (none yet, or a batch ended it)
+    assert not goes_on(VISIT_TASKS)  # a third task in a row: busy, batched
+    assert not goes_on(1, armed=True)
+    assert not goes_on(1, only=False)
 
 
 def test_a_flushed_header_is_a_snapshot_later_changes_do_not_reach() -> None:

@@ -28,6 +28,8 @@ __all__ = [
     "IDLE_CONTINUE_MIN_EVENTS",
     "IDLE_CONTINUE_PAYS_FEATURES",
     "MAX_CARRIED_CHECKPOINTS",
+    "VISIT_ANSWER_FEATURES",
+    "VISIT_TASKS",
     "Batch",
     "RunSize",
     "carries_over",
@@ -45,7 +47,9 @@ __all__ = [
     "plan_batch",
     "should_continue_as_new",
     "stores_cold_visits",
+    "stores_visit_answers",
     "text_bytes",
+    "visit_goes_on",
 ]
 
 FLUSH_BATCH_BYTES = 128_000
@@ -315,3 +319,35 @@ def cold_visit(
     if armed or not only_task_updates:
         return False
     return quiet is None or quiet >= (COLD_VISIT_AFTER if after is None else after)
+
+
+VISIT_ANSWER_FEATURES = 13
+"""Runs of features 13 and later store the update task that follows a cold visit's in its own
+task too (``visit_goes_on``; ``workflows._patches.VISIT_ANSWERS``)."""
+
+VISIT_TASKS = 2
+"""Update tasks of one visit stored in their own task: a turn and its answer."""
+
+
+def stores_visit_answers(features: int) -> bool:
+    """Whether a run of ``features`` stores a visit's second update task in its own task."""
+    return features >= VISIT_ANSWER_FEATURES
+
+
+def visit_goes_on(visit_tasks: int, *, armed: bool, only_task_updates: bool) -> bool:
+    """Whether the turns pending now go on a visit stored task by task: ``visit_tasks`` of its
+    update tasks were stored in their own task, each the last thing stored (0: no visit is
+    going on; a task that was batched ends it), fewer than ``VISIT_TASKS``; nothing was pending
+    before this task, and every pending turn is an update's of this task (as ``cold_visit``).
+
+    A chat visit is a turn and, seconds later, its answer (the assistant's turn, written by the
+    application once the model has replied). The answer comes within ``idle_continue_after``
+    of the turn, so ``cold_visit`` alone batches it: a flush timer, and a task of its own 2 s
+    later, which replays the whole run when the session was evicted from the worker's cache
+    meanwhile. Stored in its own task it costs one task and a store write the answer waits
+    for. After ``VISIT_TASKS`` such tasks the session is busy (an agent's tool calls, a
+    script's loop), and its turns batch as before, so a hot session still pays one store write
+    per flush interval, not one per turn."""
+    if armed or not only_task_updates:
+        return False
+    return 0 < visit_tasks < VISIT_TASKS

@@ -28,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
         must_turn_away,
         should_continue_as_new,
         stores_cold_visits,
+        stores_visit_answers,
+        visit_goes_on,
     )
     from durable_sessions.core.lifecycle import Action, check_turn, next_status
     from durable_sessions.core.turns import accept_turn, push_recent, remember
@@ -89,6 +91,10 @@ class SessionBase:
         """... and how many updates came in it."""
         self._cold_visits = stores_cold_visits(input.features)
         """Runs of features 12 store a cold visit's turns in their own task (``_patches``)."""
+        self._visit_answers = stores_visit_answers(input.features)
+        """Runs of features 13 store a visit's answer in its own task too (``_patches``)."""
+        self._visit_tasks = 0
+        """Update tasks of the visit going on stored in their own task (0: none going on)."""
         self._update_task_at: datetime | None = None
         """The time of ``_update_task`` (every update of a task reads its time) ..."""
         self._update_before_task_at: datetime | None = None
@@ -292,17 +298,25 @@ class SessionBase:
 
     def _cold_visit(self, armed: bool) -> bool:
         """Runs of features 12: the turns pending now are a cold visit's, to be stored in the
-        workflow task that brought them (``core.flushing.cold_visit``)."""
+        workflow task that brought them (``core.flushing.cold_visit``); runs of features 13:
+        or the visit's answer (``core.flushing.visit_goes_on``). The main loop asks once per
+        wake-up, and stores the turns when told to."""
         if not self._cold_visits:
             return False
         since = self._update_before_task_at
         quiet = None if since is None else (workflow.now() - since).total_seconds()
-        return cold_visit(
-            quiet,
-            self._config.idle_continue_after,
-            armed=armed,
-            only_task_updates=self._flusher.only_task_updates(),
-        )
+        only = self._flusher.only_task_updates()
+        if cold_visit(quiet, self._config.idle_continue_after, armed=armed, only_task_updates=only):
+            self._visit_tasks = 1
+            return True
+        if not self._visit_answers:
+            return False
+        if visit_goes_on(self._visit_tasks, armed=armed, only_task_updates=only):
+            self._visit_tasks += 1
+            return True
+        if armed or self._flusher.has_unflushed():
+            self._visit_tasks = 0  # batched: the visit is over, the session is busy
+        return False
 
     def _check_not_draining(self) -> None:
         # Validators do not run on replay: reading the run's size here is safe.

@@ -25,6 +25,7 @@ __all__ = [
     "SMALL_IDLE_RUNS",
     "UPDATE_TURNS_WAIT",
     "UPDATE_TURNS_WAIT_FEATURES",
+    "VISIT_ANSWERS",
 ]
 
 LOCAL_FLUSH = "local-flush-in-flow"
@@ -177,11 +178,23 @@ tasks only, whose times are the same live and on replay (a signal's task that se
 is not: it reads the next task's time on replay). By input features, not a marker
 (``core.flushing.COLD_VISIT_FEATURES``)."""
 
-RUN_FEATURES = 12
+VISIT_ANSWERS = "visit-answers-stored-in-their-task"
+"""Runs of features >= 13 also store the update task that follows a cold visit's in its own
+task (the visit's answer: the assistant's turn a few seconds after the user's), when nothing
+was pending before it and every pending turn is an update's of that task; a visit's third
+update task, or any task that finds a batch waiting, batches as before and ends the visit
+(``core.flushing.visit_goes_on``, ``VISIT_TASKS``). A chat visit then adds two workflow tasks
+to the run, not three (the turn's, the answer's, then the flush timer's 2 s later, which also
+replays the run when the session was evicted meanwhile). Replay-stable on the same basis as
+``COLD_VISITS``: the count of a visit's stored tasks moves only at the main loop's decisions,
+which read what that basis reads. By input features, not a marker
+(``core.flushing.VISIT_ANSWER_FEATURES``)."""
+
+RUN_FEATURES = 13
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
 ``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS``, 11 ``UPDATE_TURNS_WAIT``,
-12 ``COLD_VISITS`` (4, 5, 7 and 8 are retired: the next is 13). A run keeps
+12 ``COLD_VISITS``, 13 ``VISIT_ANSWERS`` (4, 5, 7 and 8 are retired: the next is 14). A run keeps
 the features it was started with for its whole life, so its replay never changes. Deploy workers
 before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs
 later), which is safe; a run of 3 replayed by such a worker after it idled into a
@@ -192,7 +205,8 @@ predates 9, and a run of 10 that idled between 18 and 40 events is not replayed 
 worker that predates 10 (it would have continued it as new), and a run of 11 whose flush
 timer fired with an update in the same task is not replayed alike by a worker that predates 11,
 and a run of 12 that stored a cold visit in its task is not replayed alike by a worker that
-predates 12, so do not roll workers back past this."""
+predates 12, and a run of 13 that stored a visit's answer in its task is not replayed alike by a
+worker that predates 13, so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -206,5 +220,6 @@ PATCHES = {
     IDLE_CONTINUE_PAYS: "idle runs continue as new from 40 events again (input features 10)",
     UPDATE_TURNS_WAIT: "a flush leaves out only the current task's update turns (features 11)",
     COLD_VISITS: "a cold visit's turns are stored in their own task (input features 12)",
+    VISIT_ANSWERS: "a visit's answer is stored in its own task too (input features 13)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

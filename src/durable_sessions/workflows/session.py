@@ -162,7 +162,8 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
                 async with self._operation(internal=True):
                     self._expire()
             # Runs of features 12: a cold visit's turns are stored in the task that brought
-            # them (nothing was pending before it, so no flush timer was armed to race them).
+            # them (nothing was pending before it, so no flush timer was armed to race them);
+            # runs of features 13: the visit's answer's too.
             cold = self._cold_visit(armed)
             if cold or self._flush_needed(armed):
                 # Otherwise not the turns that arrived in this workflow task: when the flush
