@@ -452,26 +452,13 @@ class ScaleBench:
         )
 
         per_round = max(1, args.calls // ROUNDS)
-        for r in range(ROUNDS):
-            order = SEQ_NAMES[r % 4 :] + SEQ_NAMES[: r % 4]
-            log(f"sequential round {r + 1}/{ROUNDS}: {per_round} calls per series ...")
-            for name in order:
-                calls = [makers[name]() for _ in range(per_round)]
-                series = res.seq.setdefault(name, Series())
-                await self.measured(series, name, run_calls(series, calls, 1))
-        for name in SEQ_NAMES:
-            self.log_series(name, res.seq[name])
+        orders = [SEQ_NAMES[r % 4 :] + SEQ_NAMES[: r % 4] for r in range(ROUNDS)]
+        await self.rounds("sequential", res.seq, makers, orders, per_round, callers=1)
         await self.cold_pass(1)
 
         per_round = max(CONCURRENT_CALLERS, args.calls // CONCURRENT_ROUNDS)
-        for r in range(CONCURRENT_ROUNDS):
-            log(f"{CONCURRENT_CALLERS} callers, round {r + 1}/{CONCURRENT_ROUNDS} ...")
-            for name in CONC_NAMES if r % 2 == 0 else CONC_NAMES[::-1]:
-                calls = [makers[name]() for _ in range(per_round)]
-                series = res.conc.setdefault(name, Series())
-                await self.measured(series, name, run_calls(series, calls, CONCURRENT_CALLERS))
-        for name in CONC_NAMES:
-            self.log_series(f"{CONCURRENT_CALLERS} callers, {name}", res.conc[name])
+        orders = [CONC_NAMES[:: 1 if r % 2 == 0 else -1] for r in range(CONCURRENT_ROUNDS)]
+        await self.rounds(f"{CONCURRENT_CALLERS} callers", res.conc, makers, orders, per_round)
 
         visits: dict[str, Callable[[], Call]] = dict(
             zip(
@@ -484,14 +471,8 @@ class ScaleBench:
             )
         )
         per_round = max(CONCURRENT_CALLERS, args.calls // 10)
-        for r in range(CHAT_ROUNDS):
-            log(f"chat visits, {CONCURRENT_CALLERS} callers, round {r + 1}/{CHAT_ROUNDS} ...")
-            for name in CHAT_NAMES if r % 2 == 0 else CHAT_NAMES[::-1]:
-                calls = [visits[name]() for _ in range(per_round)]
-                series = res.chat.setdefault(name, Series())
-                await self.measured(series, name, run_calls(series, calls, CONCURRENT_CALLERS))
-        for name in CHAT_NAMES:
-            self.log_series(name, res.chat[name])
+        orders = [CHAT_NAMES[:: 1 if r % 2 == 0 else -1] for r in range(CHAT_ROUNDS)]
+        await self.rounds("chat visits", res.chat, visits, orders, per_round)
         await self.cold_pass(2)
 
         creators: dict[str, Callable[[], Call]] = {
@@ -500,18 +481,34 @@ class ScaleBench:
             CREATE_NAMES[2]: lambda: self.start_no_wait_and_turn,
         }
         per_round = max(CONCURRENT_CALLERS, args.calls // (2 * CREATE_ROUNDS))
-        for r in range(CREATE_ROUNDS):
-            log(f"create + first turn, round {r + 1}/{CREATE_ROUNDS} ...")
-            for name in CREATE_NAMES[r % 3 :] + CREATE_NAMES[: r % 3]:
-                calls = [creators[name]() for _ in range(per_round)]
-                series = res.create.setdefault(name, Series())
-                await self.measured(series, name, run_calls(series, calls, CONCURRENT_CALLERS))
-        for name in (*CREATE_NAMES, *COLD_NAMES):
-            self.log_series(name, res.create.get(name) or res.cold[name])
+        orders = [CREATE_NAMES[r % 3 :] + CREATE_NAMES[: r % 3] for r in range(CREATE_ROUNDS)]
+        await self.rounds("create + first turn", res.create, creators, orders, per_round)
+        for name in COLD_NAMES:
+            self.log_series(name, res.cold[name])
 
         await asyncio.sleep(settle)
         self.snapshot("after the measured calls")
         return res
+
+    async def rounds(
+        self,
+        label: str,
+        into: dict[str, Series],
+        makers: dict[str, Callable[[], Call]],
+        orders: list[tuple[str, ...]],
+        per_round: int,
+        callers: int = CONCURRENT_CALLERS,
+    ) -> None:
+        """Measured rounds: in round ``r``, ``per_round`` calls of each series of ``orders[r]``
+        in that order, by ``callers`` callers at once; each series' figures go to ``into``."""
+        for r, order in enumerate(orders):
+            log(f"{label}, round {r + 1}/{len(orders)}: {per_round} calls per series ...")
+            for name in order:
+                calls = [makers[name]() for _ in range(per_round)]
+                series = into.setdefault(name, Series())
+                await self.measured(series, name, run_calls(series, calls, callers))
+        for name in orders[0]:
+            self.log_series(f"{label}, {name}", into[name])
 
     @staticmethod
     def log_series(name: str, s: Series) -> None:

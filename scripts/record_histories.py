@@ -49,6 +49,21 @@ async def save(client: Client, session_id: str, name: str, *, run_id: str | None
     print(f"recorded {name}: {len(history.events)} events", file=sys.stderr)
 
 
+async def current_run(client: Client, session_id: str) -> str:
+    return (await client.get_workflow_handle(session_id).describe()).run_id
+
+
+async def next_run(client: Client, session_id: str, after: str) -> str:
+    """The session's run once it is no longer ``after`` (an idle continue-as-new has run)."""
+
+    async def moved_on() -> str:
+        run = await current_run(client, session_id)
+        assert run != after
+        return run
+
+    return await assert_eventually(moved_on, timeout=30)
+
+
 class FlakyStore(InMemorySessionStore):
     """The in-memory store, made to refuse the next ``fail_next`` writes."""
 
@@ -81,19 +96,13 @@ async def record_idle_continue(
     client = m.client
     cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
     s = await m.create("recorder", config=cfg)
-    first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+    first_run = await current_run(client, s.session_id)
     for i in range(turns):
         await m.add_turn(s.session_id, SessionTurn(role="user", content=f"i{i}"))
     if halfway:
         await asyncio.sleep(0.6)
         await m.send_turn(s.session_id, SessionTurn(role="user", content="halfway"))
-
-    async def continued() -> str:
-        run = (await client.get_workflow_handle(s.session_id).describe()).run_id
-        assert run != first_run
-        return run
-
-    second_run = await assert_eventually(continued, timeout=30)
+    second_run = await next_run(client, s.session_id, first_run)
     await m.add_turn(s.session_id, SessionTurn(role="user", content="after idle"))
     await m.close(s.session_id)
     await client.get_workflow_handle(s.session_id).result()
@@ -167,14 +176,14 @@ async def record_idle_pays(m: SessionManager, client: Client) -> None:
     40 events), takes a turn and closes; one that grew (12 turns) continues as new."""
     cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.1)
     s = await m.create("recorder", config=cfg)
-    run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+    run = await current_run(client, s.session_id)
     for i in range(2):
         await m.add_turn(s.session_id, SessionTurn(role="user", content=f"s{i}"))
     await asyncio.sleep(2.5)
     await m.add_turn(s.session_id, SessionTurn(role="user", content="after the quiet"))
     await m.close(s.session_id)
     await client.get_workflow_handle(s.session_id).result()
-    assert (await client.get_workflow_handle(s.session_id).describe()).run_id == run
+    assert await current_run(client, s.session_id) == run
     await save(client, s.session_id, "short_idle_v10")
     await record_idle_continue(m, 12, "idle_continue_v10", "idle_continued_run_v10", halfway=True)
 
@@ -189,7 +198,7 @@ async def record_cold_visits(m: SessionManager, client: Client) -> None:
     cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.3)
     s = await m.create("recorder", config=cfg)
     sid = s.session_id
-    first_run = (await client.get_workflow_handle(sid).describe()).run_id
+    first_run = await current_run(client, sid)
     await m.add_turn(sid, SessionTurn(role="user", content="created"))
     await m.add_turn(sid, SessionTurn(role="assistant", content="right after"))
     await asyncio.sleep(1.5)
@@ -203,13 +212,7 @@ async def record_cold_visits(m: SessionManager, client: Client) -> None:
     )
     for i in range(8):
         await m.add_turn(sid, SessionTurn(role="user", content=f"grow {i}"))
-
-    async def moved_on() -> str:
-        run = (await client.get_workflow_handle(sid).describe()).run_id
-        assert run != first_run
-        return run
-
-    second_run = await assert_eventually(moved_on, timeout=30)
+    second_run = await next_run(client, sid, first_run)
     await asyncio.sleep(0.2)
     await m.add_turn(sid, SessionTurn(role="user", content="into the new run"))
     await m.add_turn(sid, SessionTurn(role="assistant", content="and right after"))
@@ -231,7 +234,7 @@ async def record_visit_answers(m: SessionManager, client: Client) -> None:
     cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.3)
     s = await m.create("recorder", config=cfg)
     sid = s.session_id
-    first_run = (await client.get_workflow_handle(sid).describe()).run_id
+    first_run = await current_run(client, sid)
 
     def turn(text: str, role: str = "user") -> SessionTurn:
         return SessionTurn(role=role, content=text)
@@ -254,14 +257,8 @@ async def record_visit_answers(m: SessionManager, client: Client) -> None:
         await m.add_turn(sid, turn(f"grow {i}"))
     # The quiet after the burst may have continued the run as new already (it had grown past
     # the idle watch's 40 events): the signal's part is then the next run's.
-    grown_run = (await client.get_workflow_handle(sid).describe()).run_id
-
-    async def moved_on() -> str:
-        run = (await client.get_workflow_handle(sid).describe()).run_id
-        assert run != grown_run
-        return run
-
-    last_run = await assert_eventually(moved_on, timeout=30)
+    grown_run = await current_run(client, sid)
+    last_run = await next_run(client, sid, grown_run)
     await asyncio.sleep(0.2)
     await m.add_turn(sid, turn("into the new run"))
     await asyncio.sleep(0.3)
@@ -354,7 +351,7 @@ async def main() -> None:
             )
             s = await m.create("recorder", config=cfg)
             sid = s.session_id
-            first_run = (await client.get_workflow_handle(sid).describe()).run_id
+            first_run = await current_run(client, sid)
             for i in range(12):
                 await m.add_turn(sid, SessionTurn(role="user", content=f"carried {i}"))
             await m.send_turn(sid, SessionTurn(role="assistant", content="by signal"))
@@ -450,7 +447,7 @@ async def main() -> None:
             # 4. A run that continues-as-new (first run's history).
             cfg = SessionConfig(max_updates_per_run=15, flush_interval=0.1)
             s = await m.create("recorder", config=cfg)
-            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+            first_run = await current_run(client, s.session_id)
             for i in range(20):
                 await m.add_turn(s.session_id, SessionTurn(role="user", content=f"c{i}"))
             await m.close(s.session_id)
@@ -484,7 +481,7 @@ async def main() -> None:
             # 7. Signals and updates while a run drains before continue-as-new (patched).
             cfg = SessionConfig(max_updates_per_run=12, flush_interval=0.1)
             s = await m.create("recorder", config=cfg)
-            first_run = (await client.get_workflow_handle(s.session_id).describe()).run_id
+            first_run = await current_run(client, s.session_id)
 
             async def sender(c: int) -> None:
                 for i in range(6):
