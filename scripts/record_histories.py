@@ -272,6 +272,40 @@ async def record_visit_answers(m: SessionManager, client: Client) -> None:
     await save(client, sid, "visit_answers_continued_v13", run_id=last_run)
 
 
+async def history_length(client: Client, session_id: str, run_id: str) -> int:
+    handle: WorkflowHandle[object, object] = client.get_workflow_handle(session_id, run_id=run_id)
+    return len((await handle.fetch_history()).events)
+
+
+async def record_full_run_idle(m: SessionManager, client: Client) -> None:
+    """Runs of features 14 (``_patches.FULL_RUN_IDLE``): turns until the run is full (50
+    events) and continues as new; turns into the next run until it holds 16-39 events; quiet
+    until it continues as new (an idle continue-as-new from 16 events, as the size
+    continue-as-new started it); then a turn into the minimal run and a close. All three runs
+    recorded."""
+    cfg = SessionConfig(idle_continue_after=1.0, flush_interval=0.3, max_events_per_run=50)
+    s = await m.create("recorder", config=cfg)
+    sid = s.session_id
+    full_run = await current_run(client, sid)
+    i = 0
+    while await current_run(client, sid) == full_run:
+        await m.add_turn(sid, SessionTurn(role="user", content=f"filling {i}"))
+        i += 1
+    after_full = await current_run(client, sid)
+    while await history_length(client, sid, after_full) < 20:
+        await m.add_turn(sid, SessionTurn(role="user", content=f"after the full run {i}"))
+        i += 1
+    minimal = await next_run(client, sid, after_full)
+    events = await history_length(client, sid, after_full)
+    assert 16 <= events < 40, f"the run after the full one idled at {events} events"
+    await m.add_turn(sid, SessionTurn(role="user", content="into the minimal run"))
+    await m.close(sid)
+    await client.get_workflow_handle(sid).result()
+    await save(client, sid, "full_run_v14", run_id=full_run)
+    await save(client, sid, "full_run_idle_v14", run_id=after_full)
+    await save(client, sid, "full_run_idled_v14", run_id=minimal)
+
+
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     env = await start_dev_server()
@@ -406,6 +440,9 @@ async def main() -> None:
 
             # 0j. Features 13: a visit's answer stored in its own task too.
             await record_visit_answers(m, client)
+
+            # 0k. Features 14: a run a size continue-as-new started idles on from 16 events.
+            await record_full_run_idle(m, client)
 
             # 1. The lifecycle: turns by update and signal, suspend, resume, checkpoint, close.
             s = await m.create("recorder", {"topic": "replay"})

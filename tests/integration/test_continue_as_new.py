@@ -116,3 +116,61 @@ async def test_idle_sessions_continue_as_new_only_once_their_run_has_grown(
         assert len(continued.events) < 18
         assert [t.content for t in await manager.history(short.session_id)] == ["t0", "t1", "back"]
         assert len(await manager.history(grown.session_id)) == 13
+
+
+async def test_a_run_that_follows_a_full_one_continues_as_new_when_idle_from_16_events(
+    client: Client, store: SessionStore, task_queue: str
+) -> None:
+    """``_patches.FULL_RUN_IDLE``: a session that took a burst of turns is left, after its last
+    size continue-as-new, with a run of 16-39 events; once quiet it continues as new into a
+    minimal run (its next cold turn replays a handful of events), while a first run of the same
+    length stays as it is (runs of features 10). Nothing is lost either way."""
+    cfg = SessionConfig(idle_continue_after=0.5, flush_interval=0.1, max_events_per_run=50)
+    manager = SessionManager(client, store, cfg, task_queue)
+
+    async def run_id(session_id: str) -> str:
+        return (await client.get_workflow_handle(session_id).describe()).run_id
+
+    async def events(session_id: str) -> int:
+        return len((await client.get_workflow_handle(session_id).fetch_history()).events)
+
+    async with create_worker(client, store, task_queue=task_queue):
+        burst = (await manager.create("idle-user")).session_id
+        first = (await manager.create("idle-user")).session_id
+        sent = {burst: 0, first: 0}
+
+        async def turn(session_id: str) -> None:
+            await manager.add_turn(
+                session_id, SessionTurn(role="user", content=f"t{sent[session_id]}")
+            )
+            sent[session_id] += 1
+
+        first_run = await run_id(burst)
+        while await run_id(burst) == first_run:
+            await turn(burst)
+        after_full = await run_id(burst)
+        while await events(burst) < 20:
+            await turn(burst)
+        while await events(first) < 20:
+            await turn(first)
+        lengths = {sid: await events(sid) for sid in (burst, first)}
+        assert all(16 <= n < 40 for n in lengths.values()), lengths
+        first_of_first = await run_id(first)
+
+        async def burst_continued() -> None:
+            assert await run_id(burst) != after_full
+
+        await assert_eventually(burst_continued, timeout=20)
+        await asyncio.sleep(1.5)  # three times idle_continue_after, for the first run too
+        assert await run_id(first) == first_of_first
+        assert await events(burst) < 16  # the minimal run
+        for sid in (burst, first):
+            await turn(sid)
+            assert [t.seq for t in await manager.history(sid)] == list(range(sent[sid]))
+
+        async def stored() -> None:
+            for sid in (burst, first):
+                header = await store.get_session(sid)
+                assert header is not None and header.turn_count == sent[sid]
+
+        await assert_eventually(stored)

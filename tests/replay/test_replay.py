@@ -67,6 +67,9 @@ def test_histories_are_recorded() -> None:
         "visit_answers_v13",
         "visit_answers_signal_v13",
         "visit_answers_continued_v13",
+        "full_run_v14",
+        "full_run_idle_v14",
+        "full_run_idled_v14",
     } <= names
 
 
@@ -217,6 +220,34 @@ def test_runs_of_features_13_store_a_visits_answer_in_its_own_task() -> None:
     for stored in (into, its_answer):
         assert marker in stored and timer not in stored
     assert marker not in right_after and timer in right_after
+
+
+def test_runs_of_features_14_after_a_full_run_idle_on_from_16_events() -> None:
+    """``_patches.FULL_RUN_IDLE``: a run that filled up continued as new with
+    ``continued_full``; the run it started went quiet at 16-39 events and continued as new
+    (a run of features 13 would have stayed, and the replay would fail on the extra command);
+    the minimal run that started is not ``continued_full`` (back to 40 events)."""
+    runs = [load(HISTORIES_DIR / f"{name}.json").events for name in FULL_RUN_NAMES]
+    inputs = [
+        SessionWorkflowInput.model_validate_json(
+            events[0].workflow_execution_started_event_attributes.input.payloads[0].data
+        )
+        for events in runs
+    ]
+    assert [i.features for i in inputs] == [14, 14, 14]
+    assert [i.continued_full for i in inputs] == [False, True, False]
+    full, after_full, minimal = runs
+    ended = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert len(full) >= 50 and full[-1].event_type == ended
+    assert 16 <= len(after_full) < 40 and after_full[-1].event_type == ended
+    accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    last_update = [e for e in after_full if e.event_type == accepted][-1]
+    quiet = after_full[-1].event_time.ToDatetime() - last_update.event_time.ToDatetime()
+    assert quiet.total_seconds() >= 1.0  # the recording's idle_continue_after
+    assert minimal[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+
+
+FULL_RUN_NAMES = ("full_run_v14", "full_run_idle_v14", "full_run_idled_v14")
 
 
 def test_runs_of_features_10_stay_in_a_short_run_through_a_quiet() -> None:

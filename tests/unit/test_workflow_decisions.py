@@ -16,7 +16,9 @@ from durable_sessions.core.flushing import (
     COLD_VISIT_AFTER,
     COLD_VISIT_FEATURES,
     FLUSH_BATCH_BYTES,
+    FULL_RUN_IDLE_FEATURES,
     IDLE_CONTINUE_MIN_EVENTS,
+    IDLE_CONTINUE_MIN_EVENTS_AFTER_FULL,
     IDLE_CONTINUE_PAYS_FEATURES,
     MAX_CARRIED_CHECKPOINTS,
     VISIT_ANSWER_FEATURES,
@@ -302,6 +304,23 @@ def test_runs_of_features_10_continue_idle_runs_only_once_they_have_grown() -> N
     assert not idle_continue_due(27, 60.0, 10.0, busy=False, min_events=floor)
     assert idle_continue_due(floor, 10.0, 10.0, busy=False, min_events=floor)
     assert idle_min_events(IDLE_CONTINUE_PAYS_FEATURES - 1) == idle_min_events(3) < floor
+
+
+def test_runs_of_features_14_after_a_full_run_continue_from_fewer_events() -> None:
+    """A run a size continue-as-new started idles into a minimal run from 16 events (a fresh
+    session holds 8-23); every other run, and runs a size continue-as-new started under
+    features before 14, keep 40."""
+    after_full = idle_min_events(FULL_RUN_IDLE_FEATURES, continued_full=True)
+    assert after_full == IDLE_CONTINUE_MIN_EVENTS_AFTER_FULL == 16
+    assert idle_min_events(RUN_FEATURES, continued_full=True) == after_full
+    assert idle_min_events(RUN_FEATURES) == IDLE_CONTINUE_MIN_EVENTS  # first or idle-started
+    assert (
+        idle_min_events(FULL_RUN_IDLE_FEATURES - 1, continued_full=True) == IDLE_CONTINUE_MIN_EVENTS
+    )
+    assert idle_min_events(3, continued_full=True) == idle_min_events(3)  # features 3-9: 18
+    assert idle_continue_due(16, 10.0, 10.0, busy=False, min_events=after_full)
+    assert not idle_continue_due(15, 60.0, 10.0, busy=False, min_events=after_full)
+    assert not idle_continue_due(39, 60.0, 10.0, busy=False, min_events=IDLE_CONTINUE_MIN_EVENTS)
 
 
 def test_runs_of_features_6_carry_what_is_pending_into_the_next_run() -> None:

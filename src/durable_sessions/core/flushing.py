@@ -25,7 +25,9 @@ __all__ = [
     "COLD_VISIT_AFTER",
     "COLD_VISIT_FEATURES",
     "FLUSH_BATCH_BYTES",
+    "FULL_RUN_IDLE_FEATURES",
     "IDLE_CONTINUE_MIN_EVENTS",
+    "IDLE_CONTINUE_MIN_EVENTS_AFTER_FULL",
     "IDLE_CONTINUE_PAYS_FEATURES",
     "MAX_CARRIED_CHECKPOINTS",
     "VISIT_ANSWER_FEATURES",
@@ -206,10 +208,32 @@ of 100, each session visited once): 19.8 workflow activations per call with a fl
 (bench/RESULTS.md, "Scale")."""
 
 
-def idle_min_events(features: int) -> int:
-    """The history length from which an idle run of ``features`` continues as new."""
+FULL_RUN_IDLE_FEATURES = 14
+"""Runs of features 14 and later that a size continue-as-new started (the run before was full:
+``SessionWorkflowInput.continued_full``) continue as new once idle from
+``IDLE_CONTINUE_MIN_EVENTS_AFTER_FULL`` events, not ``IDLE_CONTINUE_MIN_EVENTS``."""
+
+IDLE_CONTINUE_MIN_EVENTS_AFTER_FULL = 16
+"""Where a session's turns end against its run boundaries decides how long its last run is:
+a session that took a burst of turns (an agent's loop, an import) and went quiet is left with
+whatever came after its last size continue-as-new, up to ``IDLE_CONTINUE_MIN_EVENTS`` events
+plus its visits, against 8-23 (14 at the median) for a session created with a turn. Below the
+usual floor it stayed as it was, so a cold turn into it cost up to ~1.3x a fresh session's
+(bench/RESULTS.md, "Scale", session 20). Such a run continues as new from this many events
+instead, into a minimal run (about five). It costs one idle continue-as-new per size
+continue-as-new, which already costs a new run: not the one per visit that made runs of features
+3-9 pay more than they saved (``IDLE_CONTINUE_PAYS_FEATURES``), as the minimal run an idle
+continue-as-new starts goes back to the usual floor. A run shorter than this is about as short
+as a fresh session's and stays as it is."""
+
+
+def idle_min_events(features: int, *, continued_full: bool = False) -> int:
+    """The history length from which an idle run of ``features`` continues as new;
+    ``continued_full``: a size continue-as-new started the run."""
     if 3 <= features < IDLE_CONTINUE_PAYS_FEATURES:
         return IDLE_CONTINUE_MIN_EVENTS_SMALL
+    if continued_full and features >= FULL_RUN_IDLE_FEATURES:
+        return IDLE_CONTINUE_MIN_EVENTS_AFTER_FULL
     return IDLE_CONTINUE_MIN_EVENTS
 
 

@@ -101,7 +101,7 @@ class SessionBase:
         """... and of the update task before it (None: none before it in this run)."""
         self._modern = input.features >= MODERN_FEATURES
         """Started with every patch on (no markers) and idle continue-as-new (``_patches``)."""
-        self._idle_min_events = idle_min_events(input.features)
+        self._idle_min_events = idle_min_events(input.features, continued_full=input.continued_full)
         self._carry_over = carries_over(input.features)
         """A size continue-as-new carries what is pending instead of flushing it first."""
         self._carried_since = input.pending_since

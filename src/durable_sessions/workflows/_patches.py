@@ -12,6 +12,7 @@ __all__ = [
     "ARRIVAL_ORDER_FEATURES",
     "CARRY_OVER",
     "COLD_VISITS",
+    "FULL_RUN_IDLE",
     "IDLE_CONTINUE",
     "IDLE_CONTINUE_PAYS",
     "LOCAL_FLUSH",
@@ -190,11 +191,22 @@ replays the run when the session was evicted meanwhile). Replay-stable on the sa
 which read what that basis reads. By input features, not a marker
 (``core.flushing.VISIT_ANSWER_FEATURES``)."""
 
-RUN_FEATURES = 13
+FULL_RUN_IDLE = "idle-continue-after-a-full-run"
+"""Runs of features >= 14 that a size continue-as-new started (``continued_full`` in their
+input, which runs of this code set) continue as new once idle from 16 history events, not 40
+(``core.flushing.IDLE_CONTINUE_MIN_EVENTS_AFTER_FULL``): a session that took a burst of turns
+and went quiet is otherwise left with whatever came after its last size continue-as-new, up to
+~40 events, which a cold call replays (up to ~1.3x a fresh session's cold turn). The minimal
+run an idle continue-as-new starts goes back to 40, so a size continue-as-new adds at most one.
+Replay-stable on the idle watch's own basis (``ARRIVAL_ORDER``): only the floor moves. By input
+features, not a marker (``core.flushing.FULL_RUN_IDLE_FEATURES``)."""
+
+RUN_FEATURES = 14
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
 ``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS``, 11 ``UPDATE_TURNS_WAIT``,
-12 ``COLD_VISITS``, 13 ``VISIT_ANSWERS`` (4, 5, 7 and 8 are retired: the next is 14). A run keeps
+12 ``COLD_VISITS``, 13 ``VISIT_ANSWERS``, 14 ``FULL_RUN_IDLE`` (4, 5, 7 and 8 are retired:
+the next is 15). A run keeps
 the features it was started with for its whole life, so its replay never changes. Deploy workers
 before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs
 later), which is safe; a run of 3 replayed by such a worker after it idled into a
@@ -206,7 +218,9 @@ worker that predates 10 (it would have continued it as new), and a run of 11 who
 timer fired with an update in the same task is not replayed alike by a worker that predates 11,
 and a run of 12 that stored a cold visit in its task is not replayed alike by a worker that
 predates 12, and a run of 13 that stored a visit's answer in its task is not replayed alike by a
-worker that predates 13, so do not roll workers back past this."""
+worker that predates 13, and a run of 14 that a size continue-as-new started and that idled
+between 16 and 40 events is not replayed alike by a worker that predates 14 (it would not have
+continued it as new), so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
@@ -221,5 +235,6 @@ PATCHES = {
     UPDATE_TURNS_WAIT: "a flush leaves out only the current task's update turns (features 11)",
     COLD_VISITS: "a cold visit's turns are stored in their own task (input features 12)",
     VISIT_ANSWERS: "a visit's answer is stored in its own task too (input features 13)",
+    FULL_RUN_IDLE: "a run after a size continue-as-new idles on from 16 events (features 14)",
 }
 """Id → one line on what it guards (the constants' docstrings say more)."""

@@ -73,6 +73,10 @@ class SessionWorkflowInput(BaseModel):
     """Start by rewinding to this checkpoint: how a closed or expired session is restored."""
     continued: bool = False
     """False on the first run of a session (the header is written to the store then)."""
+    continued_full: bool = False
+    """A continue-as-new of a full run started this one (``max_updates_per_run``,
+    ``max_events_per_run`` or Temporal's suggestion), not an idle one: runs of features 14 then
+    continue as new once idle from fewer events (``core.flushing.idle_min_events``)."""
     header_stored: bool = False
     """The client stored the header before starting the first run (``SessionManager.create``),
     so the run does not flush it at start; the first flush rewrites it along with the turns."""

@@ -254,6 +254,7 @@ class SessionWorkflow(TurnHandlers, EditHandlers, GroupHandlers):
             pending_checkpoints=self._flusher.checkpoints,
             pending_since=self._armed_at if self._flusher.has_unflushed() else None,
             continued=True,
+            continued_full=self._should_continue_as_new(),
             group=self._group,
             features=RUN_FEATURES,
             fence_floor=self._fences.last,
