@@ -222,6 +222,9 @@ def test_runs_of_features_13_store_a_visits_answer_in_its_own_task() -> None:
     assert marker not in right_after and timer in right_after
 
 
+FULL_RUN_NAMES = ("full_run_v14", "full_run_idle_v14", "full_run_idled_v14")
+
+
 def test_runs_of_features_14_after_a_full_run_idle_on_from_16_events() -> None:
     """``_patches.FULL_RUN_IDLE``: a run that filled up continued as new with
     ``continued_full``; the run it started went quiet at 16-39 events and continued as new
@@ -245,9 +248,6 @@ def test_runs_of_features_14_after_a_full_run_idle_on_from_16_events() -> None:
     quiet = after_full[-1].event_time.ToDatetime() - last_update.event_time.ToDatetime()
     assert quiet.total_seconds() >= 1.0  # the recording's idle_continue_after
     assert minimal[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
-
-
-FULL_RUN_NAMES = ("full_run_v14", "full_run_idle_v14", "full_run_idled_v14")
 
 
 def test_runs_of_features_10_stay_in_a_short_run_through_a_quiet() -> None:

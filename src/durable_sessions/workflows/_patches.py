@@ -205,22 +205,21 @@ RUN_FEATURES = 14
 """What ``SessionWorkflowInput.features`` says for runs started by this code (by a client, a
 branch or a continue-as-new): 2 is ``MODERN_FEATURES``, 3 adds ``SMALL_IDLE_RUNS``, 6 adds
 ``CARRY_OVER``, 9 adds ``ARRIVAL_ORDER``, 10 ``IDLE_CONTINUE_PAYS``, 11 ``UPDATE_TURNS_WAIT``,
-12 ``COLD_VISITS``, 13 ``VISIT_ANSWERS``, 14 ``FULL_RUN_IDLE`` (4, 5, 7 and 8 are retired:
-the next is 15). A run keeps
-the features it was started with for its whole life, so its replay never changes. Deploy workers
-before clients: a worker that predates 3 runs a run of 3 as a run of 2 (it continues idle runs
-later), which is safe; a run of 3 replayed by such a worker after it idled into a
-continue-as-new between 18 and 40 events is not, a run of 6 replayed by a worker that predates 6
-after it continued as new for size is not either (that worker flushes first), and a run of 9
-that branched, merged, regenerated or ran a group tick is not replayed alike by a worker that
-predates 9, and a run of 10 that idled between 18 and 40 events is not replayed alike by a
-worker that predates 10 (it would have continued it as new), and a run of 11 whose flush
-timer fired with an update in the same task is not replayed alike by a worker that predates 11,
-and a run of 12 that stored a cold visit in its task is not replayed alike by a worker that
-predates 12, and a run of 13 that stored a visit's answer in its task is not replayed alike by a
-worker that predates 13, and a run of 14 that a size continue-as-new started and that idled
-between 16 and 40 events is not replayed alike by a worker that predates 14 (it would not have
-continued it as new), so do not roll workers back past this."""
+12 ``COLD_VISITS``, 13 ``VISIT_ANSWERS``, 14 ``FULL_RUN_IDLE`` (4, 5, 7 and 8 are retired: the
+next is 15). A run keeps the features it was started with for its whole life, so its replay
+never changes. Deploy workers before clients: a worker that predates 3 runs a run of 3 as a run
+of 2 (it continues idle runs later), which is safe; a run of 3 replayed by such a worker after
+it idled into a continue-as-new between 18 and 40 events is not, a run of 6 replayed by a worker
+that predates 6 after it continued as new for size is not either (that worker flushes first),
+and a run of 9 that branched, merged, regenerated or ran a group tick is not replayed alike by a
+worker that predates 9, and a run of 10 that idled between 18 and 40 events is not replayed
+alike by a worker that predates 10 (it would have continued it as new), and a run of 11 whose
+flush timer fired with an update in the same task is not replayed alike by a worker that
+predates 11, and a run of 12 that stored a cold visit in its task is not replayed alike by a
+worker that predates 12, and a run of 13 that stored a visit's answer in its task is not
+replayed alike by a worker that predates 13, and a run of 14 that a size continue-as-new started
+and that idled between 16 and 40 events is not replayed alike by a worker that predates 14 (it
+would not have continued it as new), so do not roll workers back past this."""
 
 PATCHES = {
     LOCAL_FLUSH: "local flushes in flow",
