@@ -23,6 +23,8 @@ from durable_sessions.errors import (
     SessionClosedError,
     SessionError,
     SessionNotFoundError,
+    StoreUnavailableError,
+    TemporalUnavailableError,
     WorkerUnavailableError,
 )
 from durable_sessions.models import (
@@ -101,6 +103,8 @@ __all__ = [
     "SessionTurn",
     "Settings",
     "SlidingWindowPruner",
+    "StoreUnavailableError",
+    "TemporalUnavailableError",
     "TokenBudgetPruner",
     "TopicBasedTurnManager",
     "WorkerUnavailableError",

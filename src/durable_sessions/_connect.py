@@ -13,6 +13,7 @@ from temporalio.service import TLSConfig
 
 from durable_sessions.converter import session_data_converter
 from durable_sessions.encryption import EncryptionConfig, KeyStore, data_converter
+from durable_sessions.errors import TemporalUnavailableError
 
 __all__ = ["connect"]
 
@@ -38,6 +39,11 @@ async def connect(
     A server that is still starting (it answers "Frontend is not healthy yet", as a dev server
     or a compose stack does for a moment after its port opens) is waited for, at most
     ``starting_timeout`` seconds; any other connection failure is raised at once.
+
+    Raises:
+        TemporalUnavailableError: no Temporal server answered at ``target`` (refused, not
+            resolvable, TLS or auth refused, or still starting after ``starting_timeout``).
+            The SDK's own error is its ``__cause__``.
     """
     if keystore is not None and encryption is None:
         raise ValueError("keystore= needs encryption=EncryptionConfig(...)")
@@ -59,6 +65,18 @@ async def connect(
                 **kwargs,
             )
         except RuntimeError as exc:
-            if "not healthy yet" not in str(exc) or loop.time() >= deadline:
-                raise
-            await asyncio.sleep(0.1)
+            if "not healthy yet" in str(exc) and loop.time() < deadline:
+                await asyncio.sleep(0.1)
+                continue
+            raise TemporalUnavailableError(_unreachable(target, namespace, str(exc))) from exc
+
+
+def _unreachable(target: str, namespace: str, detail: str) -> str:
+    """What a failed connection says: where, why in the SDK's words (no payloads in them), and
+    what to do next."""
+    reason = detail.removeprefix("Failed client connect: ").strip()
+    return (
+        f"cannot reach Temporal at {target} (namespace {namespace!r}): {reason[:300]}. "
+        "Is the server running and reachable? `durable-sessions dev` runs one locally on "
+        "localhost:7233; elsewhere set DURABLE_SESSIONS_TEMPORAL_ADDRESS to its address."
+    )

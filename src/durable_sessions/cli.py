@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from durable_sessions._cli_recall import add_recall_parser, run_recall
 from durable_sessions.config import Settings
-from durable_sessions.errors import SessionError
+from durable_sessions.errors import SessionError, TemporalUnavailableError
 from durable_sessions.models import SessionState, SessionStatus, SessionTurn
 
 __all__ = ["build_parser", "main"]
@@ -95,11 +95,8 @@ async def _with_manager(call: Callable[[Any], Awaitable[Any]]) -> Any:
     try:
         try:
             client = await client_from_settings(settings)
-        except RuntimeError as exc:
-            raise SystemExit(
-                f"error: cannot reach Temporal at {settings.temporal_address} ({exc}); start the "
-                "stack with `durable-sessions dev` or set DURABLE_SESSIONS_TEMPORAL_ADDRESS"
-            ) from None
+        except TemporalUnavailableError as exc:
+            raise SystemExit(f"error: {exc}") from None
         manager = SessionManager(
             client, store, task_queue=settings.task_queue, call_timeout=settings.call_timeout
         )

@@ -14,6 +14,8 @@ The whole tree::
     ├── RecallUnavailableError      the store cannot search transcripts (``manager.recall``)
     ├── WorkerUnavailableError      no worker answered on the task queue in time
     │   └── TemporalUnavailableError    the Temporal service itself did not complete the call
+    ├── StoreUnavailableError       the session store's database could not be reached (also a
+    │                               ``ConnectionError``)
     └── SessionBusyError            transient: the session is moving to a new run (retried by
                                     SessionManager; other clients should retry it too)
 
@@ -39,6 +41,7 @@ __all__ = [
     "SessionClosedError",
     "SessionError",
     "SessionNotFoundError",
+    "StoreUnavailableError",
     "TemporalUnavailableError",
     "WorkerUnavailableError",
     "error_from_type",
@@ -108,6 +111,13 @@ class SessionBusyError(SessionError):
     code = "session_busy"
 
 
+class StoreUnavailableError(SessionError, ConnectionError):
+    """The store's database refused or did not answer a connection (down, wrong address,
+    unknown database, bad credentials); the driver's own error is its ``__cause__``."""
+
+    code = "store_unavailable"
+
+
 ERROR_TYPES: dict[str, type[SessionError]] = {
     cls.__name__: cls
     for cls in (
@@ -124,6 +134,7 @@ ERROR_TYPES: dict[str, type[SessionError]] = {
         WorkerUnavailableError,
         TemporalUnavailableError,
         SessionBusyError,
+        StoreUnavailableError,
     )
 }
 

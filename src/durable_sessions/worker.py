@@ -23,6 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from durable_sessions.agents import Agent
 from durable_sessions.config import Settings
 from durable_sessions.encryption import encrypt_store
+from durable_sessions.errors import StoreUnavailableError, TemporalUnavailableError
 from durable_sessions.plugin import PASSTHROUGH_MODULES, WORKFLOWS, DurableSessionsPlugin
 from durable_sessions.stores.base import SessionStore
 from durable_sessions.stores.memory import InMemorySessionStore
@@ -134,7 +135,10 @@ async def run_worker(settings: Settings | None = None) -> None:
 
     settings = settings or Settings()
     store = store_from_settings(settings)
-    await store.setup()
+    try:
+        await store.setup()
+    except StoreUnavailableError as exc:
+        raise SystemExit(f"error: {exc}") from None
     from durable_sessions.metrics import runtime_with_metrics, tracing_interceptors
 
     connect_kwargs: dict[str, Any] = {"interceptors": tracing_interceptors(settings.tracing)}
@@ -143,12 +147,9 @@ async def run_worker(settings: Settings | None = None) -> None:
     keystore = keystore_from_settings(settings, store)
     try:
         client = await client_from_settings(settings, keystore=keystore, **connect_kwargs)
-    except RuntimeError as exc:
+    except TemporalUnavailableError as exc:
         await store.close()
-        raise SystemExit(
-            f"error: cannot reach Temporal at {settings.temporal_address} ({exc}); start a "
-            "server (`durable-sessions dev` runs one) or set DURABLE_SESSIONS_TEMPORAL_ADDRESS"
-        ) from None
+        raise SystemExit(f"error: {exc}") from None
     kwargs: dict[str, Any] = {"max_cached_workflows": settings.max_cached_workflows}
     if settings.max_concurrent_workflow_tasks:
         kwargs["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks

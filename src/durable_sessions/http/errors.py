@@ -16,8 +16,9 @@ Status rules:
   same code and status whatever the reason.
 * 422: request validation (``validation_error``, with the offending fields), any other
   ``InvalidTurnError``, and a ``SessionError`` that names a field.
-* 429: ``SessionCapacityError``. 503: ``WorkerUnavailableError``, ``SessionBusyError`` (with
-  ``Retry-After``) and a Temporal service that does not answer. 401: no or a bad key.
+* 429: ``SessionCapacityError``. 503: ``WorkerUnavailableError``, ``SessionBusyError``,
+  ``StoreUnavailableError`` (with ``Retry-After``) and a Temporal service that does not
+  answer. 401: no or a bad key.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from durable_sessions.errors import (
     SessionClosedError,
     SessionError,
     SessionNotFoundError,
+    StoreUnavailableError,
     WorkerUnavailableError,
 )
 
@@ -108,6 +110,7 @@ _STATUS: Sequence[tuple[type[SessionError], int]] = (
     (SessionCapacityError, 429),
     (WorkerUnavailableError, 503),
     (SessionBusyError, 503),
+    (StoreUnavailableError, 503),
 )
 
 INVALID_JSON_MESSAGE = "the request body is not valid JSON in UTF-8"
@@ -167,7 +170,9 @@ def error_response(
 def session_error_response(exc: SessionError) -> JSONResponse:
     status = status_for(exc)
     headers = (
-        {"Retry-After": "1"} if isinstance(exc, SessionBusyError | WorkerUnavailableError) else None
+        {"Retry-After": "1"}
+        if isinstance(exc, SessionBusyError | WorkerUnavailableError | StoreUnavailableError)
+        else None
     )
     message = exc.message
     if status == 404:
@@ -178,6 +183,10 @@ def session_error_response(exc: SessionError) -> JSONResponse:
         # The full message names the task queue: for the logs, not for API clients.
         log.warning("worker unavailable: %s", exc.message)
         message = "no worker answered in time; retry later"
+    elif isinstance(exc, StoreUnavailableError):
+        # The full message names the database's address: for the logs only.
+        log.warning("store unavailable: %s", exc.message)
+        message = "the session store is unavailable; retry later"
     elif status >= 500 and not isinstance(exc, SessionBusyError):
         log.error("unmapped session error %s: %s", type(exc).__name__, exc.message)
         message = "the session could not complete the request"

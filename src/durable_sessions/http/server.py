@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from durable_sessions.config import Settings
+from durable_sessions.errors import TemporalUnavailableError
 
 __all__ = ["DEFAULT_HOST", "main", "run_server"]
 
@@ -44,10 +45,8 @@ async def run_server(
     try:
         try:
             client = await client_from_settings(settings)
-        except RuntimeError as exc:
-            raise SystemExit(
-                f"error: cannot reach Temporal at {settings.temporal_address} ({exc})"
-            ) from None
+        except TemporalUnavailableError as exc:
+            raise SystemExit(f"error: {exc}") from None
         manager = SessionManager(
             client, store, task_queue=settings.task_queue, call_timeout=settings.call_timeout
         )

@@ -11,8 +11,11 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import asyncpg
+
+from durable_sessions.errors import StoreUnavailableError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -22,6 +25,28 @@ async def _keep_session_state(conn: asyncpg.Connection) -> None:
     transaction). The default runs ``RESET ALL``, ``UNLISTEN`` and more on every release, one
     more round trip per store call; the stores set no session state (only transaction-scoped
     advisory locks), so there is nothing to reset."""
+
+
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, unreachable, unknown host
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08, and "the database system is starting up"
+    asyncpg.InvalidAuthorizationSpecificationError,  # unknown role, wrong password
+    asyncpg.InvalidCatalogNameError,  # no such database
+)
+"""What a new pool's first connections fail with when the database cannot be reached or
+refuses us; other errors (bad SQL in ``init``, say) are raised as they are."""
+
+
+def where(dsn: str) -> str:
+    """A DSN without its password, for messages: ``user@host:port/database``."""
+    url = urlsplit(dsn)
+    if not url.scheme:
+        return "the configured database"  # a keyword DSN: nothing safe to quote
+    host = url.hostname or "localhost"
+    port = f":{url.port}" if url.port else ""
+    user = f"{url.username}@" if url.username else ""
+    return f"{user}{host}{port}{url.path or '/'}"
 
 
 class PgPoolOwner:
@@ -78,13 +103,20 @@ class PgPoolOwner:
         return self._pool
 
     async def _new_pool(self) -> asyncpg.Pool:
-        return await asyncpg.create_pool(
-            self.dsn,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            init=self._init,
-            reset=_keep_session_state,
-        )
+        try:
+            return await asyncpg.create_pool(
+                self.dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                init=self._init,
+                reset=_keep_session_state,
+            )
+        except _UNREACHABLE as exc:
+            raise StoreUnavailableError(
+                f"cannot reach PostgreSQL at {where(self.dsn)}: {type(exc).__name__}: "
+                f"{str(exc)[:200]}. Is it running, and are the address, database and "
+                "credentials right? Set DURABLE_SESSIONS_DATABASE_URL (or the store's dsn)."
+            ) from exc
 
     @asynccontextmanager
     async def _locked(self, name: str) -> AsyncIterator[asyncpg.Connection]:

@@ -1,0 +1,82 @@
+"""A PostgreSQL store that cannot reach its database: a typed error that says what to do next,
+and never the password."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from durable_sessions.errors import SessionError, StoreUnavailableError
+from durable_sessions.http.errors import session_error_response, status_for
+from durable_sessions.stores.postgres import PostgresSessionStore
+from tests.pg import postgres_dsn_or_skip
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # nothing listens once the socket is closed
+
+
+async def test_a_database_that_refuses_connections_is_store_unavailable() -> None:
+    dsn = f"postgresql://app:s3cret-pw@127.0.0.1:{_closed_port()}/sessions?schema=x"
+    store = PostgresSessionStore(dsn)
+    with pytest.raises(StoreUnavailableError) as info:
+        await store.setup()
+    err = info.value
+    assert isinstance(err, SessionError) and isinstance(err, ConnectionError)
+    assert "cannot reach PostgreSQL at app@127.0.0.1:" in err.message
+    assert "/sessions" in err.message
+    assert "DURABLE_SESSIONS_DATABASE_URL" in err.message
+    assert "s3cret-pw" not in str(err)
+    assert isinstance(err.__cause__, OSError)
+    # A later call tries again (no broken pool is kept), and fails the same way.
+    with pytest.raises(StoreUnavailableError):
+        await store.get_session("s1")
+    await store.close()
+
+
+async def test_an_unknown_database_is_store_unavailable() -> None:
+    url = urlsplit(await postgres_dsn_or_skip())
+    missing = urlunsplit(url._replace(path="/ds_no_such_database_here"))
+    store = PostgresSessionStore(missing)
+    with pytest.raises(StoreUnavailableError, match="ds_no_such_database_here"):
+        await store.setup()
+    await store.close()
+
+
+def test_over_http_it_is_503_with_retry_after_and_no_address() -> None:
+    err = StoreUnavailableError("cannot reach PostgreSQL at app@db.internal:5432/sessions")
+    assert status_for(err) == 503
+    response = session_error_response(err)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    body = bytes(response.body).decode()
+    assert "store_unavailable" in body
+    assert "db.internal" not in body
+
+
+def test_the_worker_without_its_database_says_what_to_do(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DURABLE_SESSIONS_DATABASE_URL": f"postgresql://app:pw@127.0.0.1:{_closed_port()}/x",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "durable_sessions.worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    assert "error: cannot reach PostgreSQL at app@127.0.0.1:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert ":pw@" not in proc.stderr
