@@ -57,6 +57,7 @@ from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from durable_sessions import metrics
+from durable_sessions._sticky import release_dead_sticky_queues
 from durable_sessions.activities.agents import AgentActivities
 from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
@@ -137,6 +138,10 @@ class DurableSessionsPlugin(SimplePlugin):
             polling, so a plain ``Worker`` never runs activities against an unmigrated store.
         compaction: Compaction for every session whose own ``SessionConfig.compaction`` is
             None (default None: only sessions that ask are compacted).
+        release_dead_sticky: Before polling, release the sticky queues of this host's workers
+            that died without shutting down (kill -9, a crash), found in recent sessions'
+            histories, so their sessions' next tasks do not wait out the sticky timeout on a
+            queue nobody polls (``durable_sessions._sticky``).
     """
 
     def __init__(
@@ -146,8 +151,10 @@ class DurableSessionsPlugin(SimplePlugin):
         *,
         setup_store: bool = True,
         compaction: CompactionConfig | None = None,
+        release_dead_sticky: bool = True,
     ) -> None:
         self.store = store
+        self.release_dead_sticky = release_dead_sticky
         self.agents: list[Agent] = list(agents)
         self._executors: weakref.WeakSet[InlineActivations] = weakref.WeakSet()
         """The executors this plugin gave workers: it shuts each down with its worker."""
@@ -191,12 +198,20 @@ class DurableSessionsPlugin(SimplePlugin):
         return super().configure_worker(config)
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
-        """Set the store up before polling (when ``setup_store``), then run the worker with
+        """Set the store up before polling (when ``setup_store``), release the sticky queues of
+        this host's workers that died without shutting down (``_sticky``; when
+        ``release_dead_sticky``), then run the worker with
         single-batch activations (``single_batch_activations``), no idle payload walks
         (``skip_idle_payload_visits``) and, unless the worker was given an executor of its own,
         our workflows' activations on its event loop (``InlineActivations``)."""
         if self.setup_store:
             await self.store.setup()
+        if self.release_dead_sticky:
+            config = worker.config(active_config=True)
+            client = config["client"]
+            await release_dead_sticky_queues(
+                client, config["task_queue"], config.get("identity") or client.identity
+            )
         single_batch_activations(worker)
         skip_idle_payload_visits()
         try:

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from durable_sessions._sticky import release_dead_sticky_queues
 from durable_sessions.agents import Agent
 from durable_sessions.config import Settings
 from durable_sessions.encryption import encrypt_store
@@ -163,6 +164,9 @@ async def run_worker(settings: Settings | None = None) -> None:
         sandboxed=settings.sandbox,
         **kwargs,
     )
+    # Before saying "polling" (tests and supervisors wait for it): the plugin's own run of this
+    # when the worker starts is then the same, finished sweep.
+    await release_dead_sticky_queues(client, settings.task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
