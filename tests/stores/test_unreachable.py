@@ -3,6 +3,7 @@ and never the password."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -50,6 +51,62 @@ async def test_an_unknown_database_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailableError, match="ds_no_such_database_here"):
         await store.setup()
     await store.close()
+
+
+class _CuttableProxy:
+    """A TCP proxy to the database that can be cut, as a network failure or a restart would."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self, port: int = 0) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        bound: int = self.server.sockets[0].getsockname()[1]
+        return bound
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        await self.server.wait_closed()
+
+
+async def test_a_database_lost_mid_life_is_store_unavailable_then_recovers() -> None:
+    url = urlsplit(await postgres_dsn_or_skip())
+    proxy = _CuttableProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    netloc = f"{url.username or 'postgres'}@127.0.0.1:{port}"
+    store = PostgresSessionStore(urlunsplit(url._replace(netloc=netloc)))
+    await store.setup()
+    assert await store.get_session("no-such-session") is None
+    await proxy.cut()
+    with pytest.raises(StoreUnavailableError, match="cannot reach PostgreSQL"):
+        await store.get_session("no-such-session")  # the pooled connection is gone
+    with pytest.raises(StoreUnavailableError):
+        await store.list_sessions(user_id="u")  # and no new one can be opened
+    await proxy.start(port)  # the database is back: the same store answers again
+    assert await store.list_sessions(user_id="u") == []
+    await store.close()
+    await proxy.cut()
 
 
 def test_over_http_it_is_503_with_retry_after_and_no_address() -> None:

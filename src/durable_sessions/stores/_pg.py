@@ -7,10 +7,13 @@ use, so constructing a store never touches the network.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -28,14 +31,38 @@ async def _keep_session_state(conn: asyncpg.Connection) -> None:
 
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,  # refused, unreachable, unknown host
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # class 08, and "the database system is starting up"
+    OSError,  # refused, unreachable, unknown host, reset; TimeoutError (no answer) is one too
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost mid-call
+    asyncpg.exceptions.AdminShutdownError,  # the server is shutting down
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,  # the server is starting up
     asyncpg.InvalidAuthorizationSpecificationError,  # unknown role, wrong password
     asyncpg.InvalidCatalogNameError,  # no such database
 )
-"""What a new pool's first connections fail with when the database cannot be reached or
-refuses us; other errors (bad SQL in ``init``, say) are raised as they are."""
+"""What a call fails with when the database cannot be reached, refuses us or goes away; every
+other error (refused data, a bug) is raised as it is."""
+
+T = TypeVar("T")
+
+
+def _outage_is_typed(
+    method: Callable[..., Coroutine[Any, Any, T]],
+) -> Callable[..., Coroutine[Any, Any, T]]:
+    @functools.wraps(method)
+    async def call(self: PgPoolOwner, *args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except StoreUnavailableError:
+            raise  # from a wrapped method it called
+        except _UNREACHABLE as exc:
+            raise StoreUnavailableError(
+                f"cannot reach PostgreSQL at {where(self.dsn)}: {type(exc).__name__}: "
+                f"{str(exc)[:200]}. Is it running, and are the address, database and "
+                "credentials right? Set DURABLE_SESSIONS_DATABASE_URL (or the store's dsn); "
+                "calls that need the store fail until it answers."
+            ) from exc
+
+    return call
 
 
 def where(dsn: str) -> str:
@@ -52,6 +79,10 @@ def where(dsn: str) -> str:
 class PgPoolOwner:
     """Holds ``dsn``, ``schema`` and an asyncpg pool created on first use.
 
+    Every public coroutine method of a subclass raises ``StoreUnavailableError`` (with the
+    driver's error as its cause) when the database cannot be reached or goes away mid-call, so
+    callers meet one typed error, whatever the driver said.
+
     Args:
         dsn: A libpq connection URL.
         schema: The schema the owner confines itself to.
@@ -62,6 +93,12 @@ class PgPoolOwner:
     Raises:
         ValueError: If ``schema`` is not a plain SQL identifier.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.iscoroutinefunction(value):
+                setattr(cls, name, _outage_is_typed(value))
 
     def __init__(
         self,
@@ -103,20 +140,13 @@ class PgPoolOwner:
         return self._pool
 
     async def _new_pool(self) -> asyncpg.Pool:
-        try:
-            return await asyncpg.create_pool(
-                self.dsn,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                init=self._init,
-                reset=_keep_session_state,
-            )
-        except _UNREACHABLE as exc:
-            raise StoreUnavailableError(
-                f"cannot reach PostgreSQL at {where(self.dsn)}: {type(exc).__name__}: "
-                f"{str(exc)[:200]}. Is it running, and are the address, database and "
-                "credentials right? Set DURABLE_SESSIONS_DATABASE_URL (or the store's dsn)."
-            ) from exc
+        return await asyncpg.create_pool(
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            init=self._init,
+            reset=_keep_session_state,
+        )
 
     @asynccontextmanager
     async def _locked(self, name: str) -> AsyncIterator[asyncpg.Connection]:
