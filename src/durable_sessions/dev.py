@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import shutil
 import signal
 import socket
@@ -65,14 +66,43 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+PORT_WAIT = 15.0
+"""Seconds ``dev`` waits for its port while an earlier server on it stops."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the parent dies, however it dies. Only a
+    call into libc here (its handle is loaded before the fork): nothing that could wait on a
+    lock another thread of the parent held."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
 def start_dev_server(
     db_file: Path, port: int, ui_port: int, *, headless: bool = False
 ) -> subprocess.Popen[bytes]:
-    """Start ``temporal server start-dev`` and wait until its frontend port answers."""
+    """Start ``temporal server start-dev`` and wait until its frontend port answers.
+
+    The server is its own process group (Ctrl-C reaches ``dev``, which stops it in order), and
+    on Linux it is also told to stop when ``dev`` dies without stopping it (kill -9, a crash):
+    a server left behind would hold the port, and the next ``dev`` could not start. A port
+    still held by such a server while it stops is waited for.
+    """
+    deadline = time.monotonic() + PORT_WAIT
     if _port_open("127.0.0.1", port):
-        raise SystemExit(
-            f"error: port {port} is already in use; stop what runs there or pass --port"
-        )
+        print(f"  port {port} is in use: waiting up to {PORT_WAIT:.0f} s for it ...", flush=True)
+    while _port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"error: port {port} is already in use; stop what runs there (a Temporal "
+                "server of an earlier `dev`?) or pass --port"
+            )
+        time.sleep(0.2)
     args = [
         temporal_binary(),
         "server",
@@ -91,7 +121,13 @@ def start_dev_server(
         args.append("--headless")
     log_path = db_file.with_suffix(".log")
     log = log_path.open("ab")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
+    )
     deadline = time.monotonic() + 30
     while not _port_open("127.0.0.1", port):
         if proc.poll() is not None:

@@ -77,6 +77,11 @@ class DevStack:
         assert self.proc.returncode == 0, out
         assert "stopped" in out
 
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
     def cli(self, *args: str) -> dict[str, object] | list[object]:
         done = subprocess.run(
             [*CLI, "session", *args, "--json"],
@@ -144,3 +149,18 @@ async def test_dev_stack_cli_python_and_restart(dev: DevStack) -> None:
     listed = dev.cli("list", "--user", "me")
     assert isinstance(listed, list) and len(listed) == 2  # the session and its branch
     dev.stop()
+
+
+async def test_dev_comes_back_after_kill_9(dev: DevStack) -> None:
+    """``dev`` killed outright (no Ctrl-C): its Temporal server stops with it instead of holding
+    the port, so the next ``dev`` starts, and the session answers with its transcript whole."""
+    created = dev.cli("create", "--user", "me")
+    assert isinstance(created, dict)
+    sid = str(created["session_id"])
+    dev.cli("add", sid, "before the crash")
+    dev.kill9()
+    dev.start()
+    dev.cli("add", sid, "after the crash")
+    history = dev.cli("history", sid)
+    assert isinstance(history, list)
+    assert [t["content"] for t in history] == ["before the crash", "after the crash"]  # type: ignore[index]
