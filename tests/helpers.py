@@ -1,9 +1,11 @@
-"""Shared test helpers: locating the bundled Temporal binaries, polling for a condition."""
+"""Shared test helpers: locating the bundled Temporal binaries, polling for a condition, a port
+nothing listens on."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import sys
 import sysconfig
 import time
@@ -38,3 +40,11 @@ async def assert_eventually(
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(interval)
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from durable_sessions import SessionManager, connect
 from durable_sessions.errors import TemporalUnavailableError, WorkerUnavailableError
 from durable_sessions.stores.memory import InMemorySessionStore
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
+from tests.helpers import closed_port
 
 
 async def test_connect_to_no_server_is_temporal_unavailable_and_says_what_to_do() -> None:
-    target = f"127.0.0.1:{_closed_port()}"
+    target = f"127.0.0.1:{closed_port()}"
     with pytest.raises(TemporalUnavailableError) as info:
         await connect(target, starting_timeout=0.5)
     err = info.value
@@ -34,5 +26,5 @@ async def test_connect_to_no_server_is_temporal_unavailable_and_says_what_to_do(
 async def test_session_manager_connect_to_no_server_is_temporal_unavailable() -> None:
     with pytest.raises(TemporalUnavailableError, match="cannot reach Temporal"):
         await SessionManager.connect(
-            f"127.0.0.1:{_closed_port()}", store=InMemorySessionStore(), starting_timeout=0.5
+            f"127.0.0.1:{closed_port()}", store=InMemorySessionStore(), starting_timeout=0.5
         )

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
+from tests.helpers import closed_port
 
 
 def test_worker_without_temporal_says_what_to_do(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "DURABLE_SESSIONS_TEMPORAL_ADDRESS": f"127.0.0.1:{_closed_port()}",
+        "DURABLE_SESSIONS_TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port()}",
         "DURABLE_SESSIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'sessions.db'}",
     }
     proc = subprocess.run(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +15,12 @@ import pytest
 from durable_sessions.errors import SessionError, StoreUnavailableError
 from durable_sessions.http.errors import session_error_response, status_for
 from durable_sessions.stores.postgres import PostgresSessionStore
+from tests.helpers import closed_port
 from tests.pg import postgres_dsn_or_skip
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
-
-
 async def test_a_database_that_refuses_connections_is_store_unavailable() -> None:
-    dsn = f"postgresql://app:s3cret-pw@127.0.0.1:{_closed_port()}/sessions?schema=x"
+    dsn = f"postgresql://app:s3cret-pw@127.0.0.1:{closed_port()}/sessions?schema=x"
     store = PostgresSessionStore(dsn)
     with pytest.raises(StoreUnavailableError) as info:
         await store.setup()
@@ -123,7 +116,7 @@ def test_over_http_it_is_503_with_retry_after_and_no_address() -> None:
 def test_the_worker_without_its_database_says_what_to_do(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "DURABLE_SESSIONS_DATABASE_URL": f"postgresql://app:pw@127.0.0.1:{_closed_port()}/x",
+        "DURABLE_SESSIONS_DATABASE_URL": f"postgresql://app:pw@127.0.0.1:{closed_port()}/x",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "durable_sessions.worker"],
