@@ -123,7 +123,8 @@ async def dead_sticky_queues(client: Client, task_queue: str, identity: str) -> 
     started running workflows on ``task_queue``."""
     escaped = task_queue.replace("\\", "\\\\").replace("'", "\\'")
     query = f"TaskQueue = '{escaped}' AND ExecutionStatus = 'Running'"
-    runs = [(w.id, w.run_id) async for w in client.list_workflows(query, limit=SAMPLE)]
+    workflows = client.list_workflows(query, limit=SAMPLE, page_size=SAMPLE)
+    runs = [(w.id, w.run_id) async for w in workflows]
     tails = await asyncio.gather(
         *(_tail_sticky_queues(client, wid, rid) for wid, rid in runs), return_exceptions=True
     )
