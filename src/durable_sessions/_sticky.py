@@ -18,7 +18,9 @@ queue, and releases (``ShutdownWorker``) each sticky queue found there that is c
 
 * its identity is ``<pid>@<this host>`` and no process ``pid`` runs here; or
 * its identity is this process's own (a container restarted keeps its host name and, often,
-  pid 1) and it was last used before this process started.
+  pid 1), no worker of this process polls the task queue yet, and no task on it was started
+  since this process started (a twin with our identity, e.g. containers given one host name,
+  that is busy is left alone).
 
 Queues of other hosts are left alone: nothing here can tell a dead one from a busy one, and the
 server routes around a sticky queue nobody has polled for 10 s by itself. Everything here is
@@ -29,11 +31,14 @@ by task queue, a timeout) is logged and the worker starts as it would have.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import os
 import re
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from temporalio.api.common.v1 import WorkflowExecution
@@ -44,13 +49,20 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 
-__all__ = ["StickyQueue", "dead_sticky_queues", "release_dead_sticky_queues"]
+__all__ = [
+    "StickyQueue",
+    "dead_sticky_queues",
+    "is_dead",
+    "polling",
+    "release_dead_sticky_queues",
+]
 
 log = logging.getLogger(__name__)
 
 PROCESS_STARTED = time.time()
 """About when this process started (this module is imported as the worker starts): a sticky
-queue of this process's own identity last used before it belongs to an earlier process."""
+queue of this process's own identity that no task was started from since belongs to an earlier
+process."""
 CLOCK_MARGIN = 0.5
 """Seconds of clock difference between this host and the Temporal server tolerated."""
 SAMPLE = 20
@@ -66,11 +78,27 @@ _IDENTITY = re.compile(r"^(?P<pid>\d+)@(?P<host>.+)$")
 
 @dataclass(frozen=True)
 class StickyQueue:
-    """A sticky queue seen in a session's history, and when it was last scheduled on."""
+    """A sticky queue seen in a session's history, and when a worker last took a task from it."""
 
     name: str
-    last_used: float
-    """Unix time of the last workflow task scheduled on it, in the histories read."""
+    last_started: float
+    """Unix time of the last workflow task started from it in the histories read (0 when the
+    tails hold only tasks scheduled on it and never started)."""
+
+
+_polling: collections.Counter[str] = collections.Counter()
+"""Task queues that workers of this process poll (``polling``): a sticky queue of this
+process's own identity may be one of theirs."""
+
+
+@contextlib.contextmanager
+def polling(task_queue: str) -> Iterator[None]:
+    """Mark a worker of this process as polling ``task_queue`` while the block runs."""
+    _polling[task_queue] += 1
+    try:
+        yield
+    finally:
+        _polling[task_queue] -= 1
 
 
 def _pid_runs(pid: int) -> bool:
@@ -83,9 +111,16 @@ def _pid_runs(pid: int) -> bool:
     return True
 
 
-def is_dead(queue: StickyQueue, identity: str, *, started: float = PROCESS_STARTED) -> bool:
+def is_dead(
+    queue: StickyQueue,
+    identity: str,
+    *,
+    started: float = PROCESS_STARTED,
+    polled_here: bool = False,
+) -> bool:
     """Whether ``queue`` certainly belongs to a worker that is gone (see the module docstring);
-    ``identity`` is this worker's."""
+    ``identity`` is this worker's, ``polled_here`` whether a worker of this process already
+    polls the task queue."""
     match = _STICKY_NAME.match(queue.name)
     own = _IDENTITY.match(identity)
     if match is None or own is None:
@@ -93,8 +128,8 @@ def is_dead(queue: StickyQueue, identity: str, *, started: float = PROCESS_START
     theirs = _IDENTITY.match(match["identity"])
     if theirs is None or theirs["host"] != own["host"]:
         return False  # another host's worker: cannot tell dead from busy
-    if match["identity"] == identity:
-        return queue.last_used < started - CLOCK_MARGIN  # an earlier process with our identity
+    if match["identity"] == identity:  # an earlier process with our identity, or a twin
+        return not polled_here and queue.last_started < started - CLOCK_MARGIN
     return int(theirs["pid"]) != os.getpid() and not _pid_runs(int(theirs["pid"]))
 
 
@@ -108,14 +143,20 @@ async def _tail_sticky_queues(
             maximum_page_size=TAIL_EVENTS,
         )
     )
-    found: list[StickyQueue] = []
+    sticky: dict[int, str] = {}  # scheduled event id -> sticky queue
+    started: dict[int, float] = {}  # scheduled event id -> when its task was started
     for event in response.history.events:
-        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
-            continue
-        queue = event.workflow_task_scheduled_event_attributes.task_queue
-        if queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
-            found.append(StickyQueue(queue.name, event.event_time.ToDatetime().timestamp()))
-    return found
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            queue = event.workflow_task_scheduled_event_attributes.task_queue
+            if queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
+                sticky[event.event_id] = queue.name
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            scheduled = event.workflow_task_started_event_attributes.scheduled_event_id
+            started[scheduled] = event.event_time.seconds + event.event_time.nanos / 1e9
+    last: dict[str, float] = {}
+    for scheduled, name in sticky.items():
+        last[name] = max(last.get(name, 0.0), started.get(scheduled, 0.0))
+    return [StickyQueue(name, when) for name, when in last.items()]
 
 
 async def dead_sticky_queues(client: Client, task_queue: str, identity: str) -> list[str]:
@@ -128,14 +169,17 @@ async def dead_sticky_queues(client: Client, task_queue: str, identity: str) -> 
     tails = await asyncio.gather(
         *(_tail_sticky_queues(client, wid, rid) for wid, rid in runs), return_exceptions=True
     )
-    last_used: dict[str, float] = {}
+    last_started: dict[str, float] = {}
     for tail in tails:
         if isinstance(tail, BaseException):
             continue  # a run that just ended, say: the others are enough
         for queue in tail:
-            last_used[queue.name] = max(last_used.get(queue.name, 0.0), queue.last_used)
+            last_started[queue.name] = max(last_started.get(queue.name, 0.0), queue.last_started)
+    polled_here = _polling[task_queue] > 0
     return sorted(
-        name for name, used in last_used.items() if is_dead(StickyQueue(name, used), identity)
+        name
+        for name, when in last_started.items()
+        if is_dead(StickyQueue(name, when), identity, polled_here=polled_here)
     )
 
 

@@ -57,7 +57,7 @@ from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from durable_sessions import metrics
-from durable_sessions._sticky import release_dead_sticky_queues
+from durable_sessions._sticky import polling, release_dead_sticky_queues
 from durable_sessions.activities.agents import AgentActivities
 from durable_sessions.activities.context import ContextActivities
 from durable_sessions.activities.persistence import PersistenceActivities
@@ -215,7 +215,8 @@ class DurableSessionsPlugin(SimplePlugin):
         single_batch_activations(worker)
         skip_idle_payload_visits()
         try:
-            await super().run_worker(worker, next)
+            with polling(worker.config(active_config=True)["task_queue"]):
+                await super().run_worker(worker, next)
         finally:
             # The SDK shuts down only an executor it made itself; one this plugin made is ours
             # (one the user gave, even an ``InlineActivations``, stays theirs).

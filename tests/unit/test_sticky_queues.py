@@ -15,8 +15,8 @@ ME = f"{os.getpid()}@{HOST}"
 STARTED = 1_000_000.0
 
 
-def _queue(identity: str, last_used: float = STARTED - 60) -> StickyQueue:
-    return StickyQueue(f"{identity}-{UUID}", last_used)
+def _queue(identity: str, last_started: float = STARTED - 60) -> StickyQueue:
+    return StickyQueue(f"{identity}-{UUID}", last_started)
 
 
 def _dead_pid() -> int:
@@ -36,11 +36,17 @@ def test_a_queue_of_another_host_is_never_released() -> None:
     assert not is_dead(_queue(f"{_dead_pid()}@elsewhere-{HOST}"), ME, started=STARTED)
 
 
-def test_our_own_identity_is_dead_only_when_last_used_before_this_process_started() -> None:
+def test_our_own_identity_is_dead_when_no_task_was_started_from_it_since_we_started() -> None:
     # A container restarted keeps its host name and, often, its pid.
     assert is_dead(_queue(ME, STARTED - 5), ME, started=STARTED)
+    assert is_dead(_queue(ME, 0.0), ME, started=STARTED)  # tasks scheduled on it, none started
+    # A twin with our identity that took a task since we started is alive.
     assert not is_dead(_queue(ME, STARTED - CLOCK_MARGIN / 2), ME, started=STARTED)
-    assert not is_dead(_queue(ME, STARTED + 5), ME, started=STARTED)  # this process's own
+    assert not is_dead(_queue(ME, STARTED + 5), ME, started=STARTED)
+
+
+def test_our_own_identity_is_never_released_while_a_worker_of_ours_polls() -> None:
+    assert not is_dead(_queue(ME, STARTED - 5), ME, started=STARTED, polled_here=True)
 
 
 def test_custom_identities_and_odd_names_are_left_alone() -> None:
