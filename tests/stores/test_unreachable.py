@@ -14,6 +14,7 @@ import pytest
 
 from durable_sessions.errors import SessionError, StoreUnavailableError
 from durable_sessions.http.errors import session_error_response, status_for
+from durable_sessions.stores._pg import where
 from durable_sessions.stores.postgres import PostgresSessionStore
 from tests.helpers import closed_port
 from tests.pg import postgres_dsn_or_skip
@@ -100,6 +101,12 @@ async def test_a_database_lost_mid_life_is_store_unavailable_then_recovers() -> 
     assert await store.list_sessions(user_id="u") == []
     await store.close()
     await proxy.cut()
+
+
+def test_messages_name_the_database_without_its_password() -> None:
+    assert where("postgresql://app:pw@db:5432/s?schema=x") == "app@db:5432/s"
+    assert where("postgresql://app:pw@db:bad/s") == "app@db/s"  # never masks the real error
+    assert where("dbname=s user=app password=pw") == "the configured database"
 
 
 def test_over_http_it_is_503_with_retry_after_and_no_address() -> None:

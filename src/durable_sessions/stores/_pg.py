@@ -68,10 +68,13 @@ def _outage_is_typed(
 def where(dsn: str) -> str:
     """A DSN without its password, for messages: ``user@host:port/database``."""
     url = urlsplit(dsn)
+    try:
+        port = f":{url.port}" if url.port else ""
+    except ValueError:  # a malformed port: the driver's own error says what is wrong
+        port = ""
     if not url.scheme:
         return "the configured database"  # a keyword DSN: nothing safe to quote
     host = url.hostname or "localhost"
-    port = f":{url.port}" if url.port else ""
     user = f"{url.username}@" if url.username else ""
     return f"{user}{host}{port}{url.path or '/'}"
 
