@@ -96,6 +96,9 @@ async def test_every_cold_session_answers_after_a_restart(
     if restart == "stop":
         pg_worker.worker.stop()
     else:
+        # Flush timers still armed fire first: a task in flight at the kill would time out on
+        # the dead worker (start-to-close), a kill's cost, not the replay storm this test hunts.
+        await asyncio.sleep(CONFIG.flush_interval + 1.0)
         pg_worker.worker.kill9()
     pg_worker.worker.start()
     restarted = time.monotonic()
@@ -147,6 +150,9 @@ async def test_every_cold_session_answers_after_a_restart(
     )
     assert not errors, [type(e).__name__ for e in errors]
     assert bad == 0  # no replay storm: no task overran its timeout, none failed
+    # No first task waited on the old worker's sticky queue: a stopped worker said it had gone,
+    # a killed one's queue was released by the new worker before it polled (``_sticky``).
+    assert sticky == 0
     assert min(run_events) >= 5 * TAIL  # the runs really held their tails when it restarted
     # Not asserted: p99 <= P99_GOAL, a timing (benchmarks measure speed, tests behaviour). Each
     # cold replay of a ~170-event run is ~35 workflow tasks of SDK work, and 50 of them share two
