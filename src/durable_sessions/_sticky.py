@@ -48,6 +48,7 @@ from temporalio.api.workflowservice.v1 import (
     ShutdownWorkerRequest,
 )
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 __all__ = [
     "StickyQueue",
@@ -204,7 +205,13 @@ async def _sweep(client: Client, task_queue: str, identity: str) -> list[str]:
                 )
             return dead
     except Exception as exc:  # best effort: the worker starts as it would have
-        log.info("could not look for dead workers' sticky queues (%s: %s)", type(exc).__name__, exc)
+        unimplemented = isinstance(exc, RPCError) and exc.status == RPCStatusCode.UNIMPLEMENTED
+        log.log(
+            logging.DEBUG if unimplemented else logging.INFO,  # e.g. the time-skipping server
+            "could not look for dead workers' sticky queues (%s: %s)",
+            type(exc).__name__,
+            exc,
+        )
         return []
 
 
