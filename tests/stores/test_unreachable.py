@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
+from durable_sessions.client import SessionManager
 from durable_sessions.errors import SessionError, StoreUnavailableError
+from durable_sessions.http import create_app
 from durable_sessions.http.errors import session_error_response, status_for
 from durable_sessions.stores._pg import where
 from durable_sessions.stores.postgres import PostgresSessionStore
@@ -99,6 +103,34 @@ async def test_a_database_lost_mid_life_is_store_unavailable_then_recovers() -> 
         await store.list_sessions(user_id="u")  # and no new one can be opened
     await proxy.start(port)  # the database is back: the same store answers again
     assert await store.list_sessions(user_id="u") == []
+    await store.close()
+    await proxy.cut()
+
+
+async def test_the_http_face_answers_503_while_the_database_is_away(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    url = urlsplit(await postgres_dsn_or_skip())
+    proxy = _CuttableProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    netloc = f"{url.username or 'postgres'}@127.0.0.1:{port}"
+    store = PostgresSessionStore(urlunsplit(url._replace(netloc=netloc)))
+    await store.setup()
+    app = create_app(SessionManager(temporal_env.client, store), {"key-0123456789abcdef": "u"})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers={"Authorization": "Bearer key-0123456789abcdef"},
+    ) as http:
+        assert (await http.get("/sessions")).status_code == 200
+        await proxy.cut()
+        down = await http.get("/sessions")
+        assert down.status_code == 503
+        assert down.headers["Retry-After"] == "1"
+        assert down.json()["error"]["code"] == "store_unavailable"
+        assert str(port) not in down.text  # the address is for the logs only
+        await proxy.start(port)
+        assert (await http.get("/sessions")).status_code == 200
     await store.close()
     await proxy.cut()
 
