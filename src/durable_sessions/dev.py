@@ -200,7 +200,7 @@ async def run_dev(
 ) -> None:
     """Run the embedded stack until Ctrl-C / SIGTERM."""
     from durable_sessions.stores.sqlite import SQLiteSessionStore
-    from durable_sessions.worker import create_worker
+    from durable_sessions.worker import create_worker, settle_heap
 
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -212,6 +212,7 @@ async def run_dev(
         settings = Settings(temporal_address=f"localhost:{port}")
         client = await client_from_settings(settings)
         worker = create_worker(client, store, task_queue=settings.task_queue)
+        settle_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
