@@ -88,13 +88,19 @@ class _CuttableProxy:
         await self.server.wait_closed()
 
 
-async def test_a_database_lost_mid_life_is_store_unavailable_then_recovers() -> None:
+async def _store_through_a_proxy() -> tuple[_CuttableProxy, int, PostgresSessionStore]:
+    """A store (set up) whose connections go through a cuttable proxy to the test database."""
     url = urlsplit(await postgres_dsn_or_skip())
     proxy = _CuttableProxy(url.hostname or "127.0.0.1", url.port or 5432)
     port = await proxy.start()
     netloc = f"{url.username or 'postgres'}@127.0.0.1:{port}"
     store = PostgresSessionStore(urlunsplit(url._replace(netloc=netloc)))
     await store.setup()
+    return proxy, port, store
+
+
+async def test_a_database_lost_mid_life_is_store_unavailable_then_recovers() -> None:
+    proxy, port, store = await _store_through_a_proxy()
     assert await store.get_session("no-such-session") is None
     await proxy.cut()
     with pytest.raises(StoreUnavailableError, match="cannot reach PostgreSQL"):
@@ -110,12 +116,7 @@ async def test_a_database_lost_mid_life_is_store_unavailable_then_recovers() -> 
 async def test_the_http_face_answers_503_while_the_database_is_away(
     temporal_env: WorkflowEnvironment,
 ) -> None:
-    url = urlsplit(await postgres_dsn_or_skip())
-    proxy = _CuttableProxy(url.hostname or "127.0.0.1", url.port or 5432)
-    port = await proxy.start()
-    netloc = f"{url.username or 'postgres'}@127.0.0.1:{port}"
-    store = PostgresSessionStore(urlunsplit(url._replace(netloc=netloc)))
-    await store.setup()
+    proxy, port, store = await _store_through_a_proxy()
     app = create_app(SessionManager(temporal_env.client, store), {"key-0123456789abcdef": "u"})
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
