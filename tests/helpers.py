@@ -42,8 +42,9 @@ async def assert_eventually(
         await asyncio.sleep(interval)
 
 
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
+def free_port() -> int:
+    """A local port nothing listens on (bound, then released): for a server to start on, or
+    for a client to find nobody at."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

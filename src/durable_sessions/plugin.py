@@ -206,8 +206,8 @@ class DurableSessionsPlugin(SimplePlugin):
         our workflows' activations on its event loop (``InlineActivations``)."""
         if self.setup_store:
             await self.store.setup()
+        config = worker.config(active_config=True)
         if self.release_dead_sticky:
-            config = worker.config(active_config=True)
             client = config["client"]
             await release_dead_sticky_queues(
                 client, config["task_queue"], config.get("identity") or client.identity
@@ -215,12 +215,12 @@ class DurableSessionsPlugin(SimplePlugin):
         single_batch_activations(worker)
         skip_idle_payload_visits()
         try:
-            with polling(worker.config(active_config=True)["task_queue"]):
+            with polling(config["task_queue"]):
                 await super().run_worker(worker, next)
         finally:
             # The SDK shuts down only an executor it made itself; one this plugin made is ours
             # (one the user gave, even an ``InlineActivations``, stays theirs).
-            executor = worker.config(active_config=True).get("workflow_task_executor")
+            executor = config.get("workflow_task_executor")
             if isinstance(executor, InlineActivations) and executor in self._executors:
                 executor.shutdown(wait=False)
 

@@ -7,11 +7,11 @@ import pytest
 from durable_sessions import SessionManager, connect
 from durable_sessions.errors import TemporalUnavailableError, WorkerUnavailableError
 from durable_sessions.stores.memory import InMemorySessionStore
-from tests.helpers import closed_port
+from tests.helpers import free_port
 
 
 async def test_connect_to_no_server_is_temporal_unavailable_and_says_what_to_do() -> None:
-    target = f"127.0.0.1:{closed_port()}"
+    target = f"127.0.0.1:{free_port()}"
     with pytest.raises(TemporalUnavailableError) as info:
         await connect(target, starting_timeout=0.5)
     err = info.value
@@ -26,5 +26,5 @@ async def test_connect_to_no_server_is_temporal_unavailable_and_says_what_to_do(
 async def test_session_manager_connect_to_no_server_is_temporal_unavailable() -> None:
     with pytest.raises(TemporalUnavailableError, match="cannot reach Temporal"):
         await SessionManager.connect(
-            f"127.0.0.1:{closed_port()}", store=InMemorySessionStore(), starting_timeout=0.5
+            f"127.0.0.1:{free_port()}", store=InMemorySessionStore(), starting_timeout=0.5
         )

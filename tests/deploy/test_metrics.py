@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import sys
 import urllib.request
 import uuid
@@ -27,7 +26,7 @@ from durable_sessions.models import SessionConfig, SessionTurn
 from durable_sessions.stores.base import PersistBatch
 from durable_sessions.stores.memory import InMemorySessionStore
 from durable_sessions.worker import WORKFLOWS, workflow_runner
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, free_port
 
 
 class MeteredPersistence(PersistenceActivities):
@@ -38,13 +37,6 @@ class MeteredPersistence(PersistenceActivities):
         with metrics.stopwatch() as sw:
             await super().persist_batch(batch)
         metrics.record_flush(len(batch.turns), sw.seconds, len(batch.checkpoints))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def scrape(port: int) -> str:

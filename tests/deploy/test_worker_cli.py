@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import closed_port
+from tests.helpers import free_port
 
 
 def test_worker_without_temporal_says_what_to_do(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "DURABLE_SESSIONS_TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port()}",
+        "DURABLE_SESSIONS_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "DURABLE_SESSIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'sessions.db'}",
     }
     proc = subprocess.run(

@@ -30,7 +30,7 @@ from durable_sessions.models import SessionConfig, SessionTurn
 from durable_sessions.stores.base import SessionStore, read_transcript
 from durable_sessions.stores.postgres import PostgresSessionStore
 from durable_sessions.worker import create_worker
-from tests.helpers import assert_eventually, bundled_binary
+from tests.helpers import assert_eventually, bundled_binary, free_port
 from tests.pg import LocalCluster
 from tests.processes import PgWorker
 
@@ -147,12 +147,6 @@ async def test_a_kill_9_worker_repeatedly_during_1000_turns(
     await verify(
         store, s.session_id, stream.acked, f"a: kill -9 worker x{kills}", stream.longest_wait
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DevServer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 import httpx
 import pytest
@@ -12,14 +11,8 @@ import pytest
 from durable_sessions.config import Settings
 from durable_sessions.http.server import run_server
 from durable_sessions.stores.postgres import PostgresSessionStore
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, free_port
 from tests.integration.conftest import Stack
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_refuses_to_start_without_keys() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ import pytest
 from durable_sessions.client import SessionManager
 from durable_sessions.models import SessionTurn
 from durable_sessions.stores.sqlite import SQLiteSessionStore
+from tests.helpers import free_port
 
 CLI = [sys.executable, "-m", "durable_sessions.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class DevStack:

@@ -20,12 +20,12 @@ from durable_sessions.http import create_app
 from durable_sessions.http.errors import session_error_response, status_for
 from durable_sessions.stores._pg import where
 from durable_sessions.stores.postgres import PostgresSessionStore
-from tests.helpers import closed_port
+from tests.helpers import free_port
 from tests.pg import postgres_dsn_or_skip
 
 
 async def test_a_database_that_refuses_connections_is_store_unavailable() -> None:
-    dsn = f"postgresql://app:s3cret-pw@127.0.0.1:{closed_port()}/sessions?schema=x"
+    dsn = f"postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/sessions?schema=x"
     store = PostgresSessionStore(dsn)
     with pytest.raises(StoreUnavailableError) as info:
         await store.setup()
@@ -156,7 +156,7 @@ def test_over_http_it_is_503_with_retry_after_and_no_address() -> None:
 def test_the_worker_without_its_database_says_what_to_do(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "DURABLE_SESSIONS_DATABASE_URL": f"postgresql://app:pw@127.0.0.1:{closed_port()}/x",
+        "DURABLE_SESSIONS_DATABASE_URL": f"postgresql://app:pw@127.0.0.1:{free_port()}/x",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "durable_sessions.worker"],
