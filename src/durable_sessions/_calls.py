@@ -137,14 +137,16 @@ async def translate(
         raise unavailable() from None
     except RPCError as exc:
         message = exc.message.lower()
-        if (exc.status == RPCStatusCode.NOT_FOUND and "aborted by closing" in message) or (
-            exc.status == RPCStatusCode.RESOURCE_EXHAUSTED and "workflow is closing" in message
-        ):
-            # The update reached the run's last workflow task (continue-as-new, or a close),
-            # or the server refused it while that run tries to close (temporal#5847): not
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED and "workflow is closing" in message:
+            # The server refused the update while the run tries to close (temporal#5847): not
             # applied; retried, it reaches the next run or reads as closed.
             raise _busy(session_id, RUN_ENDING) from None
         if exc.status == RPCStatusCode.NOT_FOUND:
+            # Also "update was aborted by closing workflow": the update reached the run's last
+            # workflow task and was not applied. The server answers every resend of its update
+            # id so while that run is the session's latest, so the latest run decides: running
+            # (the run continued as new) reads as the run ending, and the call is retried;
+            # closed reads as closed (``missing``), never as busy until the caller gives up.
             raise await missing(exc.message) from None
         if exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in message:
             # The server dropped the update before an outcome (e.g. its workflow task was

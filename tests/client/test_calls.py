@@ -27,6 +27,7 @@ from durable_sessions._calls import (
 from durable_sessions._reads import RecentWindow, SessionReads, window_tail
 from durable_sessions.errors import (
     SessionBusyError,
+    SessionClosedError,
     SessionError,
     SessionNotFoundError,
     TemporalUnavailableError,
@@ -69,7 +70,6 @@ def _rpc(status: RPCStatusCode, message: str) -> RPCError:
         ),
         (RPCStatusCode.FAILED_PRECONDITION, "Workflow Task in failed state.", SessionBusyError),
         (RPCStatusCode.UNAVAILABLE, "workflow update was aborted", SessionBusyError),
-        (RPCStatusCode.NOT_FOUND, "update aborted by closing workflow", SessionBusyError),
         (RPCStatusCode.NOT_FOUND, "workflow not found", SessionNotFoundError),
         (RPCStatusCode.DEADLINE_EXCEEDED, "deadline", WorkerUnavailableError),
         (RPCStatusCode.UNAVAILABLE, "connection refused", TemporalUnavailableError),
@@ -84,22 +84,45 @@ async def test_rpc_errors_become_typed_errors(
     assert err.__cause__ is None  # no raw temporalio exception reaches the caller
 
 
-@pytest.mark.parametrize(
-    ("status", "message"),
-    [
-        (RPCStatusCode.NOT_FOUND, "update aborted by closing workflow"),
-        (
+async def test_a_run_that_is_closing_reads_as_run_ending() -> None:
+    err = await _translated(
+        _rpc(
             RPCStatusCode.RESOURCE_EXHAUSTED,
             "workflow operation can not be applied because workflow is closing",
-        ),
-    ],
-)
-async def test_a_run_that_is_ending_reads_as_run_ending(
-    status: RPCStatusCode, message: str
-) -> None:
-    err = await _translated(_rpc(status, message))
+        )
+    )
     assert type(err) is SessionBusyError
     assert err.message.startswith(RUN_ENDING)
+
+
+@pytest.mark.parametrize(
+    "latest",
+    [
+        SessionBusyError(f"{RUN_ENDING}; retry in a moment", session_id="s"),
+        SessionClosedError("session is expired", session_id="s", field="status"),
+    ],
+)
+async def test_an_update_aborted_by_its_closing_run_reads_as_the_latest_run_says(
+    latest: SessionError,
+) -> None:
+    """The server answers every resend of an update id aborted by a closing run with the
+    same abort, so "aborted by closing" alone cannot say whether to retry: after a
+    continue-as-new the next run takes the resend; after a close nothing ever will (a TTL
+    expiry read as busy for the caller's whole patience, 1 run in 30 by hand). What the
+    session's latest run is decides (``missing``)."""
+    asked: list[str] = []
+
+    async def missing(message: str) -> SessionError:
+        asked.append(message)
+        return latest
+
+    async def call() -> None:
+        raise _rpc(RPCStatusCode.NOT_FOUND, "workflow update was aborted by closing workflow")
+
+    with pytest.raises(type(latest)) as raised:
+        await translate("s", call, unavailable=_unavailable, missing=missing)
+    assert raised.value is latest and raised.value.__cause__ is None
+    assert asked == ["workflow update was aborted by closing workflow"]
 
 
 async def test_an_update_rpc_timeout_is_worker_unavailable() -> None:
