@@ -108,10 +108,16 @@ class SessionTransport:
             return await retry_busy(attempt, timeout=timeout, loop=loop)
 
     async def _signal(self, session_id: str, name: str, arg: Any = None) -> None:
+        """A signal, resent while the server refuses it as busy (the run closing, a limit):
+        a refused signal was not delivered, and what signals carry is deduplicated by id."""
         handle = self.client.get_workflow_handle(session_id)
         args = [] if arg is None else [arg]
-        await self._translate(
-            session_id, lambda: handle.signal(name, args=args, rpc_timeout=self.call_timeout)
+        await retry_busy(
+            lambda: self._translate(
+                session_id, lambda: handle.signal(name, args=args, rpc_timeout=self.call_timeout)
+            ),
+            timeout=self.call_timeout.total_seconds(),
+            loop=asyncio.get_running_loop(),
         )
 
     async def _query(self, session_id: str, name: str, result_type: type[T]) -> T:

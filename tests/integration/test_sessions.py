@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from durable_sessions.client import SessionManager
 from durable_sessions.errors import (
@@ -126,6 +128,40 @@ async def test_retried_turn_is_stored_once(stack: Stack) -> None:
     history = await m.history(s.session_id)
     assert [t.content for t in history] == ["only once", "next"]
     assert (await m.get(s.session_id)).turn_count == 2
+
+
+async def test_a_turn_signal_the_server_refuses_as_busy_is_resent(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``send_turn`` while the server refuses signals to the session for a moment (its run
+    closing, temporal#5847; a rate limit): the refusal delivered nothing, so the signal is
+    resent until it lands, as updates are, instead of the caller getting a busy error for a
+    fire-and-forget call."""
+    m = stack.manager
+    s = await m.create("signals")
+    refusals = 3
+    real = WorkflowHandle.signal
+
+    async def refusing(self: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any) -> None:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise RPCError(
+                "workflow operation can not be applied because workflow is closing",
+                RPCStatusCode.RESOURCE_EXHAUSTED,
+                b"",
+            )
+        await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(WorkflowHandle, "signal", refusing)
+    turn = user_turn("sent while refused")
+    await m.send_turn(s.session_id, turn)
+    assert refusals == 0
+
+    async def landed() -> None:
+        assert [t.turn_id for t in await m.history(s.session_id)] == [turn.turn_id]
+
+    await assert_eventually(landed)
 
 
 async def test_500_turns_from_10_concurrent_clients(stack: Stack) -> None:
