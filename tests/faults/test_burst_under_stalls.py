@@ -73,6 +73,8 @@ async def _burst(managers: list[SessionManager], pg_worker: PgWorker, seed: int)
     expected = sorted((s.seq, s.turn_id) for s in stored)
 
     history = await managers[0].history(session_id)
+    if [(t.seq, t.turn_id) for t in history] != expected and os.environ.get("BURST_DIAG"):
+        await _diagnose(managers[0], pg_worker, session_id, expected)
     assert [(t.seq, t.turn_id) for t in history] == expected
 
     async def flushed() -> None:
@@ -81,6 +83,27 @@ async def _burst(managers: list[SessionManager], pg_worker: PgWorker, seed: int)
 
     await assert_eventually(flushed, timeout=20)
     return session_id
+
+
+async def _diagnose(
+    manager: SessionManager, pg_worker: PgWorker, session_id: str, expected: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    out = Path(os.environ["BURST_DIAG"]) / session_id
+    out.mkdir(parents=True, exist_ok=True)
+    handle = manager.client.get_workflow_handle(session_id)
+    hist = await handle.fetch_history()
+    (out / "history.json").write_text(hist.to_json())
+    rows = await read_transcript(pg_worker.store, session_id)
+    (out / "rows.json").write_text(json.dumps([(t.seq, t.turn_id) for t in rows]))
+    (out / "expected.json").write_text(json.dumps(expected))
+    snap = await manager.history(session_id)
+    (out / "history-read.json").write_text(json.dumps([(t.seq, t.turn_id) for t in snap]))
+    log = pg_worker.worker.log_dir / f"worker-{pg_worker.worker.starts}.log"
+    (out / "worker.log").write_bytes(log.read_bytes())
+    print("DIAG", out)
 
 
 async def test_bursts_on_a_starved_worker_store_each_turn_once(

@@ -1040,6 +1040,40 @@ async def test_a_late_write_of_an_older_workflow_task_is_refused(store: SessionS
     assert await fenced(store, 1, header("s2", turn_count=1), turns("b", range(1)))
 
 
+async def test_two_runs_of_one_workflow_task_are_ordered_by_their_tiebreak(
+    store: SessionStore,
+) -> None:
+    """A worker ran one workflow task twice (the server gave up on the first run; both write
+    with the task's start time, fence 100) and the two numbered its turns differently: x0 at
+    seq 0 in the first, y0 in the second, which the session acknowledged. The first run's
+    write landing after the second's must not put x0 back (CI, session 23: a burst's stored
+    history held a turn twice and lost another). Each attempt's start orders them
+    (``PersistBatch.fence_tiebreak``); a retry of the same batch starts later and is accepted."""
+
+    async def write(tiebreak: int | None, turn_id: str) -> bool:
+        turn = SessionTurn(turn_id=turn_id, role="user", content=turn_id, seq=0)
+        batch = PersistBatch(
+            state=header("s1", turn_count=1), turns=[turn], fence=100, fence_tiebreak=tiebreak
+        )
+        return await store.persist(batch) is not False
+
+    assert await write(2_000, "y0")  # the second run's write lands first
+    assert not await write(1_000, "x0")  # the first run's, late: refused
+    assert ids(await store.get_own_turns("s1", 0, 0, 10)) == ["y0"]
+    assert await write(3_000, "y0")  # a retry of the second run's write: accepted
+    assert not await write(None, "x0")  # a write of an earlier version, same fence: refused
+    assert ids(await store.get_own_turns("s1", 0, 0, 10)) == ["y0"]
+    # A later workflow task wins whatever its tiebreak.
+    later = SessionTurn(turn_id="z1", role="user", content="z1", seq=1)
+    assert (
+        await store.persist(
+            PersistBatch(state=header("s1", turn_count=2), turns=[later], fence=101)
+        )
+        is not False
+    )
+    assert ids(await store.get_own_turns("s1", 0, 0, 10)) == ["y0", "z1"]
+
+
 async def test_a_late_write_cannot_move_the_header_back_over_a_head_move(
     store: SessionStore,
 ) -> None:

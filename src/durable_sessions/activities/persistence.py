@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -112,7 +113,10 @@ class PersistenceActivities:
 
     @activity.defn(name="persist_batch")
     async def persist_batch(self, batch: PersistBatch) -> None:
-        """Upsert a flush: header, new turns, checkpoints, in one transaction."""
+        """Upsert a flush: header, new turns, checkpoints, in one transaction. Fenced writes
+        are tie-broken by when this attempt started (``PersistBatch.fence_tiebreak``)."""
+        if batch.fence is not None:
+            batch = batch.model_copy(update={"fence_tiebreak": time.time_ns() // 1000})
         with metrics.stopwatch() as sw:
             written = await classify_failures(lambda: self.store.persist(batch))
         if written is False:

@@ -225,6 +225,7 @@ class EncryptedStore:
                 for c in batch.checkpoints
             ],
             fence=batch.fence,
+            fence_tiebreak=batch.fence_tiebreak,
         )
         return await self.inner.persist(sealed) is not False
 

@@ -91,6 +91,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, PG_SUMMARIES_MIGRATION),  # compaction summaries (stores/_summaries.py)
     # The fence of the session's writes (SessionStore.persist): 0 until a fenced write.
     (3, "ALTER TABLE {s}.sessions ADD COLUMN fence bigint NOT NULL DEFAULT 0"),
+    # What orders two writes of one fence (PersistBatch.fence_tiebreak): 0 until one.
+    (4, "ALTER TABLE {s}.sessions ADD COLUMN fence_tb bigint NOT NULL DEFAULT 0"),
 ]
 
 LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]

@@ -43,16 +43,21 @@ class WriteStatements:
 
     @classmethod
     def of(cls, s: str) -> WriteStatements:
-        def fenced_upsert(fence: str, where: str = "") -> str:
+        def fenced_upsert(fence: str, tiebreak: str, where: str = "") -> str:
             """The header upsert of a fenced write: it writes nothing, and returns no row,
-            when the session holds a higher fence."""
+            when the session holds a higher fence, or the same fence with a higher
+            tiebreak (``PersistBatch.fence_tiebreak``)."""
+            tb = f"coalesce({tiebreak}::bigint, 0)"
             return (
-                f"INSERT INTO {s}.sessions ({SESSION_COLS}, fence) SELECT"
+                f"INSERT INTO {s}.sessions ({SESSION_COLS}, fence, fence_tb) SELECT"
                 " $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                f" coalesce({fence}::bigint, 0){where}"
+                f" coalesce({fence}::bigint, 0), {tb}{where}"
                 f" ON CONFLICT (session_id) DO UPDATE SET {update_all(SESSION_COLS, 'session_id')},"
-                f" fence = coalesce({fence}::bigint, sessions.fence)"
-                f" WHERE {fence}::bigint IS NULL OR sessions.fence <= {fence}::bigint"
+                f" fence = coalesce({fence}::bigint, sessions.fence),"
+                f" fence_tb = CASE WHEN {fence}::bigint IS NULL THEN sessions.fence_tb"
+                f" ELSE {tb} END"
+                f" WHERE {fence}::bigint IS NULL"
+                f" OR (sessions.fence, sessions.fence_tb) <= ({fence}::bigint, {tb})"
                 " RETURNING sid"
             )
 
@@ -83,7 +88,7 @@ class WriteStatements:
             # ``turn_count``. The statement answers whether the fence admitted the write and
             # how many strays it dropped (the insert runs to completion all the same).
             upsert_session_and_turns=(
-                f"WITH h AS ({fenced_upsert('$26')}),"
+                f"WITH h AS ({fenced_upsert('$26', '$27')}),"
                 f" d AS (DELETE FROM {s}.turns USING h WHERE turns.sid = h.sid"
                 " AND turns.generation = $10 AND turns.seq >= $9"
                 " AND turns.turn_id = ANY($18::text[]) RETURNING 1),"
@@ -113,7 +118,7 @@ class WriteStatements:
                 f" stray AS (SELECT 1 FROM {s}.turns t JOIN s0 ON t.sid = s0.sid"
                 " WHERE t.generation = $10 AND t.seq >= $9 AND t.turn_id = ANY($18::text[])"
                 " LIMIT 1),"
-                f" h AS ({fenced_upsert('$36', ' WHERE NOT EXISTS (SELECT 1 FROM stray)')}),"
+                f" h AS ({fenced_upsert('$36', '$37', ' WHERE NOT EXISTS (SELECT 1 FROM stray)')}),"
                 f" i AS ({insert_turns}),"
                 f" x AS (DELETE FROM {s}.checkpoints USING h WHERE $36::bigint IS NOT NULL"
                 f" AND {past_the_head('$1', '$10', '$9', '$26')}),"
@@ -136,8 +141,9 @@ class WriteStatements:
             # with no header yet has none), the record, and with a prior head the strays of
             # timed-out workflow tasks' flushes (see SessionStore.add_generation).
             add_generation=(
-                f"WITH f AS (UPDATE {s}.sessions SET fence = $6::bigint"
-                " WHERE session_id = $1 AND fence <= $6::bigint RETURNING 1),"
+                f"WITH f AS (UPDATE {s}.sessions SET fence = $6::bigint, fence_tb = 0"
+                " WHERE session_id = $1 AND fence < $6::bigint OR session_id = $1"
+                " AND fence = $6::bigint AND fence_tb = 0 RETURNING 1),"
                 " ok AS (SELECT 1 WHERE $6::bigint IS NULL OR EXISTS (SELECT 1 FROM f)"
                 f" OR NOT EXISTS (SELECT 1 FROM {s}.sessions WHERE session_id = $1)),"
                 f" g AS (INSERT INTO {s}.generations"

@@ -86,6 +86,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (2, SQLITE_SUMMARIES_MIGRATION),  # compaction summaries (stores/_summaries.py)
     # The fence of the session's writes (SessionStore.persist): 0 until a fenced write.
     (3, ["ALTER TABLE sessions ADD COLUMN fence INTEGER NOT NULL DEFAULT 0"]),
+    # What orders two writes of one fence (PersistBatch.fence_tiebreak): 0 until one.
+    (4, ["ALTER TABLE sessions ADD COLUMN fence_tb INTEGER NOT NULL DEFAULT 0"]),
 ]
 
 LATEST_SCHEMA_VERSION: int = MIGRATIONS[-1][0]

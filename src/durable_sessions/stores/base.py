@@ -69,6 +69,14 @@ class PersistBatch(BaseModel):
     fence: int | None = None
     """When the workflow task that wrote this batch started (``workflow.now()``, microseconds
     since the epoch). None from workflows of earlier versions and from direct store use."""
+    fence_tiebreak: int | None = None
+    """Orders writes of the same ``fence`` (None reads as 0): the persist activity sets it to
+    its worker's clock (microseconds since the epoch) as it starts. A worker can run one workflow
+    task twice (a first run the server then gave up on, and a second), and the two may number
+    a task's turns differently; both write with the task's start time as their fence. Without
+    this, a slow write of the first run that lands after the second's would be accepted, and
+    its turns would stay at seqs the session gave to other turns. A retry of the same batch
+    starts later, so it is accepted."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,8 @@ class SessionStore(Protocol):
         """Upsert header, turns ``(session_id, generation, seq)`` and checkpoints, atomically.
 
         Fenced: the store keeps the highest ``fence`` it accepted for the session, and refuses a
-        batch whose ``fence`` is lower, writing nothing of it. Returns False when it refused.
+        batch whose ``fence`` is lower, writing nothing of it; between equal fences, the higher
+        ``fence_tiebreak`` (None reads as 0) wins the same way. Returns False when it refused.
 
         Only a write that began in a workflow task older than one that already wrote can be
         refused. The workflow writes one batch at a time and waits for each, so such a write

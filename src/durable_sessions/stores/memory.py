@@ -30,7 +30,7 @@ class InMemorySessionStore:
         self._generations: dict[tuple[str, int], tuple[int, int]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
         self._summaries: dict[tuple[str, int], dict[tuple[int, int], Summary]] = {}
-        self._fences: dict[str, int] = {}
+        self._fences: dict[str, tuple[int, int]] = {}
 
     async def setup(self) -> None:
         return None
@@ -38,21 +38,22 @@ class InMemorySessionStore:
     async def close(self) -> None:
         return None
 
-    def _admit(self, session_id: str, fence: int | None) -> bool:
-        """Whether a write fenced at ``fence`` may go ahead (``SessionStore.persist``); if so,
-        it becomes the session's fence."""
+    def _admit(self, session_id: str, fence: int | None, tiebreak: int | None = None) -> bool:
+        """Whether a write fenced at ``fence`` (ties broken by ``tiebreak``) may go ahead
+        (``SessionStore.persist``); if so, it becomes the session's fence."""
         if fence is None:
             return True
-        if fence < self._fences.get(session_id, fence):
+        mine = (fence, tiebreak or 0)
+        if mine < self._fences.get(session_id, mine):
             return False
-        self._fences[session_id] = fence
+        self._fences[session_id] = mine
         return True
 
     async def persist(self, batch: PersistBatch) -> bool:
         state = batch.state
         if any(turn.seq is None for turn in batch.turns):  # all or nothing, like a transaction
             raise ValueError("turn.seq must be set before it is persisted")
-        if not self._admit(state.session_id, batch.fence):
+        if not self._admit(state.session_id, batch.fence, batch.fence_tiebreak):
             return False
         log = self._turns.setdefault((state.session_id, state.generation), {})
         ids = {turn.turn_id for turn in batch.turns}

@@ -188,6 +188,7 @@ class PostgresSessionStore(PgPoolOwner):
             *(turn_columns or [[]] * TURN_ARRAYS),
             *(checkpoint_columns or [[]] * CHECKPOINT_ARRAYS),
             batch.fence,
+            batch.fence_tiebreak,
         )
         if not first["blocked"]:
             return bool(first["admitted"])
@@ -195,7 +196,11 @@ class PostgresSessionStore(PgPoolOwner):
         # batch, the strays' removal and the checkpoints that leaves broken, in one transaction.
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                self._sql.upsert_session_and_turns, *header, *turn_columns, batch.fence
+                self._sql.upsert_session_and_turns,
+                *header,
+                *turn_columns,
+                batch.fence,
+                batch.fence_tiebreak,
             )
             if not row["admitted"]:
                 return False

@@ -172,10 +172,10 @@ class SQLiteSessionStore(SQLiteThread):
 
         def write(conn: sqlite3.Connection) -> bool:
             with _write(conn):
-                if not _admit(conn, state.session_id, batch.fence):
+                if not _admit(conn, state.session_id, batch.fence, batch.fence_tiebreak):
                     return False
                 conn.execute(_UPSERT_SESSION, session_row)  # first: it assigns the sid
-                _set_fence(conn, state.session_id, batch.fence)
+                _set_fence(conn, state.session_id, batch.fence, batch.fence_tiebreak)
                 strays = 0
                 if turn_rows:
                     sid = conn.execute(
@@ -412,18 +412,26 @@ class SQLiteSessionStore(SQLiteThread):
         return stats_from(rows[0])
 
 
-def _admit(conn: sqlite3.Connection, session_id: str, fence: int | None) -> bool:
-    """Whether a write fenced at ``fence`` may go ahead (``SessionStore.persist``). Called
-    inside the write's transaction, which holds SQLite's one write lock."""
+def _admit(
+    conn: sqlite3.Connection, session_id: str, fence: int | None, tiebreak: int | None = None
+) -> bool:
+    """Whether a write fenced at ``fence`` (ties broken by ``tiebreak``) may go ahead
+    (``SessionStore.persist``). Called inside the write's transaction, which holds SQLite's
+    one write lock."""
     if fence is None:
         return True
-    row = conn.execute("SELECT fence FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
-    return row is None or int(row[0]) <= fence
+    row = conn.execute(
+        "SELECT fence, fence_tb FROM sessions WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    return row is None or (int(row[0]), int(row[1])) <= (fence, tiebreak or 0)
 
 
-def _set_fence(conn: sqlite3.Connection, session_id: str, fence: int | None) -> None:
+def _set_fence(
+    conn: sqlite3.Connection, session_id: str, fence: int | None, tiebreak: int | None = None
+) -> None:
     if fence is not None:
         conn.execute(
-            "UPDATE sessions SET fence = ?2 WHERE session_id = ?1 AND fence < ?2",
-            (session_id, fence),
+            "UPDATE sessions SET fence = ?2, fence_tb = ?3 WHERE session_id = ?1"
+            " AND (fence < ?2 OR fence = ?2 AND fence_tb < ?3)",
+            (session_id, fence, tiebreak or 0),
         )
