@@ -3,8 +3,10 @@ for 2.1-2.8 s again and again, past the 2 s workflow task timeout, while 100 ``a
 calls from four clients (more than the server's 10 updates in flight) arrive.
 
 A frozen worker wakes up to finish tasks the server has already given up on ("Task not found
-when completing"): their local-activity flushes may have written turns at the seqs that task
-gave them, and the retried task may give those seqs to other turns. Every call must still be
+when completing"; a burst alone brings such tasks too, as the server aborts updates): their
+local-activity flushes may have written turns at the seqs that task gave them, and the
+retried task may give those seqs to other turns (a run of the same task too, fenced alike:
+``PersistBatch.fence_tiebreak``). Every call must still be
 acknowledged once, and the store must hold exactly the acknowledged turns at their seqs (no
 turn twice, none missing): the write fences and the stray cleanup at work under overload. The
 test checks that workflow tasks did time out, so it cannot pass without exercising them.
