@@ -143,10 +143,11 @@ async def translate(
             raise _busy(session_id, RUN_ENDING) from None
         if exc.status == RPCStatusCode.NOT_FOUND:
             # Also "update was aborted by closing workflow": the update reached the run's last
-            # workflow task and was not applied. The server answers every resend of its update
-            # id so while that run is the session's latest, so the latest run decides: running
-            # (the run continued as new) reads as the run ending, and the call is retried;
-            # closed reads as closed (``missing``), never as busy until the caller gives up.
+            # workflow task and was not applied. The server gives every resend of its update id
+            # the same answer for as long as that run is the session's latest, so the latest
+            # run decides (``missing``): running (it continued as new) reads as the run ending,
+            # and the call is retried; closed reads as closed, not as busy until the caller
+            # gives up.
             raise await missing(exc.message) from None
         if exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in message:
             # The server dropped the update before an outcome (e.g. its workflow task was

@@ -6,18 +6,20 @@ A frozen worker wakes up to finish tasks the server has already given up on ("Ta
 when completing"; a burst alone brings such tasks too, as the server aborts updates): their
 local-activity flushes may have written turns at the seqs that task gave them, and the
 retried task may give those seqs to other turns (a run of the same task too, fenced alike:
-``PersistBatch.fence_tiebreak``). Every call must still be
-acknowledged once, and the store must hold exactly the acknowledged turns at their seqs (no
-turn twice, none missing): the write fences and the stray cleanup at work under overload. The
-test checks that workflow tasks did time out, so it cannot pass without exercising them.
+``PersistBatch.fence_tiebreak``). Every call must still be acknowledged once, and the store
+must hold exactly the acknowledged turns at their seqs (no turn twice, none missing): the write
+fences and the stray cleanup at work under overload. The test checks that workflow tasks did
+time out, so it cannot pass without exercising them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
+from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -74,10 +76,10 @@ async def _burst(managers: list[SessionManager], pg_worker: PgWorker, seed: int)
     assert sorted(s.seq for s in stored if s.seq is not None) == list(range(CALLS))
     expected = sorted((s.seq, s.turn_id) for s in stored)
 
-    history = await managers[0].history(session_id)
-    if [(t.seq, t.turn_id) for t in history] != expected and os.environ.get("BURST_DIAG"):
-        await _diagnose(managers[0], pg_worker, session_id, expected)
-    assert [(t.seq, t.turn_id) for t in history] == expected
+    history = [(t.seq, t.turn_id) for t in await managers[0].history(session_id)]
+    if history != expected and os.environ.get("BURST_DIAG"):
+        await _diagnose(managers[0], pg_worker, session_id, expected, history)
+    assert history == expected
 
     async def flushed() -> None:
         rows = await read_transcript(pg_worker.store, session_id)
@@ -88,11 +90,14 @@ async def _burst(managers: list[SessionManager], pg_worker: PgWorker, seed: int)
 
 
 async def _diagnose(
-    manager: SessionManager, pg_worker: PgWorker, session_id: str, expected: object
+    manager: SessionManager,
+    pg_worker: PgWorker,
+    session_id: str,
+    expected: object,
+    history: object,
 ) -> None:
-    import json
-    from pathlib import Path
-
+    """Keep what explains a failed burst under ``$BURST_DIAG/<session id>``: the run's
+    history, the stored rows, what ``history`` read and what was acknowledged, the worker log."""
     out = Path(os.environ["BURST_DIAG"]) / session_id
     out.mkdir(parents=True, exist_ok=True)
     handle = manager.client.get_workflow_handle(session_id)
@@ -101,8 +106,7 @@ async def _diagnose(
     rows = await read_transcript(pg_worker.store, session_id)
     (out / "rows.json").write_text(json.dumps([(t.seq, t.turn_id) for t in rows]))
     (out / "expected.json").write_text(json.dumps(expected))
-    snap = await manager.history(session_id)
-    (out / "history-read.json").write_text(json.dumps([(t.seq, t.turn_id) for t in snap]))
+    (out / "history-read.json").write_text(json.dumps(history))
     log = pg_worker.worker.log_dir / f"worker-{pg_worker.worker.starts}.log"
     (out / "worker.log").write_bytes(log.read_bytes())
     print("DIAG", out)

@@ -142,8 +142,7 @@ class WriteStatements:
             # timed-out workflow tasks' flushes (see SessionStore.add_generation).
             add_generation=(
                 f"WITH f AS (UPDATE {s}.sessions SET fence = $6::bigint, fence_tb = 0"
-                " WHERE session_id = $1 AND fence < $6::bigint OR session_id = $1"
-                " AND fence = $6::bigint AND fence_tb = 0 RETURNING 1),"
+                " WHERE session_id = $1 AND (fence, fence_tb) <= ($6::bigint, 0) RETURNING 1),"
                 " ok AS (SELECT 1 WHERE $6::bigint IS NULL OR EXISTS (SELECT 1 FROM f)"
                 f" OR NOT EXISTS (SELECT 1 FROM {s}.sessions WHERE session_id = $1)),"
                 f" g AS (INSERT INTO {s}.generations"

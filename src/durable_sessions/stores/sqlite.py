@@ -431,7 +431,7 @@ def _set_fence(
 ) -> None:
     if fence is not None:
         conn.execute(
-            "UPDATE sessions SET fence = ?2, fence_tb = ?3 WHERE session_id = ?1"
-            " AND (fence < ?2 OR fence = ?2 AND fence_tb < ?3)",
+            "UPDATE sessions SET fence = ?2, fence_tb = ?3"
+            " WHERE session_id = ?1 AND (fence, fence_tb) < (?2, ?3)",
             (session_id, fence, tiebreak or 0),
         )
