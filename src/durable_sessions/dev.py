@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from durable_sessions.config import Settings
+from durable_sessions.errors import TemporalUnavailableError
 from durable_sessions.runtime import client_from_settings, data_dir, default_database_url
 
 __all__ = [
@@ -83,15 +85,97 @@ def _stop_with_parent() -> None:
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
+DIR_WAIT = 30.0
+"""Seconds ``dev`` waits for its data directory while an earlier ``dev``'s server stops."""
+
+
+def _lock_data_dir(folder: Path) -> int | None:
+    """Hold ``folder/dev.lock`` (an exclusive ``flock``) and return its descriptor.
+
+    The Temporal server is given the descriptor too, so the lock is free only when the ``dev``
+    that took it *and* its server are gone. A server outlives a killed ``dev`` by a second or
+    more: it closes its port at once on SIGTERM, then shuts down with its SQLite database
+    still open; a new server on that database meanwhile could fail to start. So the next
+    ``dev`` waits here, and after ``DIR_WAIT`` kills a server whose ``dev`` is gone and that
+    still holds the lock (the pids are in the file). None where ``flock`` does not exist.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the port wait is all there is.
+        return None
+    fd = os.open(folder / "dev.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + DIR_WAIT
+    killed = False
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if not waiting:
+            waiting = True
+            print(
+                f"  {folder} is in use by another `dev` (or by the Temporal server of one that "
+                f"was stopped or killed): waiting up to {DIR_WAIT:.0f} s ...",
+                flush=True,
+            )
+        if time.monotonic() > deadline:
+            holder = _lock_holder(fd)
+            if holder is None or killed:
+                os.close(fd)
+                raise SystemExit(
+                    f"error: {folder} is in use by a running `durable-sessions dev`; stop it, or "
+                    "give this one its own DURABLE_SESSIONS_HOME"
+                )
+            print(f"  stopping the orphaned Temporal server (pid {holder}) ...", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGKILL)
+            killed = True
+            deadline = time.monotonic() + 5.0
+        time.sleep(0.1)
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid of the Temporal server holding the lock when its ``dev`` is gone, else None."""
+    try:
+        dev_pid, server_pid = (int(word) for word in os.pread(fd, 64, 0).split())
+    except ValueError:
+        return None
+    if _alive(dev_pid):
+        return None  # a live ``dev``: not ours to stop
+    try:
+        command = Path(f"/proc/{server_pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return server_pid if b"start-dev" in command else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_dev_server(
-    db_file: Path, port: int, ui_port: int, *, headless: bool = False
+    db_file: Path,
+    port: int,
+    ui_port: int,
+    *,
+    headless: bool = False,
+    lock_fd: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``temporal server start-dev`` and wait until its frontend port answers.
 
     The server is its own process group (Ctrl-C reaches ``dev``, which stops it in order), and
     on Linux it is also told to stop when ``dev`` dies without stopping it (kill -9, a crash):
     a server left behind would hold the port, and the next ``dev`` could not start. A port
-    still held by such a server while it stops is waited for.
+    still held by such a server while it stops is waited for. ``lock_fd`` (the data directory's
+    lock, see ``_lock_data_dir``) is inherited by the server and its pid written into it.
     """
     deadline = time.monotonic() + PORT_WAIT
     if _port_open("127.0.0.1", port):
@@ -127,7 +211,11 @@ def start_dev_server(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
+        pass_fds=() if lock_fd is None else (lock_fd,),
     )
+    if lock_fd is not None:
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"{os.getpid()} {proc.pid}\n".encode(), 0)
     deadline = time.monotonic() + 30
     while not _port_open("127.0.0.1", port):
         if proc.poll() is not None:
@@ -139,6 +227,23 @@ def start_dev_server(
             raise SystemExit(f"error: the Temporal dev server did not start; see {log_path}")
         time.sleep(0.1)
     return proc
+
+
+async def _connect_dev(settings: Settings, server: subprocess.Popen[bytes], log_path: Path) -> Any:
+    """A client of the server ``dev`` just started: an open port is not yet a server that
+    answers, so connection failures are retried while that server lives (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return await client_from_settings(settings)
+        except TemporalUnavailableError:
+            if server.poll() is not None:
+                raise SystemExit(
+                    f"error: the Temporal dev server exited ({server.returncode}); see {log_path}"
+                ) from None
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 async def _start_http(
@@ -205,12 +310,15 @@ async def run_dev(
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
     print(f"durable-sessions dev: data in {folder}", flush=True)
-    server = start_dev_server(folder / "temporal.db", port, ui_port, headless=headless)
+    lock_fd = _lock_data_dir(folder)
+    server = start_dev_server(
+        folder / "temporal.db", port, ui_port, headless=headless, lock_fd=lock_fd
+    )
     store = SQLiteSessionStore(folder / "sessions.db")
     try:
         await store.setup()
         settings = Settings(temporal_address=f"localhost:{port}")
-        client = await client_from_settings(settings)
+        client = await _connect_dev(settings, server, folder / "temporal.log")
         worker = create_worker(client, store, task_queue=settings.task_queue)
         settle_heap()
         stop = asyncio.Event()
@@ -251,4 +359,6 @@ async def run_dev(
     finally:
         await store.close()
         stop_process(server)
+        if lock_fd is not None:
+            os.close(lock_fd)
         print("stopped", flush=True)

@@ -62,7 +62,11 @@ class DevStack:
                 return
             if not line and self.proc.poll() is not None:
                 break
-        raise AssertionError("dev did not become ready:\n" + "".join(seen))
+        log = self.home / "temporal.log"
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+        raise AssertionError(
+            "dev did not become ready:\n" + "".join(seen) + "\ntemporal.log ends:\n" + tail
+        )
 
     def stop(self) -> None:
         assert self.proc is not None
