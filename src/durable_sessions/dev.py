@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from durable_sessions._sticky import _pid_runs
 from durable_sessions.config import Settings
 from durable_sessions.errors import TemporalUnavailableError
 from durable_sessions.runtime import client_from_settings, data_dir, default_database_url
@@ -142,23 +143,13 @@ def _lock_holder(fd: int) -> int | None:
         dev_pid, server_pid = (int(word) for word in os.pread(fd, 64, 0).split())
     except ValueError:
         return None
-    if _alive(dev_pid):
+    if _pid_runs(dev_pid):
         return None  # a live ``dev``: not ours to stop
     try:
         command = Path(f"/proc/{server_pid}/cmdline").read_bytes()
     except OSError:
         return None
     return server_pid if b"start-dev" in command else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def start_dev_server(
