@@ -98,7 +98,8 @@ def _lock_data_dir(folder: Path) -> int | None:
     more: it closes its port at once on SIGTERM, then shuts down with its SQLite database
     still open; a new server on that database meanwhile could fail to start. So the next
     ``dev`` waits here, and after ``DIR_WAIT`` kills a server whose ``dev`` is gone and that
-    still holds the lock (the pids are in the file). None where ``flock`` does not exist.
+    still holds the lock (the pids are in the file). A ``dev`` that still runs is an error at
+    once: it is not going away. None where ``flock`` does not exist.
     """
     try:
         import fcntl
@@ -114,42 +115,59 @@ def _lock_data_dir(folder: Path) -> int | None:
             return fd
         except BlockingIOError:
             pass
+        dev_pid, server_pid = _lock_pids(fd)
+        if _dev_runs(dev_pid) or (killed and time.monotonic() > deadline):
+            os.close(fd)
+            raise SystemExit(
+                f"error: {folder} is in use by a running `durable-sessions dev`"
+                + (f" (pid {dev_pid})" if _dev_runs(dev_pid) else "")
+                + "; stop it, or give this one its own DURABLE_SESSIONS_HOME"
+            )
         if not waiting:
             waiting = True
             print(
-                f"  {folder} is in use by another `dev` (or by the Temporal server of one that "
-                f"was stopped or killed): waiting up to {DIR_WAIT:.0f} s ...",
+                f"  {folder} is still in use by the Temporal server of a `dev` that was "
+                f"stopped or killed: waiting up to {DIR_WAIT:.0f} s for it to exit ...",
                 flush=True,
             )
-        if time.monotonic() > deadline:
-            holder = _lock_holder(fd)
-            if holder is None or killed:
-                os.close(fd)
-                raise SystemExit(
-                    f"error: {folder} is in use by a running `durable-sessions dev`; stop it, or "
-                    "give this one its own DURABLE_SESSIONS_HOME"
-                )
-            print(f"  stopping the orphaned Temporal server (pid {holder}) ...", flush=True)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(holder, signal.SIGKILL)
+        if not killed and time.monotonic() > deadline:
+            if _is_dev_server(server_pid):
+                print(f"  stopping that Temporal server (pid {server_pid}) ...", flush=True)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(server_pid, signal.SIGKILL)
             killed = True
             deadline = time.monotonic() + 5.0
         time.sleep(0.1)
 
 
-def _lock_holder(fd: int) -> int | None:
-    """The pid of the Temporal server holding the lock when its ``dev`` is gone, else None."""
+def _lock_pids(fd: int) -> tuple[int, int]:
+    """The ``dev`` and server pids the lock's holder wrote (0, 0 when none are written yet)."""
     try:
         dev_pid, server_pid = (int(word) for word in os.pread(fd, 64, 0).split())
     except ValueError:
-        return None
-    if _pid_runs(dev_pid):
-        return None  # a live ``dev``: not ours to stop
+        return 0, 0
+    return dev_pid, server_pid
+
+
+def _command_line(pid: int) -> bytes | None:
+    """A process's command line (Linux), or None where it cannot be read."""
     try:
-        command = Path(f"/proc/{server_pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return server_pid if b"start-dev" in command else None
+
+
+def _dev_runs(pid: int) -> bool:
+    """Whether ``pid`` is a running ``dev`` (not a later process given a dead one's pid)."""
+    if pid <= 0 or not _pid_runs(pid):
+        return False
+    command = _command_line(pid)
+    return command is None or b"dev" in command
+
+
+def _is_dev_server(pid: int) -> bool:
+    command = _command_line(pid) if pid > 0 else None
+    return command is not None and b"start-dev" in command
 
 
 def start_dev_server(

@@ -40,7 +40,7 @@ def test_the_lock_is_free_only_when_dev_and_its_server_are_both_gone(
     assert second is not None
     assert server.poll() is not None, "the lock was taken while the old server still ran"
     assert waited > 0.5
-    assert "is in use by another `dev`" in capsys.readouterr().out
+    assert "still in use by the Temporal server of a `dev`" in capsys.readouterr().out
     os.close(second)
 
 
@@ -59,26 +59,56 @@ def test_an_orphaned_server_that_does_not_stop_is_killed_after_the_wait(
     second = dev._lock_data_dir(tmp_path)
     assert second is not None
     assert server.wait(5) == -9
-    assert f"stopping the orphaned Temporal server (pid {server.pid})" in capsys.readouterr().out
+    assert f"stopping that Temporal server (pid {server.pid})" in capsys.readouterr().out
     os.close(second)
 
 
-def test_a_running_dev_is_never_killed_the_second_dev_stops_with_an_error(
+def test_a_running_dev_is_never_killed_the_second_dev_stops_at_once_with_an_error(
+    tmp_path: Path,
+) -> None:
+    first = dev._lock_data_dir(tmp_path)
+    assert first is not None
+    running_dev = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "durable-sessions", "dev"]
+    )
+    server = _holder(first, 60)
+    os.pwrite(first, f"{running_dev.pid} {server.pid}\n".encode(), 0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(
+            SystemExit, match=rf"running `durable-sessions dev` \(pid {running_dev.pid}\)"
+        ):
+            dev._lock_data_dir(tmp_path)
+        assert time.monotonic() - started < dev.DIR_WAIT / 2  # no wait for a dev that stays
+        assert server.poll() is None and running_dev.poll() is None
+    finally:
+        for proc in (server, running_dev):
+            proc.kill()
+            proc.wait()
+        os.close(first)
+
+
+def test_a_dead_devs_pid_given_to_another_process_is_not_read_as_a_running_dev(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The pid in the file may belong to a later, unrelated process: the wait goes on."""
     monkeypatch.setattr(dev, "DIR_WAIT", 0.3)
     first = dev._lock_data_dir(tmp_path)
     assert first is not None
+    unrelated = subprocess.Popen(["sleep", "60"])
     server = _holder(first, 60)
-    os.pwrite(first, f"{os.getpid()} {server.pid}\n".encode(), 0)  # its ``dev`` lives
+    os.pwrite(first, f"{unrelated.pid} {server.pid}\n".encode(), 0)
+    os.close(first)
     try:
-        with pytest.raises(SystemExit, match="in use by a running `durable-sessions dev`"):
-            dev._lock_data_dir(tmp_path)
-        assert server.poll() is None
+        second = dev._lock_data_dir(tmp_path)
+        assert second is not None
+        assert server.wait(5) == -9
+        assert unrelated.poll() is None
+        os.close(second)
     finally:
-        server.kill()
-        server.wait()
-        os.close(first)
+        for proc in (server, unrelated):
+            proc.kill()
+            proc.wait()
 
 
 def test_the_lock_is_released_when_its_holder_exits_while_another_waits(tmp_path: Path) -> None:
