@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from durable_sessions._cli_recall import add_recall_parser, run_recall
+from durable_sessions._process import run_as_process
 from durable_sessions.config import Settings
 from durable_sessions.errors import SessionError, TemporalUnavailableError
 from durable_sessions.models import SessionState, SessionStatus, SessionTurn
@@ -279,6 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The ``durable-sessions`` command. Without ``argv`` (the console script, ``python -m``)
+    it is the whole process and ends it without interpreter finalization
+    (``_process.run_as_process``); with ``argv`` it returns or raises ``SystemExit`` as usual."""
+    if argv is None:
+        run_as_process(lambda: _main(None))
+    _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     try:

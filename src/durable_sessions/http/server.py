@@ -79,4 +79,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from durable_sessions._process import run_as_process
+
+    run_as_process(main)
