@@ -6,7 +6,8 @@ keeps threads that may still take the GIL as it is torn down, and CPython then s
 SIGABRT (temporalio/sdk-python#300; seen once in our CI, a `durable-sessions session` command
 that had printed its answer and then died with it). A short-lived CLI command hits it most. So
 the commands run their ``atexit`` handlers (OpenTelemetry's span flush among them), flush their
-streams and leave with ``os._exit``: the same exit status, no finalization.
+streams and leave with ``os._exit``: the same exit status, no finalization. (The test suite
+leaves the same way for the same reason: ``pytest_unconfigure`` in tests/conftest.py.)
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["exit_status", "run_as_process"]
+__all__ = ["run_as_process"]
 
 
-def exit_status(exc: SystemExit) -> int:
+def _exit_status(exc: SystemExit) -> int:
     """The status Python would exit with for ``exc`` (printing its message, as Python does)."""
     code = exc.code
     if code is None:
@@ -40,7 +41,7 @@ def run_as_process(main: Callable[[], object]) -> NoReturn:
         main()
         status = 0
     except SystemExit as exc:
-        status = exit_status(exc)
+        status = _exit_status(exc)
     except KeyboardInterrupt:
         status = 130
     except BaseException:

@@ -116,11 +116,12 @@ def _lock_data_dir(folder: Path) -> int | None:
         except BlockingIOError:
             pass
         dev_pid, server_pid = _lock_pids(fd)
-        if _dev_runs(dev_pid) or (killed and time.monotonic() > deadline):
+        dev_runs = _dev_runs(dev_pid)
+        if dev_runs or (killed and time.monotonic() > deadline):
             os.close(fd)
             raise SystemExit(
                 f"error: {folder} is in use by a running `durable-sessions dev`"
-                + (f" (pid {dev_pid})" if _dev_runs(dev_pid) else "")
+                + (f" (pid {dev_pid})" if dev_runs else "")
                 + "; stop it, or give this one its own DURABLE_SESSIONS_HOME"
             )
         if not waiting:
